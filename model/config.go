@@ -1,0 +1,199 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+)
+
+// Config is a BERT configuration as HF transformers writes it in config.json.
+// Field names follow BertConfig so a checkpoint folder round-trips unchanged.
+type Config struct {
+	ModelType                 string  `json:"model_type"`
+	Architectures             []string `json:"architectures,omitempty"`
+	VocabSize                 int     `json:"vocab_size"`
+	HiddenSize                int     `json:"hidden_size"`
+	NumHiddenLayers           int     `json:"num_hidden_layers"`
+	NumAttentionHeads         int     `json:"num_attention_heads"`
+	IntermediateSize          int     `json:"intermediate_size"`
+	HiddenAct                 string  `json:"hidden_act"`
+	HiddenDropoutProb         float64 `json:"hidden_dropout_prob"`
+	AttentionProbsDropoutProb float64 `json:"attention_probs_dropout_prob"`
+	MaxPositionEmbeddings     int     `json:"max_position_embeddings"`
+	TypeVocabSize             int     `json:"type_vocab_size"`
+	InitializerRange          float64 `json:"initializer_range"`
+	LayerNormEps              float64 `json:"layer_norm_eps"`
+	PadTokenID                int     `json:"pad_token_id"`
+	PositionEmbeddingType     string  `json:"position_embedding_type,omitempty"`
+	ClassifierDropout         *float64 `json:"classifier_dropout"`
+	// ID2Label maps class index to name. NumLabels is derived from it; HF writes
+	// both id2label and label2id and ignores num_labels when id2label is present.
+	ID2Label map[int]string `json:"-"`
+	// ProblemType is HF's problem_type; beamtune trains single_label_classification.
+	ProblemType string `json:"problem_type,omitempty"`
+}
+
+// NumLabels is the size of the classification head.
+func (c *Config) NumLabels() int { return len(c.ID2Label) }
+
+// Labels returns the label names ordered by class index.
+func (c *Config) Labels() []string {
+	out := make([]string, len(c.ID2Label))
+	for i := range out {
+		out[i] = c.ID2Label[i]
+	}
+	return out
+}
+
+// SetLabels sets the label names of the head, in class-index order.
+func (c *Config) SetLabels(names []string) {
+	c.ID2Label = make(map[int]string, len(names))
+	for i, n := range names {
+		c.ID2Label[i] = n
+	}
+}
+
+// supportedActivations are the hidden_act values the encoder implements.
+var supportedActivations = map[string]bool{"gelu": true, "gelu_new": true, "gelu_pytorch_tanh": true, "relu": true}
+
+// ParseConfig decodes and validates a HF config.json. source names the file in errors.
+func ParseConfig(data []byte, source string) (*Config, error) {
+	// HF defaults (BertConfig.__init__) for keys that older checkpoints omit.
+	c := &Config{
+		ModelType: "bert", VocabSize: 30522, HiddenSize: 768, NumHiddenLayers: 12,
+		NumAttentionHeads: 12, IntermediateSize: 3072, HiddenAct: "gelu",
+		HiddenDropoutProb: 0.1, AttentionProbsDropoutProb: 0.1, MaxPositionEmbeddings: 512,
+		TypeVocabSize: 2, InitializerRange: 0.02, LayerNormEps: 1e-12,
+		PositionEmbeddingType: "absolute",
+	}
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("%s: invalid config.json: %w", source, err)
+	}
+	var extra struct {
+		ID2Label  map[string]string `json:"id2label"`
+		Label2ID  map[string]int    `json:"label2id"`
+		NumLabels *int              `json:"num_labels"`
+	}
+	if err := json.Unmarshal(data, &extra); err != nil {
+		return nil, fmt.Errorf("%s: invalid id2label/label2id: %w", source, err)
+	}
+	switch {
+	case len(extra.ID2Label) > 0:
+		c.ID2Label = make(map[int]string, len(extra.ID2Label))
+		for k, v := range extra.ID2Label {
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(extra.ID2Label) {
+				return nil, fmt.Errorf("%s: id2label key %q is not a class index in [0,%d)", source, k, len(extra.ID2Label))
+			}
+			c.ID2Label[i] = v
+		}
+	case len(extra.Label2ID) > 0:
+		c.ID2Label = make(map[int]string, len(extra.Label2ID))
+		for name, i := range extra.Label2ID {
+			if i < 0 || i >= len(extra.Label2ID) {
+				return nil, fmt.Errorf("%s: label2id[%q] = %d is not in [0,%d)", source, name, i, len(extra.Label2ID))
+			}
+			c.ID2Label[i] = name
+		}
+	default:
+		n := 2 // HF's default num_labels
+		if extra.NumLabels != nil {
+			n = *extra.NumLabels
+		}
+		c.ID2Label = make(map[int]string, n)
+		for i := 0; i < n; i++ {
+			c.ID2Label[i] = fmt.Sprintf("LABEL_%d", i)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return c, nil
+}
+
+// Validate checks that the configuration describes a BERT encoder beamtune can build.
+func (c *Config) Validate() error {
+	if c.ModelType != "bert" {
+		return fmt.Errorf("model_type %q is not supported: beamtune builds BERT encoders only (model_type \"bert\"); RoBERTa, DistilBERT and others differ in embeddings or layer layout", c.ModelType)
+	}
+	if c.PositionEmbeddingType != "" && c.PositionEmbeddingType != "absolute" {
+		return fmt.Errorf("position_embedding_type %q is not supported (only \"absolute\")", c.PositionEmbeddingType)
+	}
+	if !supportedActivations[c.HiddenAct] {
+		return fmt.Errorf("hidden_act %q is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)", c.HiddenAct)
+	}
+	pos := []struct {
+		name string
+		v    int
+	}{{"vocab_size", c.VocabSize}, {"hidden_size", c.HiddenSize}, {"num_hidden_layers", c.NumHiddenLayers},
+		{"num_attention_heads", c.NumAttentionHeads}, {"intermediate_size", c.IntermediateSize},
+		{"max_position_embeddings", c.MaxPositionEmbeddings}, {"type_vocab_size", c.TypeVocabSize}}
+	for _, p := range pos {
+		if p.v <= 0 {
+			return fmt.Errorf("%s must be positive, got %d", p.name, p.v)
+		}
+	}
+	if c.HiddenSize%c.NumAttentionHeads != 0 {
+		return fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
+	}
+	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize {
+		return fmt.Errorf("pad_token_id %d outside the vocabulary [0,%d)", c.PadTokenID, c.VocabSize)
+	}
+	if len(c.ID2Label) < 1 {
+		return fmt.Errorf("the classification head needs at least one label")
+	}
+	for i := 0; i < len(c.ID2Label); i++ {
+		if _, ok := c.ID2Label[i]; !ok {
+			return fmt.Errorf("id2label has no entry for class %d", i)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"hidden_dropout_prob", c.HiddenDropoutProb}, {"attention_probs_dropout_prob", c.AttentionProbsDropoutProb}} {
+		if p.v < 0 || p.v >= 1 {
+			return fmt.Errorf("%s must be in [0,1), got %g", p.name, p.v)
+		}
+	}
+	if c.LayerNormEps <= 0 {
+		return fmt.Errorf("layer_norm_eps must be positive, got %g", c.LayerNormEps)
+	}
+	return nil
+}
+
+// ClassifierDropoutProb is the dropout before the head (HF: classifier_dropout, else hidden_dropout_prob).
+func (c *Config) ClassifierDropoutProb() float64 {
+	if c.ClassifierDropout != nil {
+		return *c.ClassifierDropout
+	}
+	return c.HiddenDropoutProb
+}
+
+// MarshalJSON writes config.json for BertForSequenceClassification with id2label
+// and label2id, the form AutoModelForSequenceClassification expects.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config // drops this method, keeps the tags
+	base, err := json.Marshal(plain(c))
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(base, &m); err != nil {
+		return nil, err
+	}
+	id2label := map[string]string{}
+	label2id := map[string]int{}
+	keys := make([]int, 0, len(c.ID2Label))
+	for k := range c.ID2Label {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		id2label[strconv.Itoa(k)] = c.ID2Label[k]
+		label2id[c.ID2Label[k]] = k
+	}
+	m["id2label"] = id2label
+	m["label2id"] = label2id
+	return json.MarshalIndent(m, "", "  ")
+}
