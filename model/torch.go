@@ -207,6 +207,24 @@ func (s *scope) mulScalar(a *ts.Tensor, v float64) *ts.Tensor {
 	return s.add(t, err, "mul")
 }
 
+func (s *scope) oneMinus(a *ts.Tensor) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	t, err := withScalar(1, func(one *ts.Scalar) (*ts.Tensor, error) { return a.RsubScalar(one, false) })
+	return s.add(t, err, "rsub")
+}
+
+func (s *scope) arange(n int64, dev Device) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	end := ts.IntScalar(n)
+	defer end.Drop()
+	t, err := ts.Arange(end, gotch.Int64, dev)
+	return s.add(t, err, "arange")
+}
+
 func (s *scope) matmul(a, b *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil

@@ -1,0 +1,343 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Param is one trainable tensor under its HF checkpoint name.
+type Param struct {
+	Name string
+	T    *ts.Tensor
+	// Decay is false for biases and LayerNorm weights: AdamW's weight decay
+	// skips them, as in HF's Trainer and the BERT paper's recipe.
+	Decay bool
+}
+
+// Bert is BertForSequenceClassification: encoder, pooler and a linear head.
+type Bert struct {
+	Config *Config
+	Device Device
+	params []*Param
+	byName map[string]*Param
+}
+
+// Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
+type Batch struct {
+	InputIDs      *ts.Tensor
+	TokenTypeIDs  *ts.Tensor // may be nil: all zeros
+	AttentionMask *ts.Tensor // 1 for real tokens, 0 for padding
+}
+
+// Output is what Forward returns. The caller frees it with Free.
+type Output struct {
+	Logits *ts.Tensor // [batch, num_labels]
+	// Hidden holds the embeddings output and each layer's output
+	// ([batch, seq, hidden] each) when asked for, as HF's hidden_states.
+	Hidden []*ts.Tensor
+}
+
+// Free releases the output tensors.
+func (o *Output) Free() {
+	if o == nil {
+		return
+	}
+	drop(o.Logits)
+	drop(o.Hidden...)
+	o.Logits, o.Hidden = nil, nil
+}
+
+// ParamNames lists the HF names of every parameter for cfg, in the order
+// beamtune keeps them (embeddings, layers, pooler, classifier).
+func ParamNames(cfg *Config) []string {
+	names := []string{
+		"bert.embeddings.word_embeddings.weight",
+		"bert.embeddings.position_embeddings.weight",
+		"bert.embeddings.token_type_embeddings.weight",
+		"bert.embeddings.LayerNorm.weight",
+		"bert.embeddings.LayerNorm.bias",
+	}
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		for _, s := range layerParamSuffixes {
+			names = append(names, fmt.Sprintf("bert.encoder.layer.%d.%s", i, s))
+		}
+	}
+	return append(names, "bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias")
+}
+
+var layerParamSuffixes = []string{
+	"attention.self.query.weight", "attention.self.query.bias",
+	"attention.self.key.weight", "attention.self.key.bias",
+	"attention.self.value.weight", "attention.self.value.bias",
+	"attention.output.dense.weight", "attention.output.dense.bias",
+	"attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+	"intermediate.dense.weight", "intermediate.dense.bias",
+	"output.dense.weight", "output.dense.bias",
+	"output.LayerNorm.weight", "output.LayerNorm.bias",
+}
+
+// ParamShape is the shape HF gives the named parameter under cfg.
+func ParamShape(cfg *Config, name string) ([]int64, error) {
+	h, in := int64(cfg.HiddenSize), int64(cfg.IntermediateSize)
+	switch name {
+	case "bert.embeddings.word_embeddings.weight":
+		return []int64{int64(cfg.VocabSize), h}, nil
+	case "bert.embeddings.position_embeddings.weight":
+		return []int64{int64(cfg.MaxPositionEmbeddings), h}, nil
+	case "bert.embeddings.token_type_embeddings.weight":
+		return []int64{int64(cfg.TypeVocabSize), h}, nil
+	case "bert.pooler.dense.weight":
+		return []int64{h, h}, nil
+	case "classifier.weight":
+		return []int64{int64(cfg.NumLabels()), h}, nil
+	case "classifier.bias":
+		return []int64{int64(cfg.NumLabels())}, nil
+	}
+	switch {
+	case strings.HasSuffix(name, "intermediate.dense.weight"):
+		return []int64{in, h}, nil
+	case strings.HasSuffix(name, "intermediate.dense.bias"):
+		return []int64{in}, nil
+	case strings.HasSuffix(name, ".output.dense.weight") && !strings.Contains(name, "attention"):
+		return []int64{h, in}, nil
+	case strings.HasSuffix(name, ".weight") && !strings.Contains(name, "LayerNorm"):
+		return []int64{h, h}, nil
+	case strings.HasSuffix(name, ".bias"), strings.HasSuffix(name, "LayerNorm.weight"):
+		return []int64{h}, nil
+	}
+	return nil, fmt.Errorf("unknown parameter %q", name)
+}
+
+// decays reports whether AdamW weight decay applies to the named parameter.
+func decays(name string) bool {
+	return !strings.HasSuffix(name, ".bias") && !strings.Contains(name, "LayerNorm")
+}
+
+// NewBert builds a randomly initialised model as HF's _init_weights does:
+// Linear and Embedding weights ~ N(0, initializer_range), biases 0, LayerNorm
+// weight 1 and bias 0. Call Seed first for a repeatable draw.
+func NewBert(cfg *Config, dev Device) (*Bert, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Bert{Config: cfg, Device: dev, byName: map[string]*Param{}}
+	for _, name := range ParamNames(cfg) {
+		shape, err := ParamShape(cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := initTensor(name, shape, cfg.InitializerRange, dev)
+		if err != nil {
+			m.Free()
+			return nil, fmt.Errorf("init %s: %w", name, err)
+		}
+		if err := m.addParam(name, t); err != nil {
+			m.Free()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// initTensor draws one parameter's initial value.
+func initTensor(name string, shape []int64, std float64, dev Device) (*ts.Tensor, error) {
+	switch {
+	case strings.HasSuffix(name, "LayerNorm.weight"):
+		return ts.Ones(shape, gotch.Float, dev)
+	case strings.HasSuffix(name, ".bias"):
+		return ts.Zeros(shape, gotch.Float, dev)
+	default:
+		t, err := ts.Zeros(shape, gotch.Float, dev)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.Normal_(0, std); err != nil {
+			drop(t)
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+// addParam takes ownership of t (a leaf, float32, on m.Device) as a trainable parameter.
+func (m *Bert) addParam(name string, t *ts.Tensor) error {
+	if err := t.RequiresGrad_(true); err != nil {
+		return fmt.Errorf("%s: requires_grad: %w", name, err)
+	}
+	p := &Param{Name: name, T: t, Decay: decays(name)}
+	m.params = append(m.params, p)
+	m.byName[name] = p
+	return nil
+}
+
+// Params returns the parameters in a fixed order.
+func (m *Bert) Params() []*Param { return m.params }
+
+// Param returns the named parameter or nil.
+func (m *Bert) Param(name string) *Param { return m.byName[name] }
+
+// NumParams counts scalar parameters.
+func (m *Bert) NumParams() int64 {
+	var n int64
+	for _, p := range m.params {
+		k := int64(1)
+		for _, d := range Shape(p.T) {
+			k *= d
+		}
+		n += k
+	}
+	return n
+}
+
+// Free releases every parameter tensor.
+func (m *Bert) Free() {
+	if m == nil {
+		return
+	}
+	for _, p := range m.params {
+		drop(p.T)
+		p.T = nil
+	}
+	m.params = nil
+	m.byName = map[string]*Param{}
+}
+
+func (m *Bert) w(name string) *ts.Tensor { return m.byName[name].T }
+
+// Forward runs the encoder and head. train enables dropout. hidden asks for
+// every layer's output (for hidden-state distillation and parity checks).
+// The caller frees the result.
+func (m *Bert) Forward(b Batch, train, hidden bool) (*Output, error) {
+	cfg := m.Config
+	shape := Shape(b.InputIDs)
+	if len(shape) != 2 {
+		return nil, fmt.Errorf("input_ids must be [batch, seq], got %v", shape)
+	}
+	bs, seq := shape[0], shape[1]
+	if seq > int64(cfg.MaxPositionEmbeddings) {
+		return nil, fmt.Errorf("sequence length %d exceeds max_position_embeddings %d", seq, cfg.MaxPositionEmbeddings)
+	}
+	out := &Output{}
+
+	// Additive mask: 0 for tokens, the most negative float32 for padding, as
+	// HF's get_extended_attention_mask; shaped [batch, 1, 1, seq] to broadcast
+	// over heads and query positions.
+	var s scope
+	defer s.release()
+	var maskAdd *ts.Tensor
+	if b.AttentionMask != nil {
+		mf := s.toFloat(b.AttentionMask)
+		maskAdd = s.view(s.mulScalar(s.oneMinus(mf), -math.MaxFloat32), bs, 1, 1, seq)
+		if !s.ok() {
+			return nil, s.err
+		}
+		s.keep(maskAdd)
+		defer drop(maskAdd)
+	}
+
+	h, err := m.embeddings(b, bs, seq, train)
+	if err != nil {
+		return nil, err
+	}
+	if hidden {
+		out.Hidden = append(out.Hidden, h)
+	}
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		next, err := m.layer(i, h, maskAdd, bs, seq, train)
+		if !hidden {
+			drop(h)
+		}
+		if err != nil {
+			out.Free()
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		h = next
+		if hidden {
+			out.Hidden = append(out.Hidden, h)
+		}
+	}
+	logits, err := m.head(h, train)
+	if !hidden {
+		drop(h)
+	}
+	if err != nil {
+		out.Free()
+		return nil, err
+	}
+	out.Logits = logits
+	return out, nil
+}
+
+// embeddings: word + position + token type, LayerNorm, dropout.
+func (m *Bert) embeddings(b Batch, bs, seq int64, train bool) (*ts.Tensor, error) {
+	cfg := m.Config
+	var s scope
+	defer s.release()
+	pos := s.arange(seq, m.Device)
+	x := s.embedding(m.w("bert.embeddings.word_embeddings.weight"), b.InputIDs)
+	x = s.addT(x, s.embedding(m.w("bert.embeddings.position_embeddings.weight"), pos))
+	if b.TokenTypeIDs != nil {
+		x = s.addT(x, s.embedding(m.w("bert.embeddings.token_type_embeddings.weight"), b.TokenTypeIDs))
+	} else {
+		row := s.selectIdx(m.w("bert.embeddings.token_type_embeddings.weight"), 0, 0)
+		x = s.addT(x, row)
+	}
+	x = s.layerNorm(x, m.w("bert.embeddings.LayerNorm.weight"), m.w("bert.embeddings.LayerNorm.bias"), cfg.LayerNormEps)
+	x = s.dropout(x, cfg.HiddenDropoutProb, train)
+	if !s.ok() {
+		return nil, fmt.Errorf("embeddings: %w", s.err)
+	}
+	return s.keep(x), nil
+}
+
+// layer is one transformer block: self-attention, then the feed-forward
+// network, each followed by dropout, a residual connection and LayerNorm.
+func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*ts.Tensor, error) {
+	cfg := m.Config
+	p := fmt.Sprintf("bert.encoder.layer.%d.", i)
+	w := func(s string) *ts.Tensor { return m.w(p + s) }
+	heads := int64(cfg.NumAttentionHeads)
+	dh := int64(cfg.HiddenSize) / heads
+	var s scope
+	defer s.release()
+
+	// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
+	split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
+	q := split(s.linear(h, w("attention.self.query.weight"), w("attention.self.query.bias")))
+	k := split(s.linear(h, w("attention.self.key.weight"), w("attention.self.key.bias")))
+	v := split(s.linear(h, w("attention.self.value.weight"), w("attention.self.value.bias")))
+	scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), 1/math.Sqrt(float64(dh)))
+	if maskAdd != nil {
+		scores = s.addT(scores, maskAdd)
+	}
+	probs := s.dropout(s.softmax(scores, -1), cfg.AttentionProbsDropoutProb, train)
+	ctx := s.view(s.contiguous(s.permute(s.matmul(probs, v), 0, 2, 1, 3)), bs, seq, int64(cfg.HiddenSize))
+	attn := s.dropout(s.linear(ctx, w("attention.output.dense.weight"), w("attention.output.dense.bias")), cfg.HiddenDropoutProb, train)
+	attn = s.layerNorm(s.addT(attn, h), w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), cfg.LayerNormEps)
+
+	inter := s.activation(s.linear(attn, w("intermediate.dense.weight"), w("intermediate.dense.bias")), cfg.HiddenAct)
+	o := s.dropout(s.linear(inter, w("output.dense.weight"), w("output.dense.bias")), cfg.HiddenDropoutProb, train)
+	o = s.layerNorm(s.addT(o, attn), w("output.LayerNorm.weight"), w("output.LayerNorm.bias"), cfg.LayerNormEps)
+	if !s.ok() {
+		return nil, s.err
+	}
+	return s.keep(o), nil
+}
+
+// head: pooler (dense + tanh on the first token) then dropout and the classifier.
+func (m *Bert) head(h *ts.Tensor, train bool) (*ts.Tensor, error) {
+	var s scope
+	defer s.release()
+	first := s.selectIdx(h, 1, 0)
+	pooled := s.tanh(s.linear(first, m.w("bert.pooler.dense.weight"), m.w("bert.pooler.dense.bias")))
+	pooled = s.dropout(pooled, m.Config.ClassifierDropoutProb(), train)
+	logits := s.linear(pooled, m.w("classifier.weight"), m.w("classifier.bias"))
+	if !s.ok() {
+		return nil, fmt.Errorf("head: %w", s.err)
+	}
+	return s.keep(logits), nil
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Reference outputs from HF transformers for beamtune's parity tests.
+
+Usage (from the repo root, after scripts/setup.sh):
+    scripts/parity.sh            # makes the Python env, then runs this file
+
+It writes, under testdata/parity/:
+  minilm_ref.safetensors  all-MiniLM-L6-v2 with a seeded 2-class head: input ids,
+                          masks, logits, pooled output, the [CLS] hidden state of
+                          every layer, and the masked mean of the last layer, for
+                          200 sentences padded to one length (so most carry padding).
+  minilm_head.safetensors the seeded head (classifier.weight/bias) the Go test loads.
+  tiny-bert/              a random 2-layer BERT (config.json, model.safetensors).
+  tiny_ref.safetensors    its inputs, logits, every hidden state, and the loss and
+                          gradient of every parameter for a cross-entropy step.
+Then, with --roundtrip DIR, it loads a folder exported by beamtune (Go) with
+AutoModelForSequenceClassification and compares its logits with the ones the Go
+side wrote there (DIR/go_logits.safetensors).
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file, load_file
+from tokenizers import Tokenizer
+from transformers import BertConfig, BertForSequenceClassification, AutoModelForSequenceClassification
+
+torch.use_deterministic_algorithms(True)
+torch.set_num_threads(1)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, "testdata", "parity")
+
+
+def sentences(shared):
+    """200 real sentences of mixed length: SST-2 dev and AG News test."""
+    out = []
+    with open(os.path.join(shared, "sst2", "dev.tsv"), encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    out += [r[0] for r in rows[:150]]
+    with open(os.path.join(shared, "ag_news", "test.csv"), encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    out += [r[1] + " " + r[2] for r in rows[:40]]
+    # Short and edge cases: one word, punctuation only, accents, a long repeat.
+    out += ["ok", "!!!", "Café déjà vu", "a", "unbelievable", "the the the the", "x " * 60,
+            "Zürich naïve façade", "don't stop", "123 456"]
+    assert len(out) == 200
+    return out
+
+
+def encode(tok_path, texts, max_len):
+    tok = Tokenizer.from_file(tok_path)
+    tok.no_padding()
+    tok.enable_truncation(max_len)
+    encs = tok.encode_batch(texts)
+    L = max(len(e.ids) for e in encs)
+    ids = np.zeros((len(texts), L), dtype=np.int64)
+    mask = np.zeros((len(texts), L), dtype=np.int64)
+    types = np.zeros((len(texts), L), dtype=np.int64)
+    for i, e in enumerate(encs):
+        n = len(e.ids)
+        ids[i, :n] = e.ids
+        mask[i, :n] = 1
+        types[i, :n] = e.type_ids
+    return ids, mask, types
+
+
+def minilm(model_dir, shared):
+    texts = sentences(shared)
+    ids, mask, types = encode(os.path.join(model_dir, "tokenizer.json"), texts, 128)
+    torch.manual_seed(1234)
+    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    model.eval()
+    head = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if k.startswith("classifier.")}
+    save_file(head, os.path.join(OUT, "minilm_head.safetensors"), metadata={"format": "pt"})
+    logits, pooled, cls, mean_last = [], [], [], []
+    with torch.no_grad():
+        for s in range(0, len(texts), 20):  # batches of 20, as the Go test runs them
+            sl = slice(s, s + 20)
+            o = model(input_ids=torch.from_numpy(ids[sl]), attention_mask=torch.from_numpy(mask[sl]),
+                      token_type_ids=torch.from_numpy(types[sl]), output_hidden_states=True)
+            logits.append(o.logits.numpy())
+            bo = model.bert(input_ids=torch.from_numpy(ids[sl]), attention_mask=torch.from_numpy(mask[sl]),
+                            token_type_ids=torch.from_numpy(types[sl]))
+            pooled.append(bo.pooler_output.numpy())
+            cls.append(np.stack([h[:, 0, :].numpy() for h in o.hidden_states]))
+            m = torch.from_numpy(mask[sl]).unsqueeze(-1).float()
+            last = o.hidden_states[-1]
+            mean_last.append(((last * m).sum(1) / m.sum(1)).numpy())
+    save_file({
+        "input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+        "logits": np.concatenate(logits).astype(np.float32),
+        "pooled": np.concatenate(pooled).astype(np.float32),
+        "cls_hidden": np.concatenate(cls, axis=1).astype(np.float32),
+        "mean_last": np.concatenate(mean_last).astype(np.float32),
+    }, os.path.join(OUT, "minilm_ref.safetensors"), metadata={"batch": "20", "source": "transformers BertForSequenceClassification, eval mode"})
+    print(f"minilm: {len(texts)} sentences, padded length {ids.shape[1]}, {int(mask.sum())} real tokens")
+
+
+def tiny():
+    cfg = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+                     hidden_act="gelu", num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+                     label2id={"neg": 0, "neu": 1, "pos": 2})
+    torch.manual_seed(7)
+    model = BertForSequenceClassification(cfg)
+    # Random init has std 0.02 everywhere; scale up so the layers do visible work.
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "LayerNorm" not in n:
+                p.add_(torch.randn_like(p) * 0.2)
+    model.save_pretrained(os.path.join(OUT, "tiny-bert"), safe_serialization=True)
+    rng = np.random.default_rng(11)
+    n, L = 200, 48
+    lens = rng.integers(1, L + 1, size=n)
+    lens[:3] = [1, L, L]
+    ids = np.zeros((n, L), dtype=np.int64)
+    mask = np.zeros((n, L), dtype=np.int64)
+    types = np.zeros((n, L), dtype=np.int64)
+    for i, k in enumerate(lens):
+        ids[i, :k] = rng.integers(1, 1000, size=k)
+        mask[i, :k] = 1
+        cut = rng.integers(0, k + 1)  # a sentence pair: type 1 after the cut
+        types[i, cut:k] = 1
+    labels = rng.integers(0, 3, size=n)
+    model.eval()
+    o = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+              token_type_ids=torch.from_numpy(types), labels=torch.from_numpy(labels), output_hidden_states=True)
+    o.loss.backward()
+    ref = {
+        "input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,
+        "logits": o.logits.detach().numpy().astype(np.float32),
+        "hidden": np.stack([h.detach().numpy()[:64] for h in o.hidden_states]).astype(np.float32),
+        "loss": np.array([o.loss.item()], dtype=np.float32),
+    }
+    for name, p in model.named_parameters():
+        ref["grad." + name] = p.grad.numpy().astype(np.float32)
+    save_file(ref, os.path.join(OUT, "tiny_ref.safetensors"), metadata={"source": "transformers BertForSequenceClassification, eval mode, CrossEntropy mean"})
+    print(f"tiny: {n} sequences of length 1..{L}, loss {o.loss.item():.6f}")
+
+
+def roundtrip(folder):
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model.eval()
+    ref = load_file(os.path.join(folder, "go_logits.safetensors"))
+    with torch.no_grad():
+        o = model(input_ids=torch.from_numpy(ref["input_ids"]), attention_mask=torch.from_numpy(ref["attention_mask"]),
+                  token_type_ids=torch.from_numpy(ref["token_type_ids"]))
+    diff = float(np.abs(o.logits.numpy() - ref["logits"]).max())
+    print(json.dumps({"folder": folder, "class": type(model).__name__, "id2label": model.config.id2label,
+                      "rows": int(ref["logits"].shape[0]), "max_abs_diff": diff}))
+    return diff
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, help="all-MiniLM-L6-v2 folder")
+    ap.add_argument("--shared", default=os.path.join(REPO, "..", "shared", "data"))
+    ap.add_argument("--roundtrip", help="a folder exported by beamtune to load with transformers")
+    a = ap.parse_args()
+    if a.roundtrip:
+        sys.exit(0 if roundtrip(a.roundtrip) <= 1e-4 else 1)
+    os.makedirs(OUT, exist_ok=True)
+    minilm(a.model, a.shared)
+    tiny()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# parity.sh: regenerate testdata/parity from HF transformers, then check that a
+# folder exported by beamtune loads in transformers with the same logits.
+# The result of the round trip is written to testdata/parity/ROUNDTRIP.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=$(scripts/pyenv.sh)
+MODEL=${BEAMTUNE_MODEL:-${BEAMTUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamtune}/models/all-MiniLM-L6-v2}
+"$PY" scripts/parity.py --model "$MODEL"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+BEAMTUNE_EXPORT_DIR=$out/exported go test ./model -run '^TestExportForTransformers$' -count=1 -v | tail -n 3
+"$PY" scripts/parity.py --model "$MODEL" --roundtrip "$out/exported" | tee testdata/parity/ROUNDTRIP.json
