@@ -143,6 +143,35 @@ def tiny():
     print(f"tiny: {n} sequences of length 1..{L}, loss {o.loss.item():.6f}")
 
 
+def tiny_adamw():
+    """Three AdamW steps on tiny-bert: clipping, no-decay groups, linear warmup/decay."""
+    model = BertForSequenceClassification.from_pretrained(os.path.join(OUT, "tiny-bert"))
+    model.eval()  # no dropout: the Go side must see the same function
+    ref = load_file(os.path.join(OUT, "tiny_ref.safetensors"))
+    decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    from transformers import get_linear_schedule_with_warmup
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=4)
+    norms, lrs = [], []
+    for step in range(3):
+        sl = slice(step * 50, step * 50 + 50)
+        out = model(input_ids=torch.from_numpy(ref["input_ids"][sl]), attention_mask=torch.from_numpy(ref["attention_mask"][sl]),
+                    token_type_ids=torch.from_numpy(ref["token_type_ids"][sl]), labels=torch.from_numpy(ref["labels"][sl]))
+        out.loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    res = {"param." + n: p.detach().numpy().astype(np.float32) for n, p in model.named_parameters()}
+    res["grad_norm"] = np.array(norms, dtype=np.float32)
+    res["lr"] = np.array(lrs, dtype=np.float32)
+    save_file(res, os.path.join(OUT, "tiny_adamw_ref.safetensors"), metadata={"source": "torch.optim.AdamW foreach=False, lr 1e-2, wd 0.1 (no decay: bias, LayerNorm), clip 1.0, linear warmup 1 of 4 steps, 3 steps of 50 rows"})
+    print(f"tiny adamw: grad norms {norms}, lrs {lrs}")
+
+
 def roundtrip(folder):
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     model.eval()
@@ -167,3 +196,4 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     minilm(a.model, a.shared)
     tiny()
+    tiny_adamw()

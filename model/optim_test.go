@@ -1,0 +1,114 @@
+package model
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// TestAdamWMatchesTorch runs the recipe of scripts/parity.py's tiny_adamw:
+// three steps with clipping, no-decay groups and the linear schedule, and
+// compares every parameter with torch.optim.AdamW's result.
+func TestAdamWMatchesTorch(t *testing.T) {
+	defer LockThread()()
+	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	data := openRef(t, "tiny_ref.safetensors")
+	ids, shape := data.int64s("input_ids")
+	mask, _ := data.int64s("attention_mask")
+	types, _ := data.int64s("token_type_ids")
+	labels, _ := data.int64s("labels")
+	L := int(shape[1])
+	ref := openRef(t, "tiny_adamw_ref.safetensors")
+	wantNorms, _ := ref.floats("grad_norm")
+	wantLRs, _ := ref.floats("lr")
+
+	cfg := DefaultAdamW()
+	cfg.WeightDecay = 0.1
+	opt, err := NewAdamW(m.Params(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Free()
+	sched := LinearSchedule{Peak: 1e-2, Warmup: 1, Total: 4}
+	for step := 0; step < 3; step++ {
+		lo, hi := step*50, step*50+50
+		b := Batch{InputIDs: rowsTensor(t, ids, L, lo, hi), TokenTypeIDs: rowsTensor(t, types, L, lo, hi), AttentionMask: rowsTensor(t, mask, L, lo, hi)}
+		out, err := m.Forward(b, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lab, err := ts.OfSlice(labels[lo:hi])
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := CrossEntropy(out.Logits, lab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := loss.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		norm, err := ClipGradNorm(m.Params(), 1.0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(norm-float64(wantNorms[step])) > 1e-4 {
+			t.Errorf("step %d: grad norm %.6f, torch %.6f", step, norm, wantNorms[step])
+		}
+		lr := sched.LR(int64(step))
+		if math.Abs(lr-float64(wantLRs[step])) > 1e-9 {
+			t.Errorf("step %d: lr %g, HF schedule %g", step, lr, wantLRs[step])
+		}
+		if err := opt.Step(lr); err != nil {
+			t.Fatal(err)
+		}
+		if err := ZeroGrad(m.Params()); err != nil {
+			t.Fatal(err)
+		}
+		drop(loss, lab, b.InputIDs, b.TokenTypeIDs, b.AttentionMask)
+		out.Free()
+	}
+	worst, at := 0.0, ""
+	for _, p := range m.Params() {
+		if strings.HasSuffix(p.Name, "attention.self.key.bias") {
+			// Softmax is invariant to a shift shared by all keys, so this
+			// gradient is exactly zero in exact arithmetic and rounding noise
+			// (~1e-9) in float32; Adam divides it by its own magnitude, so both
+			// sides move it by ±lr in a direction set by the noise.
+			continue
+		}
+		want, _ := ref.floats("param." + p.Name)
+		if d := maxAbsDiff(values(t, p.T), want); d > worst {
+			worst, at = d, p.Name
+		}
+	}
+	t.Logf("after 3 AdamW steps: max |Δ| vs torch.optim.AdamW over all parameters %.3g (%s)", worst, at)
+	// Gradients agree to ~1e-7 (TestParityTinyForwardBackward), but Adam
+	// divides each gradient by its own running magnitude, so for a gradient
+	// that is itself ~1e-7 (rare token rows of the embedding) float noise
+	// becomes a visible part of the step. Measured: all weights within 2e-6
+	// except word_embeddings (6e-5); the bound is 1% of the learning rate.
+	if worst > 1e-4 {
+		t.Errorf("parameters differ from torch by %.3g at %s", worst, at)
+	}
+}
+
+func TestLinearSchedule(t *testing.T) {
+	s := LinearSchedule{Peak: 1, Warmup: 10, Total: 110}
+	for _, c := range []struct {
+		step int64
+		want float64
+	}{{0, 0}, {5, 0.5}, {10, 1}, {60, 0.5}, {110, 0}, {200, 0}} {
+		if got := s.LR(c.step); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("LR(%d) = %g, want %g", c.step, got, c.want)
+		}
+	}
+}
