@@ -10,22 +10,22 @@ import (
 // Config is a BERT configuration as HF transformers writes it in config.json.
 // Field names follow BertConfig so a checkpoint folder round-trips unchanged.
 type Config struct {
-	ModelType                 string  `json:"model_type"`
+	ModelType                 string   `json:"model_type"`
 	Architectures             []string `json:"architectures,omitempty"`
-	VocabSize                 int     `json:"vocab_size"`
-	HiddenSize                int     `json:"hidden_size"`
-	NumHiddenLayers           int     `json:"num_hidden_layers"`
-	NumAttentionHeads         int     `json:"num_attention_heads"`
-	IntermediateSize          int     `json:"intermediate_size"`
-	HiddenAct                 string  `json:"hidden_act"`
-	HiddenDropoutProb         float64 `json:"hidden_dropout_prob"`
-	AttentionProbsDropoutProb float64 `json:"attention_probs_dropout_prob"`
-	MaxPositionEmbeddings     int     `json:"max_position_embeddings"`
-	TypeVocabSize             int     `json:"type_vocab_size"`
-	InitializerRange          float64 `json:"initializer_range"`
-	LayerNormEps              float64 `json:"layer_norm_eps"`
-	PadTokenID                int     `json:"pad_token_id"`
-	PositionEmbeddingType     string  `json:"position_embedding_type,omitempty"`
+	VocabSize                 int      `json:"vocab_size"`
+	HiddenSize                int      `json:"hidden_size"`
+	NumHiddenLayers           int      `json:"num_hidden_layers"`
+	NumAttentionHeads         int      `json:"num_attention_heads"`
+	IntermediateSize          int      `json:"intermediate_size"`
+	HiddenAct                 string   `json:"hidden_act"`
+	HiddenDropoutProb         float64  `json:"hidden_dropout_prob"`
+	AttentionProbsDropoutProb float64  `json:"attention_probs_dropout_prob"`
+	MaxPositionEmbeddings     int      `json:"max_position_embeddings"`
+	TypeVocabSize             int      `json:"type_vocab_size"`
+	InitializerRange          float64  `json:"initializer_range"`
+	LayerNormEps              float64  `json:"layer_norm_eps"`
+	PadTokenID                int      `json:"pad_token_id"`
+	PositionEmbeddingType     string   `json:"position_embedding_type,omitempty"`
 	ClassifierDropout         *float64 `json:"classifier_dropout"`
 	// ID2Label maps class index to name. NumLabels is derived from it; HF writes
 	// both id2label and label2id and ignores num_labels when id2label is present.
