@@ -12,10 +12,9 @@ import (
 	"sync/atomic"
 )
 
-// Default limits. They are far above what real checkpoints need (MiniLM has
-// a 11 KB header and 104 tensors; a 70B-parameter shard has a few hundred KB
-// and about a thousand) and low enough that a hostile header cannot make the
-// reader hold more than a few hundred MB.
+// Default limits. They are orders of magnitude above what real checkpoints
+// need (MiniLM: an 11 KB header, 104 tensors, rank 2) and low enough that a
+// hostile header cannot make the reader hold more than a few hundred MB.
 const (
 	// DefaultMaxHeaderSize matches the reference implementation's limit.
 	DefaultMaxHeaderSize = 100_000_000

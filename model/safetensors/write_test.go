@@ -403,3 +403,42 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("Open(bad) = %v, want a FormatError mentioning the path", err)
 	}
 }
+
+// File is documented as safe for concurrent use; run with -race.
+func TestConcurrentReads(t *testing.T) {
+	ts, md := goldenTensors(t)
+	var buf bytes.Buffer
+	if err := Write(&buf, ts, md); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFrom(bytes.NewReader(buf.Bytes()), int64(buf.Len()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			for _, tn := range ts {
+				raw, err := f.Raw(tn.Name)
+				if err == nil && !bytes.Equal(raw, tn.Data) {
+					err = errors.New("data mismatch for " + tn.Name)
+				}
+				if err == nil && tn.DType.IsFloat() {
+					_, err = f.Float32(tn.Name)
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				f.Info(tn.Name)
+				f.Metadata()
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package model
+
+import (
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// benchThreads is the libtorch thread count for benchmarks (BEAMTUNE_THREADS, default 2).
+func benchThreads() int {
+	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_THREADS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}
+
+// randomBatch draws a [bs, seq] batch of token ids (no padding) and labels.
+func randomBatch(b testing.TB, rng *rand.Rand, bs, seq, vocab, classes int) (Batch, *ts.Tensor) {
+	ids := make([]int64, bs*seq)
+	for i := range ids {
+		ids[i] = int64(1 + rng.Intn(vocab-1))
+	}
+	mask := make([]int64, bs*seq)
+	for i := range mask {
+		mask[i] = 1
+	}
+	labels := make([]int64, bs)
+	for i := range labels {
+		labels[i] = int64(rng.Intn(classes))
+	}
+	x, err := Int64Tensor(ids, bs, seq, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := Int64Tensor(mask, bs, seq, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := ts.OfSlice(labels)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return Batch{InputIDs: x, AttentionMask: m}, l
+}
+
+// trainStep is one forward, backward, clip and AdamW step, freeing everything it made.
+func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor, lr float64) float32 {
+	out, err := m.Forward(batch, true, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	loss, err := CrossEntropy(out.Logits, labels)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := loss.Backward(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ClipGradNorm(m.Params(), 1.0); err != nil {
+		b.Fatal(err)
+	}
+	if err := opt.Step(lr); err != nil {
+		b.Fatal(err)
+	}
+	if err := ZeroGrad(m.Params()); err != nil {
+		b.Fatal(err)
+	}
+	v, err := Float32Scalar(loss)
+	if err != nil {
+		b.Fatal(err)
+	}
+	drop(loss)
+	out.Free()
+	return v
+}
+
+// BenchmarkTrainStepMiniLM: forward+backward+AdamW examples/s for
+// all-MiniLM-L6-v2 with a 2-class head, batch 32, sequence 128 (the peer is
+// bench/train_step_peer.py, PyTorch eager on the same libtorch 2.1.0).
+func BenchmarkTrainStepMiniLM(b *testing.B) {
+	dir := DefaultModelDir()
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+		b.Skipf("pretrained model not installed: %v", err)
+	}
+	defer LockThread()()
+	SetThreads(benchThreads())
+	Seed(1)
+	m, _, err := Load(dir, LoadOptions{Labels: []string{"neg", "pos"}, Device: gotch.CPU})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Free()
+	opt, err := NewAdamW(m.Params(), DefaultAdamW())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Free()
+	rng := rand.New(rand.NewSource(1))
+	batch, labels := randomBatch(b, rng, 32, 128, m.Config.VocabSize, 2)
+	trainStep(b, m, opt, batch, labels, 2e-5) // warm-up: allocator, lazy init
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		trainStep(b, m, opt, batch, labels, 2e-5)
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(32*b.N)/el, "examples/s")
+	b.ReportMetric(float64(benchThreads()), "threads")
+}
+
+// BenchmarkMatmulCeiling is libtorch's float32 GEMM throughput on this
+// machine (2048³), the ceiling the train-step figure is compared with.
+func BenchmarkMatmulCeiling(b *testing.B) {
+	defer LockThread()()
+	SetThreads(benchThreads())
+	x, err := ts.Randn([]int64{2048, 2048}, gotch.Float, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer drop(x)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		y, err := x.Matmul(x, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		drop(y)
+	}
+	b.ReportMetric(2*2048*2048*2048*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+}
+
+// rssMB reads this process's resident set size.
+func rssMB(b testing.TB) float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkMemoryTinySteps runs 20,000 forward/backward/AdamW steps of the
+// 2-layer parity model and reports RSS at step 1,000 and 20,000: the growth
+// must stay under 50 MB (gotch leaks per op without the setup-time patches).
+// Steps: BEAMTUNE_MEMORY_STEPS (default 20000). Run with -benchtime=1x.
+func BenchmarkMemoryTinySteps(b *testing.B) {
+	steps := 20000
+	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_MEMORY_STEPS")); err == nil && n > 0 {
+		steps = n
+	}
+	defer LockThread()()
+	SetThreads(1)
+	Seed(1)
+	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Free()
+	opt, err := NewAdamW(m.Params(), DefaultAdamW())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Free()
+	rng := rand.New(rand.NewSource(1))
+	var at1k float64
+	start := time.Now()
+	for i := 1; i <= steps; i++ {
+		batch, labels := randomBatch(b, rng, 16, 32, m.Config.VocabSize, 3)
+		trainStep(b, m, opt, batch, labels, 1e-3)
+		drop(batch.InputIDs, batch.AttentionMask, labels)
+		if i == 1000 {
+			runtime.GC()
+			at1k = rssMB(b)
+		}
+	}
+	runtime.GC()
+	end := rssMB(b)
+	b.ReportMetric(at1k, "MB-rss@1k")
+	b.ReportMetric(end, "MB-rss@end")
+	b.ReportMetric(end-at1k, "MB-growth")
+	b.ReportMetric(float64(steps)/time.Since(start).Seconds(), "steps/s")
+	b.Logf("%d steps: RSS %.1f MB at step 1,000, %.1f MB at step %d, growth %.1f MB", steps, at1k, end, steps, end-at1k)
+}
