@@ -1,0 +1,34 @@
+# beamtune: the two commands a fresh machine needs are `make demo` and `make test`.
+# Both run scripts/setup.sh first (idempotent: seconds once everything is cached).
+
+GO      ?= go
+BIN     := bin/beamtune
+# Test timeout: the whole suite runs in a few minutes on 2 cores once built.
+TESTFLAGS ?= -timeout 30m
+
+.PHONY: setup build demo test bench doctor clean
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/beamtune
+
+doctor: build
+	$(BIN) doctor
+
+# The main job on the embedded defaults: prism, the bundled sample corpus,
+# the pretrained all-MiniLM-L6-v2.
+demo: build
+	$(BIN) doctor
+	$(BIN) demo
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core"
+	"github.com/beamtune/beamtune/model"
+	"github.com/sugarme/gotch"
+)
+
+// doctorCmd checks that this machine can run beamtune and says how to fix what it can't.
+type doctorCmd struct {
+	modelDir *string
+	threads  *int
+}
+
+func (c *doctorCmd) register(fs *flag.FlagSet) {
+	c.modelDir = fs.String("model", model.DefaultModelDir(), "pretrained model folder to check")
+	c.threads = fs.Int("threads", 0, "libtorch intra-op threads (0: libtorch's default)")
+}
+
+// check is one doctor line.
+type check struct {
+	name, value, fix string
+	ok               bool
+}
+
+func (c *doctorCmd) run(out io.Writer) error {
+	defer model.LockThread()()
+	model.SetThreads(*c.threads)
+	var checks []check
+	add := func(ch check) { checks = append(checks, ch) }
+
+	ver, path := loadedLibtorch()
+	add(check{"libtorch", fmt.Sprintf("%s (%s)", ver, path), "run scripts/setup.sh (gotch v0.9.1 needs libtorch 2.1.0)", ver == "2.1.0"})
+	add(check{"threads", fmt.Sprintf("%d intra-op (set with --threads)", model.Threads()), "", true})
+	devs := "cpu"
+	if model.CUDAAvailable() {
+		devs += fmt.Sprintf(", cuda x%d", model.CUDADeviceCount())
+	} else {
+		devs += " (no CUDA: CPU libtorch or no GPU)"
+	}
+	add(check{"devices", devs, "", true})
+	g, err := gradCheck()
+	add(check{"autograd", g, "libtorch is broken or mismatched: rerun scripts/setup.sh", err == nil})
+	add(check{"beam sdk", "Go SDK " + core.SdkVersion + ", default runner prism (in-process)", "", true})
+	add(storageCheck())
+	add(modelCheck(*c.modelDir))
+
+	bad := 0
+	for _, ch := range checks {
+		mark := "ok  "
+		if !ch.ok {
+			mark = "FAIL"
+			bad++
+		}
+		fmt.Fprintf(out, "%s %-9s %s\n", mark, ch.name, ch.value)
+		if !ch.ok && ch.fix != "" {
+			fmt.Fprintf(out, "     fix: %s\n", ch.fix)
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", bad)
+	}
+	fmt.Fprintln(out, "doctor: all checks passed")
+	return nil
+}
+
+// loadedLibtorch finds the libtorch_cpu.so this process mapped and reads the
+// version from the headers beside it: the library actually in use, not the one
+// a config file names.
+func loadedLibtorch() (version, path string) {
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return "unknown", err.Error()
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, "/"); i >= 0 && strings.HasSuffix(line, "/libtorch_cpu.so") {
+			path = line[i:]
+			break
+		}
+	}
+	if path == "" {
+		return "unknown", "libtorch_cpu.so not mapped"
+	}
+	root := filepath.Dir(filepath.Dir(path))
+	data, err := os.ReadFile(filepath.Join(root, "include/torch/csrc/api/include/torch/version.h"))
+	if err != nil {
+		return "unknown", path
+	}
+	parts := map[string]string{}
+	for _, l := range strings.Split(string(data), "\n") {
+		fs := strings.Fields(l)
+		if len(fs) == 3 && fs[0] == "#define" && strings.HasPrefix(fs[1], "TORCH_VERSION_") {
+			parts[strings.TrimPrefix(fs[1], "TORCH_VERSION_")] = fs[2]
+		}
+	}
+	return parts["MAJOR"] + "." + parts["MINOR"] + "." + parts["PATCH"], root
+}
+
+// gradCheck runs a forward and backward pass with a known answer:
+// loss = Σ (W·v)², W = [[1,2],[3,4]], v = [1,1] → loss 58, dloss/dW = 2(Wv)vᵀ = [[6,6],[14,14]].
+func gradCheck() (string, error) {
+	w, err := model.Float32Tensor([]float32{1, 2, 3, 4}, []int64{2, 2}, gotch.CPU)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer w.Drop()
+	if err := w.RequiresGrad_(true); err != nil {
+		return err.Error(), err
+	}
+	v, err := model.Float32Tensor([]float32{1, 1}, []int64{2, 1}, gotch.CPU)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer v.Drop()
+	wv, err := w.Matmul(v, false)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer wv.Drop()
+	sq, err := wv.Square(false)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer sq.Drop()
+	loss, err := sq.Sum(gotch.Float, false)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer loss.Drop()
+	if err := loss.Backward(); err != nil {
+		return err.Error(), err
+	}
+	grad, err := w.Grad(false)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer grad.Drop()
+	lv, err := model.Float32Scalar(loss)
+	if err != nil {
+		return err.Error(), err
+	}
+	gv, err := model.Float32s(grad)
+	if err != nil {
+		return err.Error(), err
+	}
+	want := []float32{6, 6, 14, 14}
+	for i := range want {
+		if math.Abs(float64(gv[i]-want[i])) > 1e-6 || lv != 58 {
+			err := fmt.Errorf("loss %v grad %v, want 58 and %v", lv, gv, want)
+			return err.Error(), err
+		}
+	}
+	return fmt.Sprintf("forward+backward ok (loss %g, grad %v)", lv, gv), nil
+}
+
+// storageCheck reports how gs:// paths would authenticate: the mode only,
+// never a credential's content.
+func storageCheck() check {
+	if h := os.Getenv("STORAGE_EMULATOR_HOST"); h != "" {
+		return check{"storage", "gs:// goes to the emulator at " + h + " (STORAGE_EMULATOR_HOST), no credentials used", "", true}
+	}
+	if p := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return check{"storage", "GOOGLE_APPLICATION_CREDENTIALS names a file that cannot be read", "point GOOGLE_APPLICATION_CREDENTIALS at a service-account key file, or unset it", false}
+		}
+		return check{"storage", "gs:// with a credentials file (GOOGLE_APPLICATION_CREDENTIALS)", "", true}
+	}
+	home, _ := os.UserHomeDir()
+	if _, err := os.Stat(filepath.Join(home, ".config/gcloud/application_default_credentials.json")); err == nil {
+		return check{"storage", "gs:// with gcloud application-default credentials", "", true}
+	}
+	return check{"storage", "local paths only; gs:// would use the metadata server (GCE/GKE) or fail", "", true}
+}
+
+func modelCheck(dir string) check {
+	cfg, err := model.LoadConfig(dir)
+	if err != nil {
+		return check{"model", err.Error(), "run scripts/setup.sh, or pass --model=DIR with a HF BERT folder", false}
+	}
+	for _, f := range []string{model.SafetensorsFile, "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return check{"model", dir + " lacks " + f, "run scripts/setup.sh", false}
+		}
+	}
+	return check{"model", fmt.Sprintf("%s (BERT, %d layers, hidden %d, vocab %d)", dir, cfg.NumHiddenLayers, cfg.HiddenSize, cfg.VocabSize), "", true}
+}

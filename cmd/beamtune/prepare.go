@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/pipelines"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+// prepareCmd: beamtune prepare.
+type prepareCmd struct {
+	o pipelines.PrepareOptions
+}
+
+func (c *prepareCmd) register(fs *flag.FlagSet) {
+	c.o = pipelines.DefaultPrepareOptions()
+	o := &c.o
+	listVar(fs, &o.Inputs, "input", "corpus files or globs (local or gs://), split by hash; repeat or comma-separate")
+	listVar(fs, &o.Train, "train", "training split files or globs")
+	listVar(fs, &o.Validation, "validation", "validation split files or globs")
+	listVar(fs, &o.Test, "test", "test split files or globs")
+	fs.StringVar(&o.Format, "format", o.Format, "csv, tsv, jsonl, text, or auto (from the file name; .gz is read transparently)")
+	fs.BoolVar(&o.Header, "header", o.Header, "CSV/TSV files start with a header line")
+	listVar(fs, &o.Fields.Text, "text_field", "text field(s): header names, JSON keys, or 1-based columns; several are joined with a space")
+	fs.StringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
+	fs.StringVar(&o.Fields.Label, "label_field", "", "label field")
+	fs.StringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
+	listVar(fs, &o.Labels, "labels", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
+	fs.Float64Var(&o.Fractions.Train, "train_fraction", o.Fractions.Train, "share of a single corpus for training")
+	fs.Float64Var(&o.Fractions.Validation, "validation_fraction", o.Fractions.Validation, "share for validation")
+	fs.Float64Var(&o.Fractions.Test, "test_fraction", o.Fractions.Test, "share for test")
+	fs.StringVar(&o.Salt, "split_salt", o.Salt, "salt of the split hash: change it to draw other splits")
+	fs.StringVar(&o.ModelDir, "model", model.DefaultModelDir(), "model folder whose tokenizer.json is used")
+	fs.IntVar(&o.MaxLength, "max_length", o.MaxLength, "tokens per example, special tokens included; longer texts are truncated")
+	fs.IntVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")
+	fs.Float64Var(&o.MaxBadFraction, "max_bad_fraction", o.MaxBadFraction, "fail when more than this share of records is rejected")
+	fs.Int64Var(&o.ShardBytes, "shard_bytes", o.ShardBytes, "target uncompressed size of a shard")
+	fs.BoolVar(&o.KeepText, "keep_text", false, "store the text in the shards (needed for reports that show examples)")
+	fs.StringVar(&o.Output, "output", "", "output folder (local or gs://)")
+}
+
+func (c *prepareCmd) run(ctx context.Context) error {
+	res, err := pipelines.RunPrepare(ctx, c.o)
+	if err != nil {
+		return err
+	}
+	printManifest(res.Manifest, res.Skipped)
+	return nil
+}
+
+func printManifest(m *transforms.Manifest, skipped bool) {
+	if skipped {
+		fmt.Println("prepare: unchanged inputs; kept the existing dataset")
+	}
+	splits := make([]string, 0, len(m.Splits))
+	for s := range m.Splits {
+		splits = append(splits, s)
+	}
+	sort.Strings(splits)
+	fmt.Printf("prepare: %d records read, %d rejected (%.2f%%), %d duplicates removed, %d label conflicts, leakage %v\n",
+		m.RecordsRead, m.Rejected.Total, 100*m.Rejected.Fraction, m.Dedupe.Duplicates,
+		m.Dedupe.ConflictsResolved+m.Dedupe.ConflictsDropped, m.Dedupe.Leakage)
+	for _, s := range splits {
+		sp := m.Splits[s]
+		fmt.Printf("  %-10s %7d rows  labels %v  truncated %.2f%%  shards %d\n", s, sp.Rows, sp.Labels, 100*sp.TruncationRate, len(m.ShardsOf(s)))
+	}
+}

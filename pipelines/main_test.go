@@ -1,0 +1,10 @@
+package pipelines
+
+import (
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+)
+
+// TestMain initialises Beam (flags, worker mode) before any pipeline is built.
+func TestMain(m *testing.M) { ptest.Main(m) }

@@ -1,0 +1,303 @@
+package pipelines
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+func init() {
+	register.DoFn4x1[context.Context, string, func(*transforms.BadRecord) bool, func(int64), error](&writeDeadLetterFn{})
+	register.Emitter1[int64]()
+	register.Function2x0(keyDeadLetter)
+	register.Iter1[transforms.BadRecord]()
+	register.Emitter2[string, transforms.BadRecord]()
+	beam.RegisterType(reflect.TypeOf((*writeDeadLetterFn)(nil)).Elem())
+}
+
+// PrepareOptions configures the prepare pipeline.
+type PrepareOptions struct {
+	// Inputs are files or globs of one corpus to split by hash (Fractions).
+	Inputs []string `json:"inputs,omitempty"`
+	// Train, Validation and Test are files or globs of given splits; when any
+	// is set, Inputs must be empty and no split is assigned by hash.
+	Train      []string `json:"train,omitempty"`
+	Validation []string `json:"validation,omitempty"`
+	Test       []string `json:"test,omitempty"`
+
+	Format string            `json:"format"` // csv, tsv, jsonl, text, or auto (from the file name)
+	Header bool              `json:"header"`
+	Fields transforms.Fields `json:"fields"`
+	Labels []string          `json:"labels,omitempty"` // the label vocabulary; inferred when empty
+
+	Fractions transforms.Fractions `json:"fractions"`
+	Salt      string               `json:"salt"`
+
+	ModelDir       string  `json:"model_dir"` // its tokenizer.json is used
+	MaxLength      int     `json:"max_length"`
+	MaxRecordBytes int     `json:"max_record_bytes"`
+	MaxBadFraction float64 `json:"max_bad_fraction"`
+	ShardBytes     int64   `json:"shard_bytes"`
+	KeepText       bool    `json:"keep_text"`
+
+	Output string `json:"output"` // folder for manifest.json and shards, local or gs://
+	Runner string `json:"-"`      // "" = --runner flag (prism by default)
+}
+
+// DefaultPrepareOptions are the defaults the CLI starts from.
+func DefaultPrepareOptions() PrepareOptions {
+	return PrepareOptions{
+		Format: "auto", Header: true, Fractions: transforms.Fractions{Train: 0.8, Validation: 0.1, Test: 0.1},
+		Salt: "beamtune", MaxLength: 128, MaxRecordBytes: transforms.DefaultMaxRecordBytes,
+		MaxBadFraction: 0.05, ShardBytes: 64 << 20,
+	}
+}
+
+// PrepareResult is what RunPrepare produced.
+type PrepareResult struct {
+	Manifest *transforms.Manifest
+	Skipped  bool // the output already held a manifest for the same inputs and options
+}
+
+// RunPrepare reads, validates, dedupes, splits, tokenizes and shards a corpus.
+// It is a no-op when Output already holds a manifest with the same
+// fingerprint; otherwise it writes a fresh data folder and then replaces the
+// manifest atomically, so readers never see a mix of runs.
+func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
+	files, err := resolveInputs(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	tokPath := storage.Join(o.ModelDir, "tokenizer.json")
+	tokData, err := storage.ReadFile(ctx, tokPath)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	tokSum := sha256.Sum256(tokData)
+	fp, err := prepareFingerprint(ctx, o, files, hex.EncodeToString(tokSum[:]))
+	if err != nil {
+		return nil, err
+	}
+	if old, err := transforms.ReadManifest(ctx, o.Output); err == nil && old.Fingerprint == fp {
+		slog.Info("prepare: output already holds this dataset; nothing to do", "output", o.Output, "fingerprint", fp[:12])
+		return &PrepareResult{Manifest: old, Skipped: true}, nil
+	}
+	p, err := buildPrepare(o, files, fp, tokPath, hex.EncodeToString(tokSum[:]))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := run(ctx, o.Runner, p); err != nil {
+		return nil, err
+	}
+	m, err := transforms.ReadManifest(ctx, o.Output)
+	if err != nil {
+		return nil, fmt.Errorf("prepare finished but its manifest cannot be read: %w", err)
+	}
+	if m.Fingerprint != fp {
+		return nil, fmt.Errorf("prepare: %s holds a manifest of another run (fingerprint %s, want %s): was another prepare writing there?", o.Output, m.Fingerprint[:12], fp[:12])
+	}
+	removeStaleData(ctx, o.Output, m.DataDir)
+	return &PrepareResult{Manifest: m}, nil
+}
+
+// resolveInputs expands globs into InputFiles, each with its split.
+func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFile, error) {
+	given := len(o.Train)+len(o.Validation)+len(o.Test) > 0
+	if given && len(o.Inputs) > 0 {
+		return nil, errors.New("give either --input (one corpus, split by hash) or --train/--validation/--test files, not both")
+	}
+	if !given && len(o.Inputs) == 0 {
+		return nil, errors.New("no input: give --input or --train/--validation/--test")
+	}
+	if !given {
+		if err := o.Fractions.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if o.Output == "" {
+		return nil, errors.New("no --output folder")
+	}
+	var out []transforms.InputFile
+	add := func(patterns []string, split string) error {
+		for _, pat := range patterns {
+			matches, err := storage.Glob(ctx, pat)
+			if err != nil {
+				return fmt.Errorf("input %s: %w", pat, err)
+			}
+			if len(matches) == 0 {
+				return fmt.Errorf("input %s: no such file", pat)
+			}
+			for _, m := range matches {
+				f, err := transforms.ParseFormat(o.Format, m)
+				if err != nil {
+					return err
+				}
+				out = append(out, transforms.InputFile{Path: m, Parse: transforms.ParseConfig{
+					Format: f, Header: o.Header, Fields: o.Fields, Split: split,
+					MaxRecordBytes: o.MaxRecordBytes, Labels: o.Labels,
+				}})
+			}
+		}
+		return nil
+	}
+	for _, g := range []struct {
+		pats  []string
+		split string
+	}{{o.Inputs, ""}, {o.Train, transforms.SplitTrain}, {o.Validation, transforms.SplitValidation}, {o.Test, transforms.SplitTest}} {
+		if err := add(g.pats, g.split); err != nil {
+			return nil, err
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range out {
+		if seen[f.Path] {
+			return nil, fmt.Errorf("input %s is named twice", f.Path)
+		}
+		seen[f.Path] = true
+	}
+	return out, nil
+}
+
+// prepareFingerprint identifies a prepare run by its inputs (path, size and
+// version as storage reports them) and everything that changes its output.
+func prepareFingerprint(ctx context.Context, o PrepareOptions, files []transforms.InputFile, tokSHA string) (string, error) {
+	h := sha256.New()
+	o.Output = "" // where the data goes does not change what it is
+	cfg, _ := json.Marshal(o)
+	h.Write(cfg)
+	h.Write([]byte(tokSHA))
+	for _, f := range files {
+		st, err := storage.Stat(ctx, f.Path)
+		if err != nil {
+			return "", fmt.Errorf("input %s: %w", f.Path, err)
+		}
+		fmt.Fprintf(h, "\n%s|%s|%d|%d|%d", f.Path, f.Parse.Split, st.Size, st.ModTime.UnixNano(), st.Generation)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func buildPrepare(o PrepareOptions, files []transforms.InputFile, fp, tokPath, tokSHA string) (*beam.Pipeline, error) {
+	p, s := beam.NewPipelineWithRoot()
+	dataDir := "data-" + fp[:12]
+
+	inputs := beam.Reshuffle(s, beam.CreateList(s.Scope("Inputs"), files))
+	records, bad, fingerprints := beam.ParDo3(s.Scope("Read"), &transforms.ReadRecordsFn{}, inputs)
+	// Spread records over workers before the per-record work: a large file
+	// is read by one worker, but tokenizing it need not be.
+	records = beam.Reshuffle(s.Scope("Spread"), records)
+	labels := transforms.LabelVocabulary(s, records, o.Labels)
+
+	keyed := beam.ParDo(s.Scope("KeyByText"), &transforms.KeyByTextFn{Salt: o.Salt, Fractions: o.Fractions}, records)
+	unique, events := beam.ParDo2(s.Scope("Dedupe"), &transforms.ResolveDuplicatesFn{}, beam.GroupByKey(s.Scope("GroupByText"), keyed))
+
+	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: tokPath, MaxLength: o.MaxLength, KeepText: o.KeepText},
+		unique, beam.SideInput{Input: labels})
+	allBad := beam.Flatten(s, bad, badLabels)
+
+	st := beam.Combine(s.Scope("Stats"), &transforms.StatsFn{}, examples)
+	byShard := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyByShardFn{TargetBytes: o.ShardBytes}, examples, beam.SideInput{Input: st})
+	shards := beam.ParDo(s.Scope("WriteShards"), &transforms.WriteShardFn{Root: o.Output, Dir: dataDir}, beam.GroupByKey(s.Scope("GroupByShard"), byShard))
+
+	deadLetter := dataDir + "/rejects.jsonl"
+	written := beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: storage.Join(o.Output, deadLetter)},
+		beam.GroupByKey(s, beam.ParDo(s, keyDeadLetter, allBad)))
+
+	badCounts := stats.SumPerKey(s.Scope("CountRejected"), beam.ParDo(s, transforms.BadKindCount, allBad))
+	dedupeCounts := stats.SumPerKey(s.Scope("CountDedupe"), beam.ParDo(s, transforms.DedupeKindCount, events))
+
+	cfg, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	base := transforms.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg}
+	base.Tokenizer.Path, base.Tokenizer.SHA256, base.Tokenizer.MaxLength = tokPath, tokSHA, o.MaxLength
+	base.Rejected.DeadLetter = deadLetter
+	beam.ParDo0(s.Scope("WriteManifest"), &transforms.WriteManifestFn{Root: o.Output, Base: base, MaxBadFraction: o.MaxBadFraction},
+		beam.Impulse(s),
+		beam.SideInput{Input: shards}, beam.SideInput{Input: st}, beam.SideInput{Input: labels},
+		beam.SideInput{Input: badCounts}, beam.SideInput{Input: dedupeCounts},
+		beam.SideInput{Input: fingerprints}, beam.SideInput{Input: written})
+	return p, nil
+}
+
+// keyDeadLetter sends every bad record to one writer, which sorts them so the
+// file is the same on every runner. Dead letters are bounded by
+// --max_bad_fraction and each keeps at most 1 MiB of raw text.
+func keyDeadLetter(b transforms.BadRecord, emit func(string, transforms.BadRecord)) {
+	emit("rejects", b)
+}
+
+// writeDeadLetterFn writes the dead-letter JSONL file: one line per rejected
+// record with its source, line, reason and raw text.
+type writeDeadLetterFn struct {
+	Path string
+}
+
+func (fn *writeDeadLetterFn) ProcessElement(ctx context.Context, _ string, bad func(*transforms.BadRecord) bool, emitRows func(int64)) error {
+	w, err := storage.Create(ctx, fn.Path)
+	if err != nil {
+		return err
+	}
+	var rows []transforms.BadRecord
+	var b transforms.BadRecord
+	for bad(&b) {
+		rows = append(rows, b)
+	}
+	// Deterministic order: the same input gives the same file on every runner.
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Source != rows[j].Source {
+			return rows[i].Source < rows[j].Source
+		}
+		return rows[i].Line < rows[j].Line
+	})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			w.Abort()
+			return fmt.Errorf("dead letter %s: %w", fn.Path, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	emitRows(int64(len(rows)))
+	return nil
+}
+
+// removeStaleData deletes data folders of earlier runs once the new manifest
+// is in place. Failures only leave garbage, so they are logged, not returned.
+func removeStaleData(ctx context.Context, out, keep string) {
+	matches, err := storage.Glob(ctx, storage.Join(out, "data-*/*"))
+	if err != nil {
+		slog.Warn("prepare: cannot list old data folders", "err", err)
+		return
+	}
+	stale := map[string]bool{}
+	for _, m := range matches {
+		rel := strings.TrimPrefix(strings.TrimPrefix(m, strings.TrimSuffix(out, "/")), "/")
+		dir := strings.SplitN(rel, "/", 2)[0]
+		if dir != keep && strings.HasPrefix(dir, "data-") {
+			stale[dir] = true
+		}
+	}
+	for dir := range stale {
+		if err := storage.RemoveAll(ctx, storage.Join(out, dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			slog.Warn("prepare: cannot remove old data folder", "dir", dir, "err", err)
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package transforms
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func parseAll(t *testing.T, data string, cfg ParseConfig) ([]Record, []BadRecord) {
+	t.Helper()
+	p, err := NewParser(strings.NewReader(data), "in", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var good []Record
+	var bad []BadRecord
+	for {
+		r, b, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			return good, bad
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != nil {
+			good = append(good, *r)
+		}
+		if b != nil {
+			bad = append(bad, *b)
+		}
+	}
+}
+
+func TestParseTSVWithHeader(t *testing.T) {
+	data := "sentence\tlabel\nhide new secretions \t0\n\t1\ngreat fun \t\nok\t1\textra\ncafé \t1\n"
+	good, bad := parseAll(t, data, ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}, Label: "label"}})
+	if len(good) != 2 || good[0].Text != "hide new secretions" || good[0].Label != "0" || good[0].Line != 2 || good[1].Text != "café" {
+		t.Fatalf("good = %+v", good)
+	}
+	want := map[int64]string{3: "empty text", 4: "missing label", 5: "expected 2 fields, got 3"}
+	if len(bad) != len(want) {
+		t.Fatalf("bad = %+v", bad)
+	}
+	for _, b := range bad {
+		if want[b.Line] != b.Reason {
+			t.Errorf("line %d: reason %q, want %q", b.Line, b.Reason, want[b.Line])
+		}
+	}
+}
+
+func TestParseCSVQuotingAndRecovery(t *testing.T) {
+	data := strings.Join([]string{
+		`"3","Wall St. ""Bears""","Short-sellers, Wall Street's dwindling\band"`,
+		`"1","multi`,
+		`line title","desc"`,
+		`"2","unterminated,"desc`,
+		`"4","after the break","still read"`,
+		`"2","x"y,"z"`,
+		``,
+		`"1","bad utf8 ` + "\xff\xfe" + `","d"`,
+	}, "\n") + "\n"
+	good, bad := parseAll(t, data, ParseConfig{Format: CSV, Fields: Fields{Text: []string{"2", "3"}, Label: "1"}})
+	texts := []string{}
+	for _, g := range good {
+		texts = append(texts, g.Label+"|"+g.Text)
+	}
+	wantGood := []string{
+		`3|Wall St. "Bears" Short-sellers, Wall Street's dwindling\band`,
+		"1|multi\nline title desc",
+		"4|after the break still read",
+	}
+	if strings.Join(texts, "\n#") != strings.Join(wantGood, "\n#") {
+		t.Fatalf("good:\n%q\nwant\n%q", texts, wantGood)
+	}
+	if good[1].Line != 2 || good[2].Line != 5 {
+		t.Errorf("lines %d %d, want 2 5", good[1].Line, good[2].Line)
+	}
+	reasons := map[int64]string{}
+	for _, b := range bad {
+		reasons[b.Line] = b.Reason
+	}
+	want := map[int64]string{4: "malformed quoting (text after a closing quote)", 6: "malformed quoting (text after a closing quote)", 7: "empty line", 8: "invalid UTF-8 in text at byte 9"}
+	for line, r := range want {
+		if reasons[line] != r {
+			t.Errorf("line %d: %q, want %q (all: %v)", line, reasons[line], r, reasons)
+		}
+	}
+	if len(bad) != len(want) {
+		t.Errorf("bad = %+v", bad)
+	}
+}
+
+func TestParseCSVUnterminatedQuoteLosesNothing(t *testing.T) {
+	data := "\"1\",\"open quote never closed,\"d\"\n\"2\",\"good one\",\"d\"\n\"3\",\"good two\",\"d\"\n"
+	good, bad := parseAll(t, data, ParseConfig{Format: CSV, Fields: Fields{Text: []string{"2"}, Label: "1"}})
+	if len(bad) != 1 || bad[0].Line != 1 {
+		t.Fatalf("bad = %+v", bad)
+	}
+	if len(good) != 2 || good[0].Line != 2 || good[1].Line != 3 {
+		t.Fatalf("good = %+v", good)
+	}
+}
+
+func TestParseLongLineIsBoundedAndReported(t *testing.T) {
+	long := strings.Repeat("x", 10<<20)
+	data := "text\tlabel\nshort\t1\n" + long + "\t0\nafter\t0\n"
+	good, bad := parseAll(t, data, ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"text"}, Label: "label"}, MaxRecordBytes: 1 << 20})
+	if len(good) != 2 || good[1].Text != "after" || good[1].Line != 4 {
+		t.Fatalf("good = %+v", good)
+	}
+	if len(bad) != 1 || bad[0].Line != 3 || !bad[0].RawTruncated || bad[0].RawBytes != int64(len(long)+2) || len(bad[0].Raw) > MaxRawKept {
+		t.Fatalf("bad = line %d truncated %v size %d kept %d", bad[0].Line, bad[0].RawTruncated, bad[0].RawBytes, len(bad[0].Raw))
+	}
+}
+
+func TestParseJSONLAndLabels(t *testing.T) {
+	data := `{"text":"good","label":1,"id":"a"}` + "\n" + `{"text":"x","label":"7"}` + "\n" + `not json` + "\n" + `{"label":1}` + "\n"
+	good, bad := parseAll(t, data, ParseConfig{Format: JSONL, Fields: Fields{Text: []string{"text"}, Label: "label", ID: "id"}, Labels: []string{"0", "1"}})
+	if len(good) != 1 || good[0].ID != "a" || good[0].Label != "1" {
+		t.Fatalf("good = %+v", good)
+	}
+	if len(bad) != 3 || bad[0].Reason != `unknown label "7"` || !strings.HasPrefix(bad[1].Reason, "invalid JSON") || bad[2].Reason != `text field "text" missing` {
+		t.Fatalf("bad = %+v", bad)
+	}
+}
+
+func TestParseHeaderErrors(t *testing.T) {
+	_, err := NewParser(strings.NewReader("a\tb\n"), "in", ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := NewParser(strings.NewReader("a\tb\nx\ty\n"), "in.tsv", ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}}})
+	if _, _, err := p.Next(); err == nil || !strings.Contains(err.Error(), `field "sentence" is not a header`) {
+		t.Fatalf("err = %v", err)
+	}
+}
