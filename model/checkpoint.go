@@ -345,8 +345,8 @@ func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 	}
 	for _, name := range TokenizerFiles {
 		if err := copyFile(filepath.Join(tokenizerDir, name), filepath.Join(dir, name)); err != nil {
-			if errors.Is(err, os.ErrNotExist) && name != "tokenizer.json" {
-				continue // optional in HF folders
+			if errors.Is(err, os.ErrNotExist) {
+				continue // a model may come without a tokenizer (test models fed token ids)
 			}
 			return fmt.Errorf("export tokenizer: %w", err)
 		}

@@ -227,3 +227,48 @@ func (s LinearSchedule) LR(step int64) float64 {
 	}
 	return s.Peak * math.Max(0, float64(s.Total-step)/float64(max(1, s.Total-s.Warmup)))
 }
+
+// State returns the optimizer's moments under "m.<param>" and "v.<param>",
+// with the step count, for checkpoints.
+func (o *AdamW) State() (map[string][]float32, int64, error) {
+	out := make(map[string][]float32, 2*len(o.params))
+	for i, p := range o.params {
+		m, err := Float32s(o.m[i])
+		if err != nil {
+			return nil, 0, err
+		}
+		v, err := Float32s(o.v[i])
+		if err != nil {
+			return nil, 0, err
+		}
+		out["m."+p.Name], out["v."+p.Name] = m, v
+	}
+	return out, o.steps, nil
+}
+
+// LoadState restores moments and the step count saved by State.
+func (o *AdamW) LoadState(state map[string][]float32, steps int64) error {
+	for i, p := range o.params {
+		for _, k := range []struct {
+			key string
+			dst **ts.Tensor
+		}{{"m." + p.Name, &o.m[i]}, {"v." + p.Name, &o.v[i]}} {
+			vals, ok := state[k.key]
+			if !ok {
+				return fmt.Errorf("optimizer state lacks %s", k.key)
+			}
+			dev, err := p.T.Device()
+			if err != nil {
+				return err
+			}
+			t, err := tensorOfFloat32(vals, Shape(p.T), dev)
+			if err != nil {
+				return fmt.Errorf("optimizer state %s: %w", k.key, err)
+			}
+			drop(*k.dst)
+			*k.dst = t
+		}
+	}
+	o.steps = steps
+	return nil
+}

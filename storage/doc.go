@@ -14,8 +14,9 @@
 //
 // Directories: GCS has none, so a "directory" gs://b/dir is the set of
 // objects whose names start with "dir/". [Stat] and [Exists] report such a
-// prefix as a directory (Info.IsDir), [RemoveAll] deletes everything under
-// it, and [Glob] matches it like filepath.Glob matches a local directory.
+// prefix as a directory (Info.IsDir) and [RemoveAll] deletes everything
+// under it. [Glob] on gs:// matches object names only, never such prefixes
+// (locally it is filepath.Glob, which also returns directories).
 //
 // # Atomicity
 //

@@ -465,11 +465,12 @@ func (s *Store) gcsRemoveAll(ctx context.Context, loc location) error {
 	return nil
 }
 
-// gcsGlob lists from the pattern's longest wildcard-free prefix and matches
-// each candidate with path.Match. Since '*' does not cross '/', only names
-// with as many '/'-separated parts as the pattern can match: a deeper object
-// contributes its ancestor "directory" at that depth. When the wildcard part
-// has no '/', listing uses the "/" delimiter and so stays at that level.
+// gcsGlob lists from the pattern's longest wildcard-free prefix and keeps
+// the object names that path.Match the object part of the pattern. Only
+// objects match (GCS has no directories): "gs://b/run/*" does not return
+// gs://b/run/ckpt for objects under run/ckpt/. When the wildcard part has
+// no '/', listing uses the "/" delimiter so it stays at that level instead of
+// walking everything below.
 func (s *Store) gcsGlob(ctx context.Context, pattern string) ([]string, error) {
 	bucketName, objPat, _ := strings.Cut(pattern[len(gsScheme):], "/")
 	if err := checkBucketName(bucketName); err != nil {
@@ -478,22 +479,26 @@ func (s *Store) gcsGlob(ctx context.Context, pattern string) ([]string, error) {
 	if _, err := path.Match(objPat, ""); err != nil {
 		return nil, &fs.PathError{Op: "glob", Path: pattern, Err: err}
 	}
-	i := strings.IndexAny(objPat, `*?[\`)
-	if i < 0 { // no wildcard: the path itself, if it exists
-		ok, err := s.Exists(ctx, pattern)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return []string{pattern}, nil
-	}
-	loc := location{path: pattern, gs: true, bucket: bucketName}
+	loc := location{path: pattern, gs: true, bucket: bucketName, object: objPat}
 	c, err := s.clientFor(ctx, "glob", loc)
 	if err != nil {
 		return nil, err
 	}
-	prefix := objPat[:i]
-	depth := strings.Count(objPat, "/") + 1
-	q := &gcs.Query{Prefix: prefix}
+	i := strings.IndexAny(objPat, `*?[\`)
+	if i < 0 { // no wildcard: the object itself, if it exists
+		if objPat == "" {
+			return nil, nil
+		}
+		_, err := s.object(c, bucketName, objPat, false).Attrs(ctx)
+		if err == nil {
+			return []string{pattern}, nil
+		}
+		if isGCSNotExist(err) {
+			return nil, nil
+		}
+		return nil, gcsErr("glob", pattern, err)
+	}
+	q := &gcs.Query{Prefix: objPat[:i]}
 	if !strings.Contains(objPat[i:], "/") {
 		q.Delimiter = "/"
 	}
@@ -501,7 +506,6 @@ func (s *Store) gcsGlob(ctx context.Context, pattern string) ([]string, error) {
 		return nil, &fs.PathError{Op: "glob", Path: pattern, Err: err}
 	}
 	var out []string
-	seen := map[string]bool{}
 	it := s.bucket(c, bucketName).Objects(ctx, q)
 	for {
 		a, err := it.Next()
@@ -509,40 +513,17 @@ func (s *Store) gcsGlob(ctx context.Context, pattern string) ([]string, error) {
 			break
 		}
 		if err != nil {
+			if isGCSNotExist(err) { // missing bucket: nothing matches
+				return nil, nil
+			}
 			return nil, gcsErr("glob", pattern, err)
 		}
-		name := a.Name
-		if name == "" {
-			name = a.Prefix
-		}
-		cand, ok := truncateParts(strings.TrimSuffix(name, "/"), depth)
-		if !ok || seen[cand] {
+		if a.Name == "" { // a "/"-delimited prefix, not an object
 			continue
 		}
-		seen[cand] = true
-		if m, _ := path.Match(objPat, cand); m {
-			out = append(out, gsScheme+bucketName+"/"+cand)
+		if m, _ := path.Match(objPat, a.Name); m {
+			out = append(out, gsScheme+bucketName+"/"+a.Name)
 		}
 	}
 	return sortedUnique(out), nil
-}
-
-// truncateParts returns the first n '/'-separated parts of name, or false
-// when it has fewer.
-func truncateParts(name string, n int) (string, bool) {
-	if name == "" {
-		return "", false
-	}
-	idx := 0
-	for k := 1; k < n; k++ {
-		j := strings.IndexByte(name[idx:], '/')
-		if j < 0 {
-			return "", false
-		}
-		idx += j + 1
-	}
-	if j := strings.IndexByte(name[idx:], '/'); j >= 0 {
-		return name[:idx+j], true
-	}
-	return name, true
 }

@@ -53,7 +53,9 @@ type Info struct {
 
 // Writer is an atomic writer returned by Create. Nothing is visible at the
 // destination until Close returns nil. Abort discards what was written; it
-// is a no-op after a successful Close, so it can be deferred.
+// is a no-op after a successful Close, so it can be deferred. A Writer is
+// not meant for concurrent use; to stop a Write blocked on the network,
+// cancel the context given to Create (Close then publishes nothing).
 type Writer interface {
 	io.WriteCloser
 	// Abort discards the write: no file or object is published and any
@@ -585,12 +587,14 @@ func (s *Store) RemoveAll(ctx context.Context, prefix string) error {
 }
 
 // Glob returns the paths matching pattern, sorted. Locally it is
-// filepath.Glob; on GCS the bucket must be literal and the object part is
-// matched with path.Match semantics ('*' and '?' do not cross '/'), listing
-// only from its longest wildcard-free prefix; gs:// "directories" (prefixes)
-// match like local directories. "**" is rejected (no recursive matching).
-// A pattern matching nothing returns an empty result and no error. Temporary
-// and lock files of this package never appear in local results.
+// filepath.Glob (which also returns matching directories). On GCS the
+// bucket must be literal and object names are matched against the object
+// part with path.Match semantics ('*' and '?' do not cross '/'), listing
+// only from its longest wildcard-free prefix; only objects match, never
+// "directory" prefixes. "**" is rejected (no recursive matching). A pattern
+// matching nothing (or a missing bucket) gives an empty result and no
+// error. Temporary and lock files of this package never appear in local
+// results.
 func (s *Store) Glob(ctx context.Context, pattern string) ([]string, error) {
 	if strings.Contains(pattern, "**") {
 		return nil, &fs.PathError{Op: "glob", Path: pattern, Err: errors.New(`"**" (recursive match) is not supported`)}

@@ -1,0 +1,177 @@
+package transforms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beamtune/beamtune/model/safetensors"
+)
+
+// writeTinyDataset writes a prepared dataset a tiny model can learn: label 1
+// rows contain token 7 somewhere, label 0 rows do not.
+func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(5))
+	man := Manifest{Schema: ManifestSchema, DataDir: "data", Labels: []string{"0", "1"}}
+	for _, sp := range []struct {
+		name string
+		n    int
+	}{{SplitTrain, nTrain}, {SplitValidation, nVal}} {
+		var rows []ShardRow
+		for i := 0; i < sp.n; i++ {
+			l := 4 + rng.Intn(20)
+			ids := make([]int32, l)
+			for j := range ids {
+				ids[j] = int32(8 + rng.Intn(990))
+			}
+			label := int32(rng.Intn(2))
+			if label == 1 {
+				ids[rng.Intn(l)] = 7
+			}
+			rows = append(rows, ShardRow{ID: sp.name + string(rune('a'+i%26)) + strings.Repeat("x", i/26), Label: label, InputIDs: ids, Length: int32(l)})
+		}
+		sortRows(rows)
+		var buf bytes.Buffer
+		if err := WriteShardRows(&buf, rows); err != nil {
+			t.Fatal(err)
+		}
+		rel := "data/" + sp.name + "/part-00000-of-00001.parquet"
+		if err := os.MkdirAll(filepath.Join(dir, "data", sp.name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		man.Shards = append(man.Shards, ShardInfo{Split: sp.name, Path: rel, Rows: int64(len(rows))})
+	}
+	data, _ := json.Marshal(man)
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sortRows(rows []ShardRow) {
+	for i := 1; i < len(rows); i++ {
+		for j := i; j > 0 && rows[j].Length < rows[j-1].Length; j-- {
+			rows[j], rows[j-1] = rows[j-1], rows[j]
+		}
+	}
+}
+
+func tinyJob(data, out string) TrainJob {
+	cfg := DefaultTrainConfig()
+	cfg.LR = 3e-3
+	cfg.BatchSize = 16
+	cfg.GradAccum = 2
+	cfg.Epochs = 4
+	cfg.CheckpointEvery = 2
+	cfg.EvalEvery = 5
+	cfg.LogEvery = 5
+	cfg.ShuffleBuffer = 4
+	return TrainJob{Trial: "tiny", Config: cfg, Data: data, Init: filepath.Join("..", "testdata", "parity", "tiny-bert"),
+		Output: out, Device: "cpu", Threads: 1, Resume: true}
+}
+
+func finalWeights(t *testing.T, dir string) map[string][]float32 {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][]float32{}
+	for _, n := range f.Names() {
+		if out[n], err = f.Float32(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestTrainChild is the process the resume test kills; it only runs when asked.
+func TestTrainChild(t *testing.T) {
+	spec := os.Getenv("BEAMTUNE_TRAIN_CHILD")
+	if spec == "" {
+		t.Skip("helper process for TestTrainResumeAfterSIGKILL")
+	}
+	var job TrainJob
+	if err := json.Unmarshal([]byte(spec), &job); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Train(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTrainResumeAfterSIGKILL: a run killed with SIGKILL mid-epoch and
+// resumed ends with the same weights, bit for bit, as an uninterrupted run.
+func TestTrainResumeAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeTinyDataset(t, data, 600, 128)
+
+	ref := tinyJob(data, filepath.Join(dir, "uninterrupted"))
+	res, err := Train(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 76 { // 600 rows / 16 = 38 batches / 2 = 19 steps per epoch, 4 epochs
+		t.Fatalf("steps = %d, want 76", res.Steps)
+	}
+	if res.BestAccuracy < 0.6 {
+		t.Errorf("tiny model did not learn the rule: best validation accuracy %.3f", res.BestAccuracy)
+	}
+
+	job := tinyJob(data, filepath.Join(dir, "killed"))
+	spec, _ := json.Marshal(job)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BEAMTUNE_TRAIN_CHILD="+string(spec))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once a checkpoint mid-way through the second epoch exists.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(job.Output, "checkpoints", "step-000000010", checkpointState)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the child never wrote the step-10 checkpoint")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := os.Stat(filepath.Join(job.Output, "final")); err == nil {
+		t.Fatal("the child finished before it was killed; the test proves nothing")
+	}
+	resumed, err := Train(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.Resumed || resumed.Steps != res.Steps {
+		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
+	}
+	want, got := finalWeights(t, filepath.Join(ref.Output, "final")), finalWeights(t, filepath.Join(job.Output, "final"))
+	for name, w := range want {
+		g := got[name]
+		for i := range w {
+			if g[i] != w[i] {
+				t.Fatalf("%s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
+			}
+		}
+	}
+	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
+}
