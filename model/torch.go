@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sugarme/gotch"
 	lib "github.com/sugarme/gotch/libtch"
@@ -88,8 +89,23 @@ func SetThreads(n int) {
 func Threads() int { return int(C.at_get_num_threads()) }
 
 // Seed seeds libtorch's global generators (CPU and CUDA): dropout masks and
-// random initialisation become repeatable.
+// random initialisation become repeatable. Use WithSeed when other goroutines
+// may draw random numbers at the same time.
 func Seed(seed int64) { C.at_manual_seed(C.int64_t(seed)) }
+
+// rngMu serialises users of libtorch's global generator. gotch exposes no
+// per-call generator, and trials of a sweep run in one process on prism, so
+// without it their dropout draws would interleave and runs would not repeat.
+var rngMu sync.Mutex
+
+// WithSeed seeds the global generator and runs fn while no other WithSeed
+// caller can draw from it: fn's random draws depend on seed alone.
+func WithSeed(seed int64, fn func() error) error {
+	rngMu.Lock()
+	defer rngMu.Unlock()
+	Seed(seed)
+	return fn()
+}
 
 // LockThread pins the calling goroutine to its OS thread for torch work and
 // returns the function that releases it. Call it at the top of any goroutine

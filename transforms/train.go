@@ -31,25 +31,25 @@ func init() {
 
 // TrainConfig is one run's hyperparameters: one trial of a sweep.
 type TrainConfig struct {
-	LR            float64 `json:"lr"`
-	Seed          int64   `json:"seed"`
-	BatchSize     int     `json:"batch_size"`
-	GradAccum     int     `json:"grad_accum"`     // micro-batches per optimizer step
-	Epochs        int     `json:"epochs"`         // used when MaxSteps is 0
-	MaxSteps      int64   `json:"max_steps"`      // optimizer steps; 0: Epochs decide
-	WarmupRatio   float64 `json:"warmup_ratio"`   // share of the steps spent warming up
-	WeightDecay   float64 `json:"weight_decay"`   // AdamW, not on biases and LayerNorm
-	MaxGradNorm   float64 `json:"max_grad_norm"`  // global clipping; 0: off
-	EvalEvery     int64   `json:"eval_every"`     // optimizer steps between evaluations; 0: epoch ends only
-	Patience      int     `json:"patience"`       // evaluations without improvement before stopping; 0: never
-	CheckpointEvery int64 `json:"checkpoint_every"` // optimizer steps; 0: epoch ends only
-	ShuffleBuffer int     `json:"shuffle_buffer"` // batches mixed by the shuffle buffer
-	LogEvery      int64   `json:"log_every"`
+	LR              float64 `json:"lr"`
+	Seed            int64   `json:"seed"`
+	BatchSize       int     `json:"batch_size"`
+	GradAccum       int     `json:"grad_accum"`       // micro-batches per optimizer step
+	Epochs          int     `json:"epochs"`           // used when MaxSteps is 0
+	MaxSteps        int64   `json:"max_steps"`        // optimizer steps; 0: Epochs decide
+	WarmupRatio     float64 `json:"warmup_ratio"`     // share of the steps spent warming up
+	WeightDecay     float64 `json:"weight_decay"`     // AdamW, not on biases and LayerNorm
+	MaxGradNorm     float64 `json:"max_grad_norm"`    // global clipping; 0: off
+	EvalEvery       int64   `json:"eval_every"`       // optimizer steps between evaluations; 0: epoch ends only
+	Patience        int     `json:"patience"`         // evaluations without improvement before stopping; 0: never
+	CheckpointEvery int64   `json:"checkpoint_every"` // optimizer steps; 0: epoch ends only
+	ShuffleBuffer   int     `json:"shuffle_buffer"`   // batches mixed by the shuffle buffer
+	LogEvery        int64   `json:"log_every"`
 
 	// Distillation (used when the training shards carry teacher logits).
 	Temperature float64 `json:"temperature"`
-	Alpha       float64 `json:"alpha"`      // weight of the soft-target KL term
-	LogitMSE    float64 `json:"logit_mse"`  // weight of an extra MSE on logits
+	Alpha       float64 `json:"alpha"`     // weight of the soft-target KL term
+	LogitMSE    float64 `json:"logit_mse"` // weight of an extra MSE on logits
 }
 
 // DefaultTrainConfig is a BERT fine-tuning recipe that works for the
@@ -439,8 +439,7 @@ loop:
 			var gradNorm float64
 			for a := 0; a < cfg.GradAccum && st.Batch < len(plan); a++ {
 				idx := plan[st.Batch]
-				model.Seed(cfg.Seed*1_000_003 + st.MicroStep)
-				loss, err := microStep(m, train, idx, padID, dev, cfg, distill)
+				loss, err := microStep(m, train, idx, padID, dev, cfg, distill, cfg.Seed*1_000_003+st.MicroStep)
 				if err != nil {
 					return TrialResult{}, fmt.Errorf("step %d: %w", st.Step, err)
 				}
@@ -539,13 +538,18 @@ func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
 // microStep runs forward and backward on one micro-batch and returns its loss.
-func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Device, cfg TrainConfig, distill bool) (float64, error) {
+func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Device, cfg TrainConfig, distill bool, seed int64) (float64, error) {
 	b, labels, teacher, err := rows.tensors(idx, padID, dev)
 	if err != nil {
 		return 0, err
 	}
 	defer freeBatch(b, labels, teacher)
-	out, err := m.Forward(b, true, false)
+	// Dropout draws happen in the forward pass only; backward reuses the masks.
+	var out *model.Output
+	err = model.WithSeed(seed, func() (err error) {
+		out, err = m.Forward(b, true, false)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -583,7 +587,6 @@ func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Devi
 // buildModel loads the starting model: Init with the dataset's labels, cut
 // down to StudentLayers when a student is asked for.
 func buildModel(ctx context.Context, job TrainJob, labels []string, dev model.Device) (*model.Bert, error) {
-	model.Seed(job.Config.Seed) // the fresh head's initial weights
 	dir, cleanup, err := storage.LocalDir(ctx, job.Init)
 	if err != nil {
 		return nil, err
@@ -598,7 +601,12 @@ func buildModel(ctx context.Context, job TrainJob, labels []string, dev model.De
 	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") {
 		opts.HeadFromScratch = true
 	}
-	m, rep, err := model.Load(dir, opts)
+	var m *model.Bert
+	var rep *model.LoadReport
+	err = model.WithSeed(job.Config.Seed, func() (err error) { // the fresh head's initial weights
+		m, rep, err = model.Load(dir, opts)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

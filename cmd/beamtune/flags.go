@@ -22,3 +22,13 @@ func (l *listFlag) Set(v string) error {
 func listVar(fs *flag.FlagSet, p *[]string, name, usage string) {
 	fs.Var((*listFlag)(p), name, usage)
 }
+
+// repeatFlag is a repeatable string flag whose values may contain commas.
+type repeatFlag []string
+
+func (r *repeatFlag) String() string { return strings.Join(*r, " ") }
+
+func (r *repeatFlag) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}

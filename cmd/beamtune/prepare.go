@@ -29,7 +29,7 @@ func (c *prepareCmd) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
 	fs.StringVar(&o.Fields.Label, "label_field", "", "label field")
 	fs.StringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
-	listVar(fs, &o.Labels, "labels", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
+	listVar(fs, &o.Labels, "label_vocab", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
 	fs.Float64Var(&o.Fractions.Train, "train_fraction", o.Fractions.Train, "share of a single corpus for training")
 	fs.Float64Var(&o.Fractions.Validation, "validation_fraction", o.Fractions.Validation, "share for validation")
 	fs.Float64Var(&o.Fractions.Test, "test_fraction", o.Fractions.Test, "share for test")

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Peer for beamtune train: the same recipe in HF transformers' Trainer.
+
+Fine-tunes a BERT folder (default all-MiniLM-L6-v2) as BertForSequenceClassification
+on a TSV/CSV training file and evaluates on a dev file; prints one JSON line with
+dev accuracy, training examples/s and wall time. Recipe flags mirror beamtune's:
+AdamW (weight decay off biases/LayerNorm, as Trainer does), linear warmup/decay,
+clipping 1.0, dynamic padding, length-grouped batches (beamtune's bucketing)."""
+import argparse, csv, json, time
+import numpy as np
+import torch
+from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding,
+                          Trainer, TrainingArguments)
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--model", required=True)
+ap.add_argument("--train", required=True)
+ap.add_argument("--dev", required=True)
+ap.add_argument("--format", default="sst2", choices=["sst2", "agnews"])
+ap.add_argument("--epochs", type=float, default=3)
+ap.add_argument("--lr", type=float, default=5e-5)
+ap.add_argument("--batch_size", type=int, default=32)
+ap.add_argument("--max_length", type=int, default=128)
+ap.add_argument("--warmup_ratio", type=float, default=0.1)
+ap.add_argument("--weight_decay", type=float, default=0.01)
+ap.add_argument("--seed", type=int, default=1)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--output", default="/tmp/hf_trainer_out")
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+
+def read(path):
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        if a.format == "sst2":
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+            for r in rows:
+                texts.append(r[0].strip()); labels.append(int(r[1]))
+        else:
+            for r in csv.reader(f):
+                texts.append((r[1] + " " + r[2]).strip()); labels.append(int(r[0]) - 1)
+    return texts, labels
+
+tok = AutoTokenizer.from_pretrained(a.model)
+class DS(torch.utils.data.Dataset):
+    def __init__(self, path):
+        t, self.labels = read(path)
+        self.enc = tok(t, truncation=True, max_length=a.max_length)
+    def __len__(self): return len(self.labels)
+    def __getitem__(self, i):
+        d = {k: v[i] for k, v in self.enc.items()}
+        d["labels"] = self.labels[i]
+        return d
+train, dev = DS(a.train), DS(a.dev)
+n_labels = len(set(train.labels))
+model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels)
+args = TrainingArguments(output_dir=a.output, num_train_epochs=a.epochs, learning_rate=a.lr,
+    per_device_train_batch_size=a.batch_size, per_device_eval_batch_size=64, warmup_ratio=a.warmup_ratio,
+    weight_decay=a.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear", seed=a.seed,
+    group_by_length=True, eval_strategy="no", save_strategy="no", logging_steps=200, report_to=[],
+    use_cpu=True, dataloader_num_workers=0)
+def acc(p): return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+tr = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+             data_collator=DataCollatorWithPadding(tok), compute_metrics=acc)
+t = time.perf_counter()
+out = tr.train()
+train_s = time.perf_counter() - t
+ev = tr.evaluate()
+print(json.dumps({"peer": "hf-trainer", "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
+                  "seed": a.seed, "threads": a.threads, "dev_accuracy": ev["eval_accuracy"],
+                  "train_seconds": train_s, "train_examples_per_s": len(train) * a.epochs / train_s}))

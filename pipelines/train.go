@@ -1,0 +1,199 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+func init() {
+	register.DoFn3x1[context.Context, []byte, func(*transforms.TrialResult) bool, error](&selectBestFn{})
+	register.Iter1[transforms.TrialResult]()
+	beam.RegisterType(reflect.TypeOf((*selectBestFn)(nil)).Elem())
+}
+
+// TrainOptions configures the train pipeline (and the student half of distill).
+type TrainOptions struct {
+	Data   string // prepared dataset folder (manifest.json)
+	Init   string // model folder to start from
+	Output string // run folder: trials/<trial>/..., the published model, trials.json
+	Name   string // published model folder under Output ("teacher", "student")
+
+	Config transforms.TrainConfig
+	// Sweep maps a hyperparameter to the values to try; every combination is
+	// a trial, trained in parallel on its own worker.
+	Sweep         map[string][]string
+	StudentLayers []int
+	Device        string
+	Threads       int
+	Resume        bool
+	Runner        string
+}
+
+// TrainResult is the chosen trial and every trial's record.
+type TrainResult struct {
+	Best     transforms.TrialResult   `json:"best"`
+	Trials   []transforms.TrialResult `json:"trials"`
+	ModelDir string                   `json:"model_dir"` // the published HF folder
+}
+
+// sweepable lists the hyperparameters --sweep may vary, with how to set each.
+var sweepable = map[string]func(*transforms.TrainConfig, string) error{
+	"lr":            func(c *transforms.TrainConfig, v string) (err error) { c.LR, err = strconv.ParseFloat(v, 64); return },
+	"seed":          func(c *transforms.TrainConfig, v string) (err error) { c.Seed, err = strconv.ParseInt(v, 10, 64); return },
+	"batch_size":    func(c *transforms.TrainConfig, v string) (err error) { c.BatchSize, err = strconv.Atoi(v); return },
+	"epochs":        func(c *transforms.TrainConfig, v string) (err error) { c.Epochs, err = strconv.Atoi(v); return },
+	"max_steps":     func(c *transforms.TrainConfig, v string) (err error) { c.MaxSteps, err = strconv.ParseInt(v, 10, 64); return },
+	"warmup_ratio":  func(c *transforms.TrainConfig, v string) (err error) { c.WarmupRatio, err = strconv.ParseFloat(v, 64); return },
+	"weight_decay":  func(c *transforms.TrainConfig, v string) (err error) { c.WeightDecay, err = strconv.ParseFloat(v, 64); return },
+	"grad_accum":    func(c *transforms.TrainConfig, v string) (err error) { c.GradAccum, err = strconv.Atoi(v); return },
+	"temperature":   func(c *transforms.TrainConfig, v string) (err error) { c.Temperature, err = strconv.ParseFloat(v, 64); return },
+	"alpha":         func(c *transforms.TrainConfig, v string) (err error) { c.Alpha, err = strconv.ParseFloat(v, 64); return },
+	"max_grad_norm": func(c *transforms.TrainConfig, v string) (err error) { c.MaxGradNorm, err = strconv.ParseFloat(v, 64); return },
+}
+
+// ParseSweep reads "--sweep lr=2e-5,5e-5" values into a sweep map.
+func ParseSweep(specs []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, s := range specs {
+		k, v, ok := strings.Cut(s, "=")
+		k = strings.TrimSpace(k)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("--sweep %q: want name=v1,v2,...", s)
+		}
+		if _, known := sweepable[k]; !known {
+			names := make([]string, 0, len(sweepable))
+			for n := range sweepable {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return nil, fmt.Errorf("--sweep %q: %s cannot be swept (one of %s)", s, k, strings.Join(names, ", "))
+		}
+		for _, x := range strings.Split(v, ",") {
+			out[k] = append(out[k], strings.TrimSpace(x))
+		}
+	}
+	return out, nil
+}
+
+// trials expands the sweep into one job per combination, in a fixed order.
+func trials(o TrainOptions) ([]transforms.TrainJob, error) {
+	keys := make([]string, 0, len(o.Sweep))
+	for k := range o.Sweep {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	jobs := []transforms.TrainJob{{Config: o.Config}}
+	names := []string{""}
+	for _, k := range keys {
+		var nj []transforms.TrainJob
+		var nn []string
+		for i, j := range jobs {
+			for _, v := range o.Sweep[k] {
+				c := j
+				if err := sweepable[k](&c.Config, v); err != nil {
+					return nil, fmt.Errorf("--sweep %s=%s: %w", k, v, err)
+				}
+				nj = append(nj, c)
+				nn = append(nn, strings.TrimPrefix(names[i]+","+k+"="+v, ","))
+			}
+		}
+		jobs, names = nj, nn
+	}
+	for i := range jobs {
+		name := names[i]
+		if name == "" {
+			name = "default"
+		}
+		jobs[i].Trial = name
+		jobs[i].Data, jobs[i].Init = o.Data, o.Init
+		jobs[i].StudentLayers = o.StudentLayers
+		jobs[i].Output = storage.Join(o.Output, "trials", strings.NewReplacer("=", "-", ",", "_").Replace(name))
+		jobs[i].Device, jobs[i].Threads, jobs[i].Resume = o.Device, o.Threads, o.Resume
+	}
+	return jobs, nil
+}
+
+// RunTrain trains every trial of the sweep in parallel (one element each),
+// picks the best by validation accuracy (then loss), records every trial in
+// trials.json and publishes the winner's best checkpoint, its training log
+// and configuration as Output/Name, atomically.
+func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
+	if o.Data == "" || o.Init == "" || o.Output == "" {
+		return nil, fmt.Errorf("train needs --data, --init and --output")
+	}
+	if o.Name == "" {
+		o.Name = "teacher"
+	}
+	jobs, err := trials(o)
+	if err != nil {
+		return nil, err
+	}
+	p, s := beam.NewPipelineWithRoot()
+	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Trials"), jobs))
+	results := beam.ParDo(s.Scope("Train"), &transforms.TrainFn{}, col)
+	beam.ParDo0(s.Scope("SelectAndPublish"), &selectBestFn{Output: o.Output, Name: o.Name}, beam.Impulse(s), beam.SideInput{Input: results})
+	if _, err := run(ctx, o.Runner, p); err != nil {
+		return nil, err
+	}
+	data, err := storage.ReadFile(ctx, storage.Join(o.Output, o.Name+"-trials.json"))
+	if err != nil {
+		return nil, err
+	}
+	var res TrainResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// selectBestFn chooses the winning trial and publishes it.
+type selectBestFn struct {
+	Output, Name string
+}
+
+func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results func(*transforms.TrialResult) bool) error {
+	var all []transforms.TrialResult
+	var r transforms.TrialResult
+	for results(&r) {
+		all = append(all, r)
+	}
+	if len(all) == 0 {
+		return fmt.Errorf("no trial finished")
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if a.BestAccuracy != b.BestAccuracy {
+			return a.BestAccuracy > b.BestAccuracy
+		}
+		if a.BestLoss != b.BestLoss {
+			return a.BestLoss < b.BestLoss
+		}
+		return a.Trial < b.Trial
+	})
+	best := all[0]
+	dst := storage.Join(fn.Output, fn.Name)
+	res := TrainResult{Best: best, Trials: all, ModelDir: dst}
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	trialsPath := storage.Join(fn.Output, fn.Name+"-trials.json")
+	err = transforms.PublishDir(ctx, best.BestDir, dst, map[string]string{
+		"training_log.jsonl": storage.Join(best.Output, "log.jsonl"),
+		"train_config.json":  storage.Join(best.Output, "config.json"),
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", dst, err)
+	}
+	return storage.WriteFile(ctx, trialsPath, data)
+}
