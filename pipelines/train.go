@@ -48,17 +48,38 @@ type TrainResult struct {
 
 // sweepable lists the hyperparameters --sweep may vary, with how to set each.
 var sweepable = map[string]func(*transforms.TrainConfig, string) error{
-	"lr":            func(c *transforms.TrainConfig, v string) (err error) { c.LR, err = strconv.ParseFloat(v, 64); return },
-	"seed":          func(c *transforms.TrainConfig, v string) (err error) { c.Seed, err = strconv.ParseInt(v, 10, 64); return },
-	"batch_size":    func(c *transforms.TrainConfig, v string) (err error) { c.BatchSize, err = strconv.Atoi(v); return },
-	"epochs":        func(c *transforms.TrainConfig, v string) (err error) { c.Epochs, err = strconv.Atoi(v); return },
-	"max_steps":     func(c *transforms.TrainConfig, v string) (err error) { c.MaxSteps, err = strconv.ParseInt(v, 10, 64); return },
-	"warmup_ratio":  func(c *transforms.TrainConfig, v string) (err error) { c.WarmupRatio, err = strconv.ParseFloat(v, 64); return },
-	"weight_decay":  func(c *transforms.TrainConfig, v string) (err error) { c.WeightDecay, err = strconv.ParseFloat(v, 64); return },
-	"grad_accum":    func(c *transforms.TrainConfig, v string) (err error) { c.GradAccum, err = strconv.Atoi(v); return },
-	"temperature":   func(c *transforms.TrainConfig, v string) (err error) { c.Temperature, err = strconv.ParseFloat(v, 64); return },
-	"alpha":         func(c *transforms.TrainConfig, v string) (err error) { c.Alpha, err = strconv.ParseFloat(v, 64); return },
-	"max_grad_norm": func(c *transforms.TrainConfig, v string) (err error) { c.MaxGradNorm, err = strconv.ParseFloat(v, 64); return },
+	"lr": func(c *transforms.TrainConfig, v string) (err error) { c.LR, err = strconv.ParseFloat(v, 64); return },
+	"seed": func(c *transforms.TrainConfig, v string) (err error) {
+		c.Seed, err = strconv.ParseInt(v, 10, 64)
+		return
+	},
+	"batch_size": func(c *transforms.TrainConfig, v string) (err error) { c.BatchSize, err = strconv.Atoi(v); return },
+	"epochs":     func(c *transforms.TrainConfig, v string) (err error) { c.Epochs, err = strconv.Atoi(v); return },
+	"max_steps": func(c *transforms.TrainConfig, v string) (err error) {
+		c.MaxSteps, err = strconv.ParseInt(v, 10, 64)
+		return
+	},
+	"warmup_ratio": func(c *transforms.TrainConfig, v string) (err error) {
+		c.WarmupRatio, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"weight_decay": func(c *transforms.TrainConfig, v string) (err error) {
+		c.WeightDecay, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"grad_accum": func(c *transforms.TrainConfig, v string) (err error) { c.GradAccum, err = strconv.Atoi(v); return },
+	"temperature": func(c *transforms.TrainConfig, v string) (err error) {
+		c.Temperature, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"alpha": func(c *transforms.TrainConfig, v string) (err error) {
+		c.Alpha, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"max_grad_norm": func(c *transforms.TrainConfig, v string) (err error) {
+		c.MaxGradNorm, err = strconv.ParseFloat(v, 64)
+		return
+	},
 }
 
 // ParseSweep reads "--sweep lr=2e-5,5e-5" values into a sweep map.

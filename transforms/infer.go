@@ -151,8 +151,8 @@ type Prediction struct {
 // PredictShardFn scores every row of a shard.
 type PredictShardFn struct {
 	inferModel
-	Root  string // dataset folder
-	Name  string // model name carried in each prediction
+	Root string // dataset folder
+	Name string // model name carried in each prediction
 }
 
 func (fn *PredictShardFn) Setup(ctx context.Context) error { return fn.setup(ctx) }
