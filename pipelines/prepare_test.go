@@ -3,6 +3,7 @@ package pipelines
 import (
 	"bufio"
 	"context"
+	"net"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/transforms"
@@ -230,7 +233,9 @@ func TestPrepareSharedData(t *testing.T) {
 }
 
 // TestPrepareRerunAndRunners: a rerun with the same inputs is a no-op, and the
-// direct runner writes the same shards and counts as prism.
+// direct runner and the universal runner (against a standalone prism job
+// server, as Flink's or Spark's job server would be used) write the same
+// shards and counts as prism.
 func TestPrepareRerunAndRunners(t *testing.T) {
 	modelDir := needModel(t)
 	base := DefaultPrepareOptions()
@@ -240,7 +245,10 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 	base.ModelDir = modelDir
 	base.ShardBytes = 32 << 10 // several shards per split
 	results := map[string]*transforms.Manifest{}
-	for _, runner := range []string{"prism", "direct"} {
+	for _, runner := range []string{"prism", "direct", "universal"} {
+		if runner == "universal" {
+			useJobServer(t)
+		}
 		o := base
 		o.Runner = runner
 		o.Output = filepath.Join(t.TempDir(), runner)
@@ -267,16 +275,39 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
-	p, d := results["prism"], results["direct"]
-	if strings.Join(sums(p), "\n") != strings.Join(sums(d), "\n") {
-		t.Errorf("shards differ between prism and direct:\n%v\n%v", sums(p), sums(d))
-	}
+	p := results["prism"]
 	pj, _ := json.Marshal(p.Splits)
-	dj, _ := json.Marshal(d.Splits)
-	if string(pj) != string(dj) {
-		t.Errorf("split summaries differ:\n%s\n%s", pj, dj)
+	for _, other := range []string{"direct", "universal"} {
+		d := results[other]
+		if strings.Join(sums(p), "\n") != strings.Join(sums(d), "\n") {
+			t.Errorf("shards differ between prism and %s:\n%v\n%v", other, sums(p), sums(d))
+		}
+		dj, _ := json.Marshal(d.Splits)
+		if string(pj) != string(dj) {
+			t.Errorf("split summaries differ between prism and %s:\n%s\n%s", other, pj, dj)
+		}
 	}
 	if len(p.Shards) < 3 {
 		t.Errorf("expected several shards at 32 KiB each, got %d", len(p.Shards))
 	}
+}
+
+// useJobServer starts a standalone prism job server on a free port and points
+// the universal runner at it with the LOOPBACK environment (workers run in
+// this process), as --endpoint and --environment_type do on the command line.
+func useJobServer(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if _, err := prism.CreateJobServer(context.Background(), prism.Options{Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	oldEndpoint, oldEnv := *jobopts.Endpoint, *jobopts.EnvironmentType
+	*jobopts.Endpoint = fmt.Sprintf("localhost:%d", port)
+	*jobopts.EnvironmentType = "LOOPBACK"
+	t.Cleanup(func() { *jobopts.Endpoint, *jobopts.EnvironmentType = oldEndpoint, oldEnv })
 }

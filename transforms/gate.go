@@ -1,0 +1,95 @@
+package transforms
+
+import "fmt"
+
+// GateConfig is the promotion gate: how much worse than the champion a
+// challenger may be and still be promoted. Values are in points (0.2 = 0.2
+// percentage points).
+type GateConfig struct {
+	MaxAccuracyDrop    float64 `json:"max_accuracy_drop"`     // challenger accuracy >= champion - this
+	MaxMacroF1Drop     float64 `json:"max_macro_f1_drop"`     // challenger macro-F1 >= champion - this
+	MaxClassRecallDrop float64 `json:"max_class_recall_drop"` // no class's recall lower by more than this
+	MinAccuracy        float64 `json:"min_accuracy"`          // absolute floor, also without a champion (0: none)
+}
+
+// DefaultGate blesses a challenger that is no worse than the champion beyond
+// noise: 0.2 points of accuracy, 0.5 of macro-F1, 2 of any class's recall.
+func DefaultGate() GateConfig {
+	return GateConfig{MaxAccuracyDrop: 0.2, MaxMacroF1Drop: 0.5, MaxClassRecallDrop: 2.0}
+}
+
+// Gate decides whether challenger may replace champion (nil: no champion yet).
+func Gate(cfg GateConfig, challenger ModelReport, champion *ModelReport) GateResult {
+	res := GateResult{Challenger: challenger.Name}
+	add := func(c GateCheck) {
+		res.Checks = append(res.Checks, c)
+		if !c.Passed {
+			res.Reasons = append(res.Reasons, c.Detail)
+		}
+	}
+	ch := challenger.Metrics
+	if cfg.MinAccuracy > 0 {
+		v := 100 * ch.Accuracy
+		add(GateCheck{Name: "min_accuracy", Value: v, Threshold: cfg.MinAccuracy, Passed: v >= cfg.MinAccuracy,
+			Detail: fmt.Sprintf("accuracy %.2f%% against a floor of %.2f%%", v, cfg.MinAccuracy)})
+	}
+	if champion == nil {
+		res.Verdict = verdict(res.Checks)
+		if res.Verdict == "blessed" {
+			res.Reasons = append(res.Reasons, "no champion yet: the first model that passes the floor is promoted")
+		}
+		return res
+	}
+	res.Champion = champion.Name
+	cp := champion.Metrics
+	dAcc := 100 * (ch.Accuracy - cp.Accuracy)
+	add(GateCheck{Name: "accuracy_drop", Value: dAcc, Threshold: -cfg.MaxAccuracyDrop, Passed: dAcc >= -cfg.MaxAccuracyDrop,
+		Detail: fmt.Sprintf("accuracy %.2f%% vs champion %.2f%% (%+.2f points; allowed -%.2f)", 100*ch.Accuracy, 100*cp.Accuracy, dAcc, cfg.MaxAccuracyDrop)})
+	dF1 := 100 * (ch.MacroF1 - cp.MacroF1)
+	add(GateCheck{Name: "macro_f1_drop", Value: dF1, Threshold: -cfg.MaxMacroF1Drop, Passed: dF1 >= -cfg.MaxMacroF1Drop,
+		Detail: fmt.Sprintf("macro-F1 %.2f vs champion %.2f (%+.2f points; allowed -%.2f)", 100*ch.MacroF1, 100*cp.MacroF1, dF1, cfg.MaxMacroF1Drop)})
+	recall := map[string]float64{}
+	for _, c := range cp.PerClass {
+		recall[c.Label] = c.Recall
+	}
+	for _, c := range ch.PerClass {
+		base, ok := recall[c.Label]
+		if !ok {
+			continue
+		}
+		d := 100 * (c.Recall - base)
+		add(GateCheck{Name: "recall_drop:" + c.Label, Value: d, Threshold: -cfg.MaxClassRecallDrop, Passed: d >= -cfg.MaxClassRecallDrop,
+			Detail: fmt.Sprintf("recall of class %q %.2f%% vs champion %.2f%% (%+.2f points; allowed -%.2f)", c.Label, 100*c.Recall, 100*base, d, cfg.MaxClassRecallDrop)})
+	}
+	res.Verdict = verdict(res.Checks)
+	if res.Verdict == "blessed" {
+		res.Reasons = append(res.Reasons, "every check passed")
+	}
+	return res
+}
+
+func verdict(checks []GateCheck) string {
+	for _, c := range checks {
+		if !c.Passed {
+			return "rejected"
+		}
+	}
+	return "blessed"
+}
+
+// Compare relates other to base (e.g. student to teacher).
+func Compare(base, other ModelReport) Comparison {
+	c := Comparison{Base: base.Name, Other: other.Name,
+		AccuracyDelta: other.Metrics.Accuracy - base.Metrics.Accuracy,
+		MacroF1Delta:  other.Metrics.MacroF1 - base.Metrics.MacroF1}
+	if base.Metrics.Accuracy > 0 {
+		c.AccuracyKept = other.Metrics.Accuracy / base.Metrics.Accuracy
+	}
+	if base.Speed.ExamplesPerSec > 0 {
+		c.Speedup = other.Speed.ExamplesPerSec / base.Speed.ExamplesPerSec
+	}
+	if base.SizeBytes > 0 {
+		c.SizeRatio = float64(other.SizeBytes) / float64(base.SizeBytes)
+	}
+	return c
+}
