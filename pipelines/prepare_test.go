@@ -3,9 +3,9 @@ package pipelines
 import (
 	"bufio"
 	"context"
-	"net"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
