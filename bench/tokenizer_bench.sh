@@ -2,7 +2,7 @@
 # Go WordPiece encoder (model/tokenizer) against HF tokenizers on the same
 # text, one thread each, same tokenizer.json, truncation 128, no padding.
 #
-#   bash bench/tokenizer_bench.sh            # needs: pip install tokenizers==0.23.3
+#   bash bench/tokenizer_bench.sh            # the peer runs in scripts/pyenv.sh's environment
 #
 # Both run pinned to one core (taskset, when present) and one thread: Go with
 # -cpu 1 (GOMAXPROCS=1, the GC included), HF with RAYON_NUM_THREADS=1 and
@@ -23,7 +23,8 @@ go_out=$(cd model/tokenizer && "${pin[@]}" /tmp/tokenizer_bench.test -test.run '
 rm -f /tmp/tokenizer_bench.test
 echo "$go_out" | grep -E '^(Benchmark|cpu:)'
 
-peer_out=$("${pin[@]}" python3 bench/tokenizer_peer.py)
+PY=$(scripts/pyenv.sh)
+peer_out=$("${pin[@]}" "$PY" bench/tokenizer_peer.py)
 echo "$peer_out"
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +100,63 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	t.Logf("student (layers 0,2,4): dev accuracy %.4f after %d steps (%.0f s), %.1f%% of the teacher's", st.BestAccuracy, st.Steps, st.WallSeconds, 100*kept)
 	if kept < 0.95 {
 		t.Errorf("student keeps %.1f%% of the teacher's accuracy, want >= 95%%", 100*kept)
+	}
+
+	// Evaluate both on dev, with the teacher also standing in as the champion
+	// the student is gated against.
+	ev, err := RunEvaluate(context.Background(), EvaluateOptions{
+		Data: po.Output, Split: "validation", Output: filepath.Join(dir, "report"),
+		Models:   []NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "student", Dir: dres.Student.ModelDir}},
+		Champion: teacher.ModelDir, Challenger: "student", Gate: transforms.DefaultGate(),
+		Seed: 1, InferBatch: 64, Device: "cpu", Threads: 2, SpeedRuns: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ev.Report
+	for _, f := range []string{"report.json", "report.md", "report.html"} {
+		if _, err := os.Stat(filepath.Join(dir, "report", f)); err != nil {
+			t.Errorf("report lacks %s", f)
+		}
+	}
+	if len(r.Models) != 3 || r.Examples != 872 {
+		t.Fatalf("report: %d models, %d examples", len(r.Models), r.Examples)
+	}
+	// The pipeline's metrics must agree with the trainer's own evaluation.
+	if got, want := r.Models[0].Metrics.Accuracy, teacher.Best.BestAccuracy; math.Abs(got-want) > 1e-9 {
+		t.Errorf("evaluate says teacher accuracy %.6f, training said %.6f", got, want)
+	}
+	if r.Models[0].Metrics.Accuracy != r.Models[2].Metrics.Accuracy {
+		t.Errorf("champion (the teacher's folder) scored differently from the teacher")
+	}
+	if r.Gate == nil || r.Gate.Verdict != "rejected" {
+		t.Errorf("a student %.2f points below the champion should be rejected: %+v", 100*(st.BestAccuracy-teacher.Best.BestAccuracy), r.Gate)
+	}
+	sp := r.Comparisons[0]
+	t.Logf("student vs teacher: accuracy kept %.1f%%, speedup %.2fx, size %.2fx; gate %s", 100*sp.AccuracyKept, sp.Speedup, sp.SizeRatio, r.Gate.Verdict)
+	if sp.Speedup < 1.3 {
+		t.Errorf("a 3-of-6-layer student should be clearly faster: speedup %.2f", sp.Speedup)
+	}
+
+	// Predict with the published student, on a corpus with one bad row.
+	in := filepath.Join(dir, "to_score.tsv")
+	if err := os.WriteFile(in, []byte("sentence\nan utterly charming film\n\na dull , lifeless mess\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := RunPredict(context.Background(), PredictOptions{Model: dres.Student.ModelDir, Inputs: []string{in},
+		Fields: transforms.Fields{Text: []string{"sentence"}}, Header: true, Format: "tsv", Output: filepath.Join(dir, "pred"), Device: "cpu", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(pr.Files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	predLines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(predLines) != 2 || pr.DeadLetter == "" {
+		t.Fatalf("predictions:\n%s\ndead letter %q", out, pr.DeadLetter)
+	}
+	if both := predLines[0] + predLines[1]; !strings.Contains(both, `"label":"1"`) || !strings.Contains(both, `"label":"0"`) {
+		t.Errorf("the student should call one review positive and one negative:\n%s", out)
 	}
 }

@@ -79,15 +79,20 @@ func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo) ([]S
 	}
 	var r Rows
 	r.Append(rows)
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	defer model.LockThread()()
-	ev, err := Evaluate(im.m, &r, im.BatchSize)
+	ev, err := im.run(&r)
 	if err != nil {
 		return nil, EvalResult{}, fmt.Errorf("%s: %w", s.Path, err)
 	}
 	inferRows.Inc(ctx, int64(len(rows)))
 	return rows, ev, nil
+}
+
+// run scores rows with the loaded model, one caller at a time, on a locked thread.
+func (im *inferModel) run(rows *Rows) (EvalResult, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	defer model.LockThread()()
+	return Evaluate(im.m, rows, im.BatchSize)
 }
 
 var inferRows = beam.NewCounter("beamtune.infer", "rows")

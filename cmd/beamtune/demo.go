@@ -12,33 +12,81 @@ import (
 	"github.com/beamtune/beamtune/transforms"
 )
 
-// demoCmd runs the whole job on the bundled sample corpus with the defaults.
+// demoCmd runs the whole job on the bundled sample corpus with the defaults:
+// prepare, fine-tune the teacher, distil a 3-layer student, evaluate both and
+// write the report, all on prism.
 type demoCmd struct {
 	out, sample, modelDir *string
+	threads               *int
 }
 
 func (c *demoCmd) register(fs *flag.FlagSet) {
 	c.out = fs.String("output", "out/demo", "folder for everything the demo writes")
 	c.sample = fs.String("sample", "testdata/sample", "folder of the bundled SST-2 sample")
 	c.modelDir = fs.String("model", model.DefaultModelDir(), "pretrained model folder")
+	c.threads = fs.Int("threads", 0, "libtorch threads (0: libtorch's default)")
 }
 
 func (c *demoCmd) run(ctx context.Context) error {
 	start := time.Now()
-	o := pipelines.DefaultPrepareOptions()
-	o.Train = []string{filepath.Join(*c.sample, "sst2_train.tsv")}
-	o.Validation = []string{filepath.Join(*c.sample, "sst2_dev.tsv")}
-	o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
-	o.ModelDir = *c.modelDir
-	o.MaxLength = 64
-	o.KeepText = true
-	o.Output = filepath.Join(*c.out, "data")
-	fmt.Printf("demo: 1/1 prepare %s -> %s (prism)\n", *c.sample, o.Output)
-	res, err := pipelines.RunPrepare(ctx, o)
+	step := func(n int, what string) {
+		fmt.Printf("\ndemo [%d/4, %s]: %s\n", n, time.Since(start).Round(time.Second), what)
+	}
+
+	step(1, "prepare the bundled SST-2 sample (4,210 training rows, 872 held-out dev rows)")
+	po := pipelines.DefaultPrepareOptions()
+	po.Train = []string{filepath.Join(*c.sample, "sst2_train.tsv")}
+	po.Validation = []string{filepath.Join(*c.sample, "sst2_dev.tsv")}
+	po.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	po.ModelDir = *c.modelDir
+	po.MaxLength = 64
+	po.KeepText = true
+	po.Output = filepath.Join(*c.out, "data")
+	prep, err := pipelines.RunPrepare(ctx, po)
 	if err != nil {
 		return err
 	}
-	printManifest(res.Manifest, res.Skipped)
-	fmt.Printf("demo: done in %s; manifest %s\n", time.Since(start).Round(time.Second), filepath.Join(o.Output, transforms.ManifestFile))
+	printManifest(prep.Manifest, prep.Skipped)
+
+	step(2, "fine-tune all-MiniLM-L6-v2 (the teacher), 2 epochs")
+	cfg := transforms.DefaultTrainConfig()
+	cfg.Epochs = 2
+	cfg.LR = 1e-4
+	cfg.BatchSize = 16
+	cfg.LogEvery = 50
+	run := filepath.Join(*c.out, "run")
+	teacher, err := pipelines.RunTrain(ctx, pipelines.TrainOptions{
+		Data: po.Output, Init: *c.modelDir, Output: run, Name: "teacher", Config: cfg,
+		Device: "auto", Threads: *c.threads, Resume: true,
+	})
+	if err != nil {
+		return err
+	}
+	printTrials(teacher)
+
+	step(3, "distil a 3-layer student (teacher layers 0, 2, 4) from the teacher's logits, 2 epochs")
+	dcfg := cfg
+	dcfg.LR = 2e-4
+	student, err := pipelines.RunDistill(ctx, pipelines.DistillOptions{
+		Data: po.Output, Teacher: teacher.ModelDir, StudentLayers: []int{0, 2, 4}, Output: run,
+		Config: dcfg, InferBatch: 64, Device: "auto", Threads: *c.threads, Resume: true,
+	})
+	if err != nil {
+		return err
+	}
+	printTrials(student.Student)
+
+	step(4, "evaluate teacher and student on the held-out dev set and write the report")
+	res, err := pipelines.RunEvaluate(ctx, pipelines.EvaluateOptions{
+		Data: po.Output, Split: transforms.SplitValidation,
+		Models: []pipelines.NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "student", Dir: student.Student.ModelDir}},
+		Output: filepath.Join(*c.out, "report"), Seed: 1, InferBatch: 64, Device: "auto", Threads: *c.threads,
+		Gate: transforms.DefaultGate(),
+	})
+	if err != nil {
+		return err
+	}
+	printReport(res)
+	fmt.Printf("\ndemo: done in %s\n", time.Since(start).Round(time.Second))
 	return nil
 }

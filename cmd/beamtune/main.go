@@ -31,11 +31,12 @@ var commands = map[string]struct {
 	summary string
 	make    func() command
 }{
-	"doctor":  {"check libtorch, devices, Beam, storage and the pretrained model", func() command { return &doctorRunner{} }},
-	"prepare": {"validate, dedupe, split, tokenize and shard a corpus", func() command { return &prepareCmd{} }},
-	"train":   {"fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
-	"distill": {"compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
-	"demo":    {"the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},
+	"doctor":   {"check libtorch, devices, Beam, storage and the pretrained model", func() command { return &doctorRunner{} }},
+	"prepare":  {"validate, dedupe, split, tokenize and shard a corpus", func() command { return &prepareCmd{} }},
+	"train":    {"fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
+	"distill":  {"compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
+	"evaluate": {"score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
+	"demo":     {"the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},
 }
 
 type doctorRunner struct{ doctorCmd }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+
+	"github.com/beamtune/beamtune/pipelines"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+type evaluateCmd struct {
+	o      pipelines.EvaluateOptions
+	models []string
+	edges  []string
+}
+
+func (c *evaluateCmd) register(fs *flag.FlagSet) {
+	c.o.Gate = transforms.DefaultGate()
+	o := &c.o
+	fs.StringVar(&o.Data, "data", "", "prepared dataset folder")
+	fs.StringVar(&o.Split, "split", "", "split to score (default: test if present, else validation)")
+	fs.Var((*repeatFlag)(&c.models), "model", "name=folder of a model to evaluate; repeat (the first is the reference, e.g. teacher=RUN/teacher)")
+	fs.StringVar(&o.Champion, "champion", "", "folder of the current champion, scored as \"champion\"")
+	fs.StringVar(&o.Challenger, "challenger", "", "name of the model gated against the champion")
+	fs.Float64Var(&o.Gate.MaxAccuracyDrop, "gate_max_accuracy_drop", o.Gate.MaxAccuracyDrop, "points of accuracy the challenger may lose")
+	fs.Float64Var(&o.Gate.MaxMacroF1Drop, "gate_max_macro_f1_drop", o.Gate.MaxMacroF1Drop, "points of macro-F1 the challenger may lose")
+	fs.Float64Var(&o.Gate.MaxClassRecallDrop, "gate_max_class_recall_drop", o.Gate.MaxClassRecallDrop, "points of any class's recall the challenger may lose")
+	fs.Float64Var(&o.Gate.MinAccuracy, "gate_min_accuracy", 0, "accuracy floor in percent, also without a champion")
+	fs.StringVar(&o.Output, "output", "", "report folder (local or gs://)")
+	listVar(fs, &c.edges, "length_slices", "token-length slice bounds (default 16,32,64,128)")
+	fs.Int64Var(&o.Seed, "seed", 1, "bootstrap seed")
+	fs.IntVar(&o.InferBatch, "infer_batch", 64, "inference batch size")
+	fs.StringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	fs.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: libtorch's default)")
+	fs.IntVar(&o.SpeedSeqLen, "speed_seq_len", 0, "tokens per example in the speed runs (0: the split's median)")
+}
+
+func (c *evaluateCmd) run(ctx context.Context) error {
+	for _, m := range c.models {
+		nm, err := pipelines.ParseNamedModel(m)
+		if err != nil {
+			return err
+		}
+		c.o.Models = append(c.o.Models, nm)
+	}
+	for _, e := range c.edges {
+		n, err := strconv.Atoi(e)
+		if err != nil {
+			return fmt.Errorf("--length_slices: %q is not a number", e)
+		}
+		c.o.LengthEdges = append(c.o.LengthEdges, int32(n))
+	}
+	res, err := pipelines.RunEvaluate(ctx, c.o)
+	if err != nil {
+		return err
+	}
+	printReport(res)
+	return nil
+}
+
+func printReport(res *pipelines.EvaluateResult) {
+	r := res.Report
+	fmt.Printf("evaluate: %d examples of %s/%s\n", r.Examples, r.Dataset, r.Split)
+	for _, m := range r.Models {
+		fmt.Printf("  %-10s accuracy %.2f%% [%.2f, %.2f]  macro-F1 %.2f  ECE %.3f  %d layers  %.1fM params  p50 %.1f ms  %.0f ex/s (batch 32, %d threads)\n",
+			m.Name, 100*m.Metrics.Accuracy, 100*m.Metrics.AccuracyCI.Low, 100*m.Metrics.AccuracyCI.High, 100*m.Metrics.MacroF1,
+			m.Metrics.ECE, m.Layers, float64(m.Params)/1e6, m.Speed.LatencyP50Ms, m.Speed.ExamplesPerSec, m.Speed.Threads)
+	}
+	for _, c := range r.Comparisons {
+		fmt.Printf("  %s vs %s: accuracy kept %.1f%%, speedup %.2fx, size %.2fx\n", c.Other, c.Base, 100*c.AccuracyKept, c.Speedup, c.SizeRatio)
+	}
+	if g := r.Gate; g != nil {
+		fmt.Printf("  gate: %s %s (%v)\n", g.Challenger, g.Verdict, g.Reasons)
+	}
+	fmt.Printf("report: %s\n", storage.Join(res.Dir, "report.html"))
+}

@@ -1,0 +1,302 @@
+package pipelines
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+func init() {
+	register.DoFn4x1[context.Context, []byte, func(*transforms.ModelMetrics) bool, func(*transforms.ModelSliceMetrics) bool, error](&writeEvalPartsFn{})
+	register.Iter1[transforms.ModelMetrics]()
+	register.Iter1[transforms.ModelSliceMetrics]()
+	beam.RegisterType(reflect.TypeOf((*writeEvalPartsFn)(nil)).Elem())
+}
+
+// NamedModel is a model folder under the name the report gives it.
+type NamedModel struct {
+	Name string
+	Dir  string
+}
+
+// ParseNamedModel reads "name=dir".
+func ParseNamedModel(s string) (NamedModel, error) {
+	name, dir, ok := strings.Cut(s, "=")
+	if !ok || name == "" || dir == "" {
+		return NamedModel{}, fmt.Errorf("--model %q: want name=folder, e.g. teacher=out/run/teacher", s)
+	}
+	return NamedModel{Name: name, Dir: dir}, nil
+}
+
+// EvaluateOptions configures the evaluate pipeline.
+type EvaluateOptions struct {
+	Data   string       // prepared dataset folder
+	Split  string       // split to score (default: test if present, else validation)
+	Models []NamedModel // the first is the reference of the comparisons (the teacher)
+	// Champion is the current production model; Challenger names the model
+	// (one of Models) gated against it.
+	Champion   string
+	Challenger string
+	Gate       transforms.GateConfig
+	Output     string // report folder (local or gs://)
+
+	LengthEdges []int32 // token-length slice bounds
+	Seed        int64   // bootstrap seed
+	InferBatch  int
+	Device      string
+	Threads     int
+	// SpeedSeqLen is the sequence length of the speed runs (0: the split's median length).
+	SpeedSeqLen int
+	SpeedRuns   int
+	Runner      string
+}
+
+// EvaluateResult is the written report.
+type EvaluateResult struct {
+	Report *transforms.Report
+	Dir    string
+}
+
+// RunEvaluate scores every model (and the champion) on the split in parallel
+// across workers, combines metrics and slices with mergeable accumulators,
+// measures each model's speed on this machine, compares, gates, and writes
+// report.json, report.md and report.html to Output.
+func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error) {
+	if o.Data == "" || len(o.Models) == 0 || o.Output == "" {
+		return nil, fmt.Errorf("evaluate needs --data, at least one --model and --output")
+	}
+	man, err := transforms.ReadManifest(ctx, o.Data)
+	if err != nil {
+		return nil, err
+	}
+	split := o.Split
+	if split == "" {
+		split = transforms.SplitTest
+		if len(man.ShardsOf(split)) == 0 {
+			split = transforms.SplitValidation
+		}
+	}
+	shards := man.ShardsOf(split)
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("%s has no %s split", o.Data, split)
+	}
+	models := append([]NamedModel(nil), o.Models...)
+	if o.Champion != "" {
+		models = append(models, NamedModel{Name: "champion", Dir: o.Champion})
+	}
+	seen := map[string]bool{}
+	for _, m := range models {
+		if seen[m.Name] {
+			return nil, fmt.Errorf("model name %q used twice", m.Name)
+		}
+		seen[m.Name] = true
+		cfg, err := loadModelConfig(ctx, m.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.Name, err)
+		}
+		if got := strings.Join(cfg.Labels(), ","); got != strings.Join(man.Labels, ",") {
+			return nil, fmt.Errorf("model %s predicts labels [%s], the dataset has [%s]", m.Name, got, strings.Join(man.Labels, ","))
+		}
+	}
+	if len(o.LengthEdges) == 0 {
+		o.LengthEdges = []int32{16, 32, 64, 128}
+	}
+
+	p, s := beam.NewPipelineWithRoot()
+	shardCol := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
+	var preds []beam.PCollection
+	for _, m := range models {
+		fn := &transforms.PredictShardFn{Root: o.Data, Name: m.Name}
+		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = m.Dir, o.InferBatch, o.Device, o.Threads
+		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))
+	}
+	all := beam.Flatten(s, preds...)
+	metrics := transforms.EvaluateMetrics(s, all, man.Labels, o.Seed)
+	slices := transforms.SliceMetricsOf(s, all, man.Labels, o.Seed, o.LengthEdges)
+	partsPath := storage.Join(o.Output, ".metrics-"+fmt.Sprint(time.Now().UnixNano())+".json")
+	beam.ParDo0(s.Scope("CollectMetrics"), &writeEvalPartsFn{Path: partsPath}, beam.Impulse(s),
+		beam.SideInput{Input: metrics}, beam.SideInput{Input: slices})
+	if _, err := run(ctx, o.Runner, p); err != nil {
+		return nil, err
+	}
+	data, err := storage.ReadFile(ctx, partsPath)
+	if err != nil {
+		return nil, err
+	}
+	_ = storage.Remove(ctx, partsPath)
+	var parts evalParts
+	if err := json.Unmarshal(data, &parts); err != nil {
+		return nil, err
+	}
+
+	rep := &transforms.Report{Schema: transforms.ReportSchema, CreatedAt: time.Now().UTC().Format(time.RFC3339), Dataset: o.Data, Split: split}
+	seqLen := o.SpeedSeqLen
+	if seqLen <= 0 {
+		seqLen = medianLength(man, split)
+	}
+	byName := map[string]*transforms.ModelReport{}
+	for _, m := range models {
+		mr, err := describeModel(ctx, m, o, seqLen)
+		if err != nil {
+			return nil, err
+		}
+		for _, mm := range parts.Models {
+			if mm.Model == m.Name {
+				mr.Metrics = mm.Metrics
+			}
+		}
+		for _, sm := range parts.Slices {
+			if sm.Model == m.Name {
+				mr.Slices = append(mr.Slices, sm.Slice)
+			}
+		}
+		sort.Slice(mr.Slices, func(i, j int) bool {
+			a, b := mr.Slices[i], mr.Slices[j]
+			if a.Column != b.Column {
+				return a.Column < b.Column
+			}
+			return sliceOrder(a.Value) < sliceOrder(b.Value)
+		})
+		rep.Models = append(rep.Models, *mr)
+	}
+	for i := range rep.Models {
+		byName[rep.Models[i].Name] = &rep.Models[i]
+	}
+	rep.Examples = rep.Models[0].Metrics.Examples
+	for _, m := range rep.Models[1:] {
+		rep.Comparisons = append(rep.Comparisons, transforms.Compare(rep.Models[0], m))
+	}
+	if o.Challenger != "" {
+		ch, ok := byName[o.Challenger]
+		if !ok {
+			return nil, fmt.Errorf("--challenger %q is not one of the models", o.Challenger)
+		}
+		g := transforms.Gate(o.Gate, *ch, byName["champion"])
+		rep.Gate = &g
+		if champ := byName["champion"]; champ != nil {
+			rep.Comparisons = append(rep.Comparisons, transforms.Compare(*champ, *ch))
+		}
+	}
+	if err := transforms.WriteReport(ctx, o.Output, rep); err != nil {
+		return nil, err
+	}
+	return &EvaluateResult{Report: rep, Dir: o.Output}, nil
+}
+
+// sliceOrder sorts length buckets numerically ("1-16" before "17-32").
+func sliceOrder(v string) string {
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err == nil {
+		return fmt.Sprintf("%09d", n)
+	}
+	return v
+}
+
+type evalParts struct {
+	Models []transforms.ModelMetrics      `json:"models"`
+	Slices []transforms.ModelSliceMetrics `json:"slices"`
+}
+
+// writeEvalPartsFn hands the combined metrics to the driver.
+type writeEvalPartsFn struct{ Path string }
+
+func (fn *writeEvalPartsFn) ProcessElement(ctx context.Context, _ []byte, metrics func(*transforms.ModelMetrics) bool, slices func(*transforms.ModelSliceMetrics) bool) error {
+	var parts evalParts
+	var m transforms.ModelMetrics
+	for metrics(&m) {
+		parts.Models = append(parts.Models, m)
+	}
+	var sm transforms.ModelSliceMetrics
+	for slices(&sm) {
+		parts.Slices = append(parts.Slices, sm)
+	}
+	data, err := json.Marshal(parts)
+	if err != nil {
+		return err
+	}
+	return storage.WriteFile(ctx, fn.Path, data)
+}
+
+func loadModelConfig(ctx context.Context, dir string) (*model.Config, error) {
+	path := storage.Join(dir, model.ConfigFile)
+	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	return model.ParseConfig(data, path)
+}
+
+// medianLength is the median token length of a split, from the manifest's histogram.
+func medianLength(m *transforms.Manifest, split string) int {
+	sp := m.Splits[split]
+	var seen int64
+	for i, c := range sp.LengthHistogram {
+		seen += c
+		if 2*seen >= sp.Rows {
+			return (i + 1) * sp.LengthBucket
+		}
+	}
+	return 64
+}
+
+// describeModel loads a model to count its parameters and time it, and reads
+// its size and training log.
+func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen int) (*transforms.ModelReport, error) {
+	mr := &transforms.ModelReport{Name: nm.Name, Dir: nm.Dir}
+	if st, err := storage.Stat(ctx, storage.Join(nm.Dir, model.SafetensorsFile)); err == nil {
+		mr.SizeBytes = st.Size
+	}
+	if data, err := storage.ReadFile(ctx, storage.Join(nm.Dir, "training_log.jsonl")); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			var e transforms.LogEntry
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				mr.TrainingLog = append(mr.TrainingLog, e)
+			}
+		}
+	}
+	dir, cleanup, err := storage.LocalDir(ctx, nm.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	dev, err := model.ParseDevice(o.Device)
+	if err != nil {
+		return nil, err
+	}
+	defer model.LockThread()()
+	model.SetThreads(o.Threads)
+	m, _, err := model.Load(dir, model.LoadOptions{Device: dev})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
+	defer m.Free()
+	mr.Params = m.NumParams()
+	mr.Layers = m.Config.NumHiddenLayers
+	runs := o.SpeedRuns
+	if runs <= 0 {
+		runs = 50
+	}
+	sp, err := model.MeasureSpeed(m, seqLen, 32, runs)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
+	mr.Speed = transforms.Speed{Threads: sp.Threads, LatencyP50Ms: ms(sp.LatencyP50), LatencyP95Ms: ms(sp.LatencyP95), ExamplesPerSec: sp.ExamplesPerSec, SeqLen: seqLen}
+	slog.Info("evaluate: speed", "model", nm.Name, "p50_ms", mr.Speed.LatencyP50Ms, "examples_per_s", mr.Speed.ExamplesPerSec, "threads", sp.Threads, "seq_len", seqLen)
+	return mr, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,90 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+// PredictOptions configures the predict pipeline.
+type PredictOptions struct {
+	Model  string // published model folder
+	Inputs []string
+	Format string
+	Header bool
+	Fields transforms.Fields // Label optional: when set, each row also carries its true label
+
+	MaxLength      int
+	MaxRecordBytes int
+	Output         string // folder for predictions-*.jsonl and rejects.jsonl
+	Shards         int
+	BatchSize      int
+	Device         string
+	Threads        int
+	Runner         string
+}
+
+// PredictResult lists what predict wrote.
+type PredictResult struct {
+	Files      []string
+	DeadLetter string // "" when nothing was rejected
+}
+
+// RunPredict scores a corpus with a published model: records are read and
+// validated as prepare does (bad ones to Output/rejects.jsonl), tokenized
+// with the model's tokenizer, scored in batches on the workers, and written as
+// JSONL shards of {id, label, probability, probabilities, true_label}.
+func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
+	cfg, err := loadModelConfig(ctx, o.Model)
+	if err != nil {
+		return nil, err
+	}
+	if !transforms.Published(ctx, o.Model) {
+		return nil, fmt.Errorf("%s is not a completely published model folder (no %s)", o.Model, transforms.CompleteMarker)
+	}
+	labels := cfg.Labels()
+	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
+		MaxRecordBytes: o.MaxRecordBytes, Labels: labels, Output: o.Output, Fractions: transforms.Fractions{Train: 1}})
+	if err != nil {
+		return nil, err
+	}
+	if o.Shards <= 0 {
+		o.Shards = 1
+	}
+	if o.MaxLength <= 0 {
+		o.MaxLength = 128
+	}
+	p, s := beam.NewPipelineWithRoot()
+	inputs := beam.Reshuffle(s, beam.CreateList(s.Scope("Inputs"), files))
+	records, bad, _ := beam.ParDo3(s.Scope("Read"), &transforms.ReadRecordsFn{}, inputs)
+	records = beam.Reshuffle(s.Scope("Spread"), records)
+	labelCol := beam.Create(s.Scope("ModelLabels"), labels)
+	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, "tokenizer.json"), MaxLength: o.MaxLength},
+		records, beam.SideInput{Input: labelCol})
+	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
+	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Model, o.BatchSize, o.Device, o.Threads
+	preds := beam.ParDo(s.Scope("Predict"), fn, examples)
+	keyed := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyPredictionsFn{Shards: o.Shards}, preds)
+	written := beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels}, beam.GroupByKey(s, keyed))
+	_ = written
+	deadLetter := storage.Join(o.Output, "rejects.jsonl")
+	beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: deadLetter},
+		beam.GroupByKey(s, beam.ParDo(s, keyDeadLetter, beam.Flatten(s, bad, badLabels))))
+	if _, err := run(ctx, o.Runner, p); err != nil {
+		return nil, err
+	}
+	res := &PredictResult{}
+	res.Files, err = storage.Glob(ctx, storage.Join(o.Output, "predictions-*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(res.Files)
+	if ok, _ := storage.Exists(ctx, deadLetter); ok {
+		res.DeadLetter = deadLetter
+	}
+	return res, nil
+}

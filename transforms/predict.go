@@ -1,0 +1,128 @@
+package transforms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sort"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/storage"
+)
+
+func init() {
+	register.DoFn3x1[context.Context, Example, func(Prediction), error](&PredictExamplesFn{})
+	register.DoFn2x0[Prediction, func(int, Prediction)](&KeyPredictionsFn{})
+	register.DoFn4x1[context.Context, int, func(*Prediction) bool, func(string), error](&WritePredictionsFn{})
+	register.Emitter2[int, Prediction]()
+	register.Emitter1[string]()
+	register.Iter1[Prediction]()
+}
+
+// PredictExamplesFn scores tokenized examples in batches: it buffers a
+// bundle's examples and runs a forward pass per BatchSize of them (the model
+// is loaded once per worker in Setup, as for the shard-level inference).
+type PredictExamplesFn struct {
+	inferModel
+	Labels []string // class names, for the output
+	Name   string
+
+	buf []Example
+}
+
+func (fn *PredictExamplesFn) Setup(ctx context.Context) error { return fn.setup(ctx) }
+func (fn *PredictExamplesFn) Teardown()                       { fn.teardown() }
+
+// ProcessElement buffers the example and scores a full batch.
+func (fn *PredictExamplesFn) ProcessElement(ctx context.Context, e Example, emit func(Prediction)) error {
+	fn.buf = append(fn.buf, e)
+	if len(fn.buf) >= fn.BatchSize {
+		return fn.flush(ctx, emit)
+	}
+	return nil
+}
+
+// FinishBundle scores what is left of the bundle.
+func (fn *PredictExamplesFn) FinishBundle(ctx context.Context, emit func(Prediction)) error {
+	return fn.flush(ctx, emit)
+}
+
+func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) error {
+	if len(fn.buf) == 0 {
+		return nil
+	}
+	// Sort by length so a batch pads little; the order of outputs is free.
+	sort.Slice(fn.buf, func(i, j int) bool { return fn.buf[i].Length < fn.buf[j].Length })
+	var rows Rows
+	for _, e := range fn.buf {
+		rows.Append([]ShardRow{{ID: e.ID, Label: e.Label, InputIDs: e.InputIDs, TokenTypeIDs: e.TokenTypeIDs, Length: e.Length, Text: e.Text}})
+	}
+	ev, err := fn.run(&rows)
+	if err != nil {
+		return err
+	}
+	for i, e := range fn.buf {
+		emit(Prediction{Model: fn.Name, ID: e.ID, Label: e.Label, Pred: int32(argmax(ev.Logits[i])), Probs: Softmax(ev.Logits[i]), Length: e.Length, Text: e.Text})
+	}
+	inferRows.Inc(ctx, int64(len(fn.buf)))
+	fn.buf = fn.buf[:0]
+	return nil
+}
+
+// KeyPredictionsFn spreads predictions over Shards output files by id hash.
+type KeyPredictionsFn struct{ Shards int }
+
+func (fn *KeyPredictionsFn) ProcessElement(p Prediction, emit func(int, Prediction)) {
+	h := fnv.New32a()
+	h.Write([]byte(p.ID))
+	emit(int(h.Sum32()%uint32(max(1, fn.Shards))), p)
+}
+
+// PredictionRow is one line of predict's JSONL output.
+type PredictionRow struct {
+	ID            string             `json:"id"`
+	Label         string             `json:"label"`
+	Probability   float32            `json:"probability"`
+	Probabilities map[string]float32 `json:"probabilities"`
+	TrueLabel     string             `json:"true_label,omitempty"`
+}
+
+// WritePredictionsFn writes one output shard, sorted by id, atomically.
+type WritePredictionsFn struct {
+	Dir    string
+	Shards int
+	Labels []string
+}
+
+func (fn *WritePredictionsFn) ProcessElement(ctx context.Context, shard int, preds func(*Prediction) bool, emit func(string)) error {
+	var rows []PredictionRow
+	var p Prediction
+	for preds(&p) {
+		r := PredictionRow{ID: p.ID, Probabilities: map[string]float32{}}
+		for i, v := range p.Probs {
+			r.Probabilities[fn.Labels[i]] = v
+		}
+		r.Label, r.Probability = fn.Labels[p.Pred], p.Probs[p.Pred]
+		if p.Label >= 0 {
+			r.TrueLabel = fn.Labels[p.Label]
+		}
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	path := storage.Join(fn.Dir, fmt.Sprintf("predictions-%05d-of-%05d.jsonl", shard, fn.Shards))
+	if err := storage.WriteFile(ctx, path, buf.Bytes()); err != nil {
+		return err
+	}
+	emit(path)
+	return nil
+}
