@@ -40,18 +40,18 @@ type TopK struct {
 
 // Metrics are a model's scores on a set of labelled predictions.
 type Metrics struct {
-	Examples   int64            `json:"examples"`
-	Accuracy   float64          `json:"accuracy"`
-	AccuracyCI Interval         `json:"accuracy_ci95"` // seeded Poisson bootstrap
-	MacroF1    float64          `json:"macro_f1"`
-	MacroF1CI  Interval         `json:"macro_f1_ci95"`
-	MicroF1    float64          `json:"micro_f1"`
-	WeightedF1 float64          `json:"weighted_f1"`
-	LogLoss    float64          `json:"log_loss"`
-	ECE        float64          `json:"ece"` // expected calibration error, 15 equal-width bins
+	Examples    int64            `json:"examples"`
+	Accuracy    float64          `json:"accuracy"`
+	AccuracyCI  Interval         `json:"accuracy_ci95"` // seeded Poisson bootstrap
+	MacroF1     float64          `json:"macro_f1"`
+	MacroF1CI   Interval         `json:"macro_f1_ci95"`
+	MicroF1     float64          `json:"micro_f1"`
+	WeightedF1  float64          `json:"weighted_f1"`
+	LogLoss     float64          `json:"log_loss"`
+	ECE         float64          `json:"ece"` // expected calibration error, 15 equal-width bins
 	Reliability []ReliabilityBin `json:"reliability"`
-	TopK       []TopK           `json:"top_k,omitempty"` // k = 2..min(5, classes-1), when classes > 2
-	PerClass   []ClassMetrics   `json:"per_class"`
+	TopK        []TopK           `json:"top_k,omitempty"` // k = 2..min(5, classes-1), when classes > 2
+	PerClass    []ClassMetrics   `json:"per_class"`
 	// Confusion[i][j] counts examples of true class i predicted as j.
 	Confusion [][]int64 `json:"confusion"`
 	Labels    []string  `json:"labels"`
