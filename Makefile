@@ -23,9 +23,13 @@ demo: build
 	$(BIN) doctor
 	$(BIN) demo
 
+# Packages are tested one at a time (-p 1): two test binaries driving
+# libtorch's OpenMP pools at once on 2 cores spin against each other and run
+# many times slower. The build before it still compiles in parallel.
 test: setup
+	scripts/install-chromium.sh
 	$(GO) vet ./...
-	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test -p 1 $(TESTFLAGS) ./...
 
 bench: build
 	bench/run.sh
