@@ -6,7 +6,8 @@
 # Logs: $OUT/*.log. Takes hours on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-out/bench/sst2}
+# Outside the work tree, so a later session (fresh checkout, same machine) resumes it.
+OUT=${OUT:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/bench/sst2}
 SHARED=${SHARED:-../shared/data}
 THREADS=${THREADS:-2}
 mkdir -p "$OUT"

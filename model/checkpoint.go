@@ -141,7 +141,12 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		return nil, nil, fmt.Errorf("%s: checkpoint lacks %d encoder weight(s), e.g. %s: not a BERT checkpoint for this config.json",
 			dir, len(notHead), strings.Join(notHead[:min(3, len(notHead))], ", "))
 	}
-	for name, key := range found {
+	for _, p := range m.params { // model order, so the first error is always the same one
+		name := p.Name
+		key, ok := found[name]
+		if !ok {
+			continue
+		}
 		want, _ := ParamShape(cfg, name)
 		t, got, err := weights.tensor(key, opts.Device)
 		if err != nil {

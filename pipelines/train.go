@@ -25,7 +25,7 @@ func init() {
 type TrainOptions struct {
 	Data   string // prepared dataset folder (manifest.json)
 	Init   string // model folder to start from
-	Output string // run folder: trials/<trial>/..., the published model, trials.json
+	Output string // run folder: NAME-trials/<trial>/..., the published model NAME/, NAME-trials.json
 	Name   string // published model folder under Output ("teacher", "student")
 
 	Config transforms.TrainConfig
@@ -138,7 +138,7 @@ func trials(o TrainOptions) ([]transforms.TrainJob, error) {
 		jobs[i].Trial = name
 		jobs[i].Data, jobs[i].Init = o.Data, o.Init
 		jobs[i].StudentLayers = o.StudentLayers
-		jobs[i].Output = storage.Join(o.Output, "trials", strings.NewReplacer("=", "-", ",", "_").Replace(name))
+		jobs[i].Output = storage.Join(o.Output, o.Name+"-trials", strings.NewReplacer("=", "-", ",", "_").Replace(name))
 		jobs[i].Device, jobs[i].Threads, jobs[i].Resume = o.Device, o.Threads, o.Resume
 	}
 	return jobs, nil

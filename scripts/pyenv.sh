@@ -8,7 +8,7 @@
 set -euo pipefail
 CACHE=${BEAMTUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamtune}
 VENV=$CACHE/pyenv
-REQS=("torch==2.1.0" "numpy<2" "transformers==4.44.2" "tokenizers==0.19.1" "safetensors==0.4.5" "pyarrow==17.0.0" "duckdb==1.1.3" "pandas==2.2.3" "accelerate==0.34.2")
+REQS=("torch==2.1.0" "numpy<2" "transformers==4.44.2" "tokenizers==0.19.1" "safetensors==0.4.5" "pyarrow==17.0.0" "duckdb==1.1.3" "pandas==2.2.3" "accelerate==0.34.2" "datasets==2.21.0")
 STAMP="$VENV/.reqs-$(printf '%s ' "${REQS[@]}" | sha256sum | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
   echo "pyenv: installing ${REQS[*]} into $VENV" >&2

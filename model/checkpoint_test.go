@@ -1,0 +1,132 @@
+package model
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/beamtune/beamtune/model/safetensors"
+	"github.com/sugarme/gotch"
+)
+
+// copyTiny copies the parity model into a temp folder, letting edit change
+// its tensors and config first.
+func copyTiny(t *testing.T, edit func(tensors []safetensors.Tensor) []safetensors.Tensor, config func(string) string) string {
+	t.Helper()
+	src := filepath.Join("..", "testdata", "parity", "tiny-bert")
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(filepath.Join(src, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(config(string(cfg))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(src, SafetensorsFile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var tensors []safetensors.Tensor
+	for _, n := range f.Names() {
+		x, err := f.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tensors = append(tensors, x)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, SafetensorsFile), edit(tensors), nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func same(s string) string                              { return s }
+func keep(ts []safetensors.Tensor) []safetensors.Tensor { return ts }
+
+func TestLoadReportsLikeHF(t *testing.T) {
+	defer LockThread()()
+	// Old names (gamma/beta), a bare BertModel prefix, and a stray key.
+	dir := copyTiny(t, func(ts []safetensors.Tensor) []safetensors.Tensor {
+		var out []safetensors.Tensor
+		for _, x := range ts {
+			switch {
+			case strings.HasPrefix(x.Name, "classifier."):
+				continue // a base checkpoint has no head
+			case strings.HasSuffix(x.Name, "LayerNorm.weight"):
+				x.Name = strings.TrimSuffix(x.Name, "weight") + "gamma"
+			case strings.HasSuffix(x.Name, "LayerNorm.bias"):
+				x.Name = strings.TrimSuffix(x.Name, "bias") + "beta"
+			}
+			x.Name = strings.TrimPrefix(x.Name, "bert.")
+			out = append(out, x)
+		}
+		extra := out[0]
+		extra.Name = "cls.predictions.bias"
+		return append(out, extra)
+	}, same)
+	m, rep, err := Load(dir, LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if strings.Join(rep.NewlyInitialized, ",") != "classifier.weight,classifier.bias" || strings.Join(rep.Unused, ",") != "cls.predictions.bias" || rep.Renamed != 39 {
+		t.Errorf("report: %s (renamed %d)", rep, rep.Renamed)
+	}
+
+	// A missing encoder weight is an error, not a silent random init.
+	dir = copyTiny(t, func(ts []safetensors.Tensor) []safetensors.Tensor {
+		var out []safetensors.Tensor
+		for _, x := range ts {
+			if x.Name != "bert.encoder.layer.1.attention.self.key.weight" {
+				out = append(out, x)
+			}
+		}
+		return out
+	}, same)
+	if _, _, err := Load(dir, LoadOptions{Device: gotch.CPU}); err == nil || !strings.Contains(err.Error(), "bert.encoder.layer.1.attention.self.key.weight") {
+		t.Errorf("missing weight: %v", err)
+	}
+
+	// A config that does not fit the weights names the tensor and both shapes.
+	dir = copyTiny(t, keep, func(s string) string {
+		return strings.Replace(s, `"intermediate_size": 64`, `"intermediate_size": 96`, 1)
+	})
+	_, _, err = Load(dir, LoadOptions{Device: gotch.CPU})
+	if err == nil || !strings.Contains(err.Error(), "size mismatch for bert.encoder.layer.0.intermediate.dense.weight: checkpoint has shape [64 32], model (config.json) expects [96 32]") {
+		t.Errorf("shape mismatch: %v", err)
+	}
+
+	// fp16 and bf16 checkpoints load as float32.
+	for _, dt := range []safetensors.DType{safetensors.F16, safetensors.BF16} {
+		dir = copyTiny(t, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			f, _ := safetensors.Open(filepath.Join("..", "testdata", "parity", "tiny-bert", SafetensorsFile), nil)
+			defer f.Close()
+			var out []safetensors.Tensor
+			for _, x := range ts {
+				v, err := f.Float32(x.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				y, err := safetensors.FromFloat32(x.Name, dt, x.Shape, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, y)
+			}
+			return out
+		}, same)
+		half, _, err := Load(dir, LoadOptions{Device: gotch.CPU})
+		if err != nil {
+			t.Fatalf("%s: %v", dt, err)
+		}
+		full, _, _ := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+		d := maxAbsDiff(values(t, half.Param("bert.pooler.dense.weight").T), values(t, full.Param("bert.pooler.dense.weight").T))
+		if d == 0 || d > 0.02 {
+			t.Errorf("%s: pooler weight differs from fp32 by %g (want rounding only)", dt, d)
+		}
+		half.Free()
+		full.Free()
+	}
+}
