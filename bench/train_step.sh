@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Train-step throughput: beamtune (Go, gotch, libtorch 2.1.0) vs PyTorch eager
 # (Python, torch 2.1.0), all-MiniLM-L6-v2 + 2-class head, batch 32, seq 128,
-# same thread count, run back to back in this invocation (twice each, interleaved).
+# same thread count, run back to back in this invocation (ROUNDS rounds,
+# interleaved; both sides vary by ~10% run to run here, so the summary is the
+# median of the per-round ratios and the ratio of the means).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -9,7 +11,9 @@ STEPS=${STEPS:-5}
 PY=$(scripts/pyenv.sh)
 MODEL=${BEAMTUNE_MODEL:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/models/all-MiniLM-L6-v2}
 go test -c -o bin/model.test ./model
-for round in 1 2; do
+ROUNDS=${ROUNDS:-4}
+: > /tmp/train_step_rounds.txt
+for round in $(seq "$ROUNDS"); do
   go_line=$(cd model && BEAMTUNE_THREADS=$THREADS ../bin/model.test -test.run '^$' -test.bench 'TrainStepMiniLM|MatmulCeiling' -test.benchtime=${STEPS}x)
   echo "$go_line" | grep -E "^Benchmark"
   py_line=$("$PY" bench/train_step_peer.py --model "$MODEL" --threads "$THREADS" --steps "$STEPS" 2>/dev/null)
@@ -26,5 +30,16 @@ linear = layers * (4 * hidden * hidden + 2 * hidden * inter)
 attn = layers * 2 * 2 * seq * seq * hidden * 32
 step_flops = 3 * (2 * linear * tokens + attn)
 print(f"ratio beamtune/pytorch = {go/py:.3f}   beamtune {go:.2f} ex/s = {go/32*step_flops/1e9:.1f} GFLOP/s = {go/32*step_flops/1e9/ceil:.0%} of the {ceil:.0f} GFLOP/s GEMM ceiling")
+with open("/tmp/train_step_rounds.txt", "a") as f:
+    f.write(f"{go} {py} {ceil} {go/32*step_flops/1e9}\n")
 PY
 done
+python3 - <<'PY'
+import statistics as st
+rows = [list(map(float, l.split())) for l in open("/tmp/train_step_rounds.txt")]
+go = [r[0] for r in rows]; py = [r[1] for r in rows]
+print(f"summary over {len(rows)} rounds: beamtune {st.mean(go):.2f} ex/s (min {min(go):.2f}, max {max(go):.2f}), "
+      f"PyTorch {st.mean(py):.2f} ex/s (min {min(py):.2f}, max {max(py):.2f}); "
+      f"median ratio {st.median([r[0]/r[1] for r in rows]):.3f}, ratio of means {st.mean(go)/st.mean(py):.3f}; "
+      f"beamtune at {st.mean([r[3] for r in rows]):.0f} GFLOP/s = {st.mean([r[3]/r[2] for r in rows]):.0%} of the GEMM ceiling")
+PY
