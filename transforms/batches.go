@@ -15,7 +15,7 @@ type Rows struct {
 	IDs     [][]int32 // token ids per row
 	Types   [][]int32 // token type ids per row (nil rows for single texts)
 	Labels  []int32
-	Teacher [][]float32 // cached teacher logits per row, for distillation
+	Teacher [][]float32 // cached teacher logits per row (nil rows outside distillation)
 	Length  []int32
 	RowIDs  []string
 }
@@ -35,14 +35,17 @@ func (r *Rows) Append(rows []ShardRow) {
 		r.Labels = append(r.Labels, x.Label)
 		r.Length = append(r.Length, x.Length)
 		r.RowIDs = append(r.RowIDs, x.ID)
+		var logits []float32
 		if len(x.TeacherLogits) > 0 {
-			for len(r.Teacher) < len(r.IDs)-1 {
-				r.Teacher = append(r.Teacher, nil)
-			}
-			r.Teacher = append(r.Teacher, x.TeacherLogits)
+			logits = x.TeacherLogits
 		}
+		r.Teacher = append(r.Teacher, logits)
 	}
 }
+
+// HasTeacher reports whether the rows carry teacher logits (a distillation
+// dataset: every row has them).
+func (r *Rows) HasTeacher() bool { return len(r.Teacher) > 0 && r.Teacher[0] != nil }
 
 // PlanBatches splits rows [0,n) into batches of consecutive rows (similar
 // length) and shuffles them with a shuffle buffer of bufferBatches batches,

@@ -114,18 +114,29 @@ func exampleBytes(e Example) int64 {
 // id (stable across runs and runners).
 type KeyByShardFn struct {
 	TargetBytes int64
+
+	shards map[string]int // split -> shard count, from the side input, per bundle
 }
 
+func (fn *KeyByShardFn) StartBundle() { fn.shards = nil }
+
 func (fn *KeyByShardFn) ProcessElement(e Example, stats func(*Stats) bool, emit func(string, Example)) {
-	var all Stats
-	var st Stats
-	for stats(&st) {
-		all = st
+	if fn.shards == nil {
+		// The side input is the same for every element (one global window):
+		// decode it once per bundle, not once per element.
+		fn.shards = map[string]int{}
+		var st Stats
+		for stats(&st) {
+			for name, s := range st.Splits {
+				n := 1
+				if fn.TargetBytes > 0 {
+					n = max(1, int(math.Ceil(float64(s.Bytes)/float64(fn.TargetBytes))))
+				}
+				fn.shards[name] = n
+			}
+		}
 	}
-	n := 1
-	if s := all.Splits[e.Split]; s != nil && fn.TargetBytes > 0 {
-		n = max(1, int(math.Ceil(float64(s.Bytes)/float64(fn.TargetBytes))))
-	}
+	n := max(1, fn.shards[e.Split])
 	h := fnv.New32a()
 	h.Write([]byte(e.ID))
 	emit(shardKey(e.Split, int(h.Sum32()%uint32(n)), n), e)

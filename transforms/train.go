@@ -207,7 +207,7 @@ func (r *Rows) tensors(idx []int, padID int64, dev model.Device) (model.Batch, *
 		return b, nil, nil, err
 	}
 	var teacher *ts.Tensor
-	if len(r.Teacher) > 0 {
+	if r.HasTeacher() {
 		k := len(r.Teacher[idx[0]])
 		vals := make([]float32, 0, n*k)
 		for _, i := range idx {
@@ -363,7 +363,7 @@ func Train(ctx context.Context, job TrainJob) (TrialResult, error) {
 	if train.Len() == 0 {
 		return TrialResult{}, fmt.Errorf("%s has no training rows", job.Data)
 	}
-	distill := len(train.Teacher) > 0
+	distill := train.HasTeacher()
 
 	m, err := buildModel(ctx, job, man.Labels, dev)
 	if err != nil {
