@@ -115,15 +115,13 @@ func exampleBytes(e Example) int64 {
 type KeyByShardFn struct {
 	TargetBytes int64
 
-	shards map[string]int // split -> shard count, from the side input, per bundle
+	shards map[string]int // split -> shard count, decoded from the side input once
 }
-
-func (fn *KeyByShardFn) StartBundle() { fn.shards = nil }
 
 func (fn *KeyByShardFn) ProcessElement(e Example, stats func(*Stats) bool, emit func(string, Example)) {
 	if fn.shards == nil {
-		// The side input is the same for every element (one global window):
-		// decode it once per bundle, not once per element.
+		// The side input is the same for every element (one global window,
+		// and a DoFn instance serves one pipeline): decode it once.
 		fn.shards = map[string]int{}
 		var st Stats
 		for stats(&st) {
