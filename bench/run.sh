@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks whose figures BENCHMARKS.md records, each with
+# its peer in the same invocation. Long quality runs (bench/sst2_full.sh,
+# bench/hf_trainer.py) are separate: they take hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== tokenizer (beamtune vs HF tokenizers, one core)"; bench/tokenizer_bench.sh
+echo "== train step (beamtune vs PyTorch eager)"; bench/train_step.sh
+echo "== memory (20,000 steps, 2-layer model)"; (cd model && go test -run '^$' -bench MemoryTiny -benchtime=1x -count=1 .)
+echo "== prepare at scale (prism and direct)"; SIZES="${SIZES:-10 100}" bench/prepare_scale.sh
