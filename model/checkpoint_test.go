@@ -130,3 +130,27 @@ func TestLoadReportsLikeHF(t *testing.T) {
 		full.Free()
 	}
 }
+
+// TestLoadPytorchBin loads a torch.save checkpoint with old gamma/beta names
+// and gets exactly the weights of the safetensors copy.
+func TestLoadPytorchBin(t *testing.T) {
+	defer LockThread()()
+	bin, rep, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert-bin"), LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Free()
+	if rep.Format != "pytorch_model.bin" || rep.Renamed != 10 || len(rep.NewlyInitialized)+len(rep.Unused) != 0 {
+		t.Errorf("report: %s (format %s, renamed %d)", rep, rep.Format, rep.Renamed)
+	}
+	ref, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Free()
+	for _, p := range ref.Params() {
+		if d := maxAbsDiff(values(t, bin.Param(p.Name).T), values(t, p.T)); d != 0 {
+			t.Errorf("%s differs by %g between .bin and safetensors", p.Name, d)
+		}
+	}
+}
