@@ -23,7 +23,7 @@ import (
 )
 
 // This file is the thin layer between beamtune and gotch. Rules it enforces:
-//   - no Must* call: gotch's Must helpers log.Fatal the whole process;
+//   - no Must* call: gotch's Must helpers end the whole process on any error;
 //   - grad mode and libtorch's last error are per OS thread, so torch work runs
 //     on a goroutine locked to its thread (LockThread);
 //   - intermediates are dropped explicitly (scope), because the patched gotch no

@@ -78,7 +78,7 @@
 // files and objects (and missing buckets) satisfy
 // errors.Is(err, fs.ErrNotExist) on both backends; a read over the limit of
 // [ReadFileLimit] satisfies errors.Is(err, ErrTooLarge). The package never
-// panics, calls log.Fatal or exits.
+// panics or exits the process.
 //
 // # Retries
 //

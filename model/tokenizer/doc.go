@@ -11,7 +11,7 @@
 // The design card named sugarme/tokenizer v0.3.0. By the project's
 // measurements it is slow (GC bound, about 0.3 MB/s) and does not match HF: it strips accents without
 // NFD first, panics on İ, K (U+212A), Ω (U+2126), Å (U+212B) and ẞ, does
-// not treat NBSP as whitespace, and its EncodeBatch calls log.Fatal. This
+// not treat NBSP as whitespace, and its EncodeBatch exits the process on error. This
 // package keeps the same input (tokenizer.json) and writes the encoder
 // itself, with an ASCII fast path and no per-rune allocation; library code
 // here never panics or exits on any input.
