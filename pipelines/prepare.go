@@ -46,6 +46,11 @@ type PrepareOptions struct {
 
 	Fractions transforms.Fractions `json:"fractions"`
 	Salt      string               `json:"salt"`
+	// ValidationFromTrain moves this share of the given training file's
+	// texts (by the same salted hash) into validation, for corpora that ship
+	// only train and test files (AG News): the test split stays untouched
+	// for the final number while training still selects checkpoints.
+	ValidationFromTrain float64 `json:"validation_from_train,omitempty"`
 
 	ModelDir       string  `json:"model_dir"` // its tokenizer.json is used
 	MaxLength      int     `json:"max_length"`
@@ -128,6 +133,12 @@ func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFil
 			return nil, err
 		}
 	}
+	if o.ValidationFromTrain < 0 || o.ValidationFromTrain >= 1 {
+		return nil, fmt.Errorf("validation_from_train %g: want a share in [0, 1)", o.ValidationFromTrain)
+	}
+	if o.ValidationFromTrain > 0 && (len(o.Train) == 0 || len(o.Validation) > 0) {
+		return nil, errors.New("validation_from_train needs --train files and no --validation files")
+	}
 	if o.Output == "" {
 		return nil, errors.New("no --output folder")
 	}
@@ -201,7 +212,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, fp, tokPath, t
 	records = beam.Reshuffle(s.Scope("Spread"), records)
 	labels := transforms.LabelVocabulary(s, records, o.Labels)
 
-	keyed := beam.ParDo(s.Scope("KeyByText"), &transforms.KeyByTextFn{Salt: o.Salt, Fractions: o.Fractions}, records)
+	keyed := beam.ParDo(s.Scope("KeyByText"), &transforms.KeyByTextFn{Salt: o.Salt, Fractions: o.Fractions, ValidationFromTrain: o.ValidationFromTrain}, records)
 	unique, events := beam.ParDo2(s.Scope("Dedupe"), &transforms.ResolveDuplicatesFn{}, beam.GroupByKey(s.Scope("GroupByText"), keyed))
 
 	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: tokPath, MaxLength: o.MaxLength, KeepText: o.KeepText},

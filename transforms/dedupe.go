@@ -87,7 +87,16 @@ func AssignSplit(salt, key string, f Fractions) string {
 	h.Write([]byte(salt))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
-	u := float64(h.Sum64()>>11) / float64(1<<53) // uniform in [0,1)
+	// FNV-1a alone leaves its high bits poorly mixed for short, similar keys
+	// ("row 1", "row 2", ...: 14% instead of 10% landed in a 10% split), so
+	// the splitmix64 finalizer spreads every input bit over the whole word.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	u := float64(x>>11) / float64(1<<53) // uniform in [0,1)
 	switch {
 	case u < f.Train:
 		return SplitTrain
@@ -99,16 +108,22 @@ func AssignSplit(salt, key string, f Fractions) string {
 }
 
 // KeyByTextFn keys records by their dedupe key, assigning a split by hash to
-// records whose input named none.
+// records whose input named none, and moving a hashed share of the training
+// records to validation when ValidationFromTrain is set.
 type KeyByTextFn struct {
-	Salt      string
-	Fractions Fractions
+	Salt                string
+	Fractions           Fractions
+	ValidationFromTrain float64
 }
 
 func (fn *KeyByTextFn) ProcessElement(r Record, emit func(string, Record)) {
 	k := dedupeKey(r)
-	if r.Split == "" {
+	switch {
+	case r.Split == "":
 		r.Split = AssignSplit(fn.Salt, k, fn.Fractions)
+	case r.Split == SplitTrain && fn.ValidationFromTrain > 0:
+		// The same hash as AssignSplit, so duplicates move together.
+		r.Split = AssignSplit(fn.Salt, k, Fractions{Validation: fn.ValidationFromTrain, Train: 1 - fn.ValidationFromTrain})
 	}
 	emit(k, r)
 }

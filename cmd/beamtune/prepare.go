@@ -34,6 +34,7 @@ func (c *prepareCmd) register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.Fractions.Validation, "validation_fraction", o.Fractions.Validation, "share for validation")
 	fs.Float64Var(&o.Fractions.Test, "test_fraction", o.Fractions.Test, "share for test")
 	fs.StringVar(&o.Salt, "split_salt", o.Salt, "salt of the split hash: change it to draw other splits")
+	fs.Float64Var(&o.ValidationFromTrain, "validation_from_train", 0, "with --train files and no --validation: move this share of training texts (by hash) to validation")
 	fs.StringVar(&o.ModelDir, "model", model.DefaultModelDir(), "model folder whose tokenizer.json is used")
 	fs.IntVar(&o.MaxLength, "max_length", o.MaxLength, "tokens per example, special tokens included; longer texts are truncated")
 	fs.IntVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")

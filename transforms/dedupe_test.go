@@ -1,0 +1,53 @@
+package transforms
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestKeyByTextValidationFromTrain(t *testing.T) {
+	fn := &KeyByTextFn{Salt: "s", ValidationFromTrain: 0.1}
+	counts := map[string]int{}
+	for i := range 5000 {
+		for _, split := range []string{SplitTrain, SplitTest} {
+			r := Record{Text: fmt.Sprintf("text number %d", i), Split: split}
+			var got Record
+			fn.ProcessElement(r, func(_ string, x Record) { got = x })
+			if split == SplitTest && got.Split != SplitTest {
+				t.Fatalf("a test record moved to %s", got.Split)
+			}
+			if split == SplitTrain {
+				counts[got.Split]++
+				// Deterministic: the same text always lands in the same split.
+				var again Record
+				fn.ProcessElement(r, func(_ string, x Record) { again = x })
+				if again.Split != got.Split {
+					t.Fatalf("split of %q changed between calls", r.Text)
+				}
+			}
+		}
+	}
+	if v := counts[SplitValidation]; v < 400 || v > 600 {
+		t.Errorf("validation got %d of 5000 training texts, want about 500", v)
+	}
+	if counts[SplitTrain]+counts[SplitValidation] != 5000 {
+		t.Errorf("training texts lost: %v", counts)
+	}
+}
+
+// Short, similar keys must still split in the asked proportions: plain FNV
+// once put 14% of "text number N" keys into a 10% split.
+func TestAssignSplitProportions(t *testing.T) {
+	f := Fractions{Train: 0.8, Validation: 0.1, Test: 0.1}
+	n := 20000
+	counts := map[string]int{}
+	for i := range n {
+		counts[AssignSplit("beamtune", fmt.Sprintf("row %d", i), f)]++
+	}
+	for split, want := range map[string]float64{SplitTrain: 0.8, SplitValidation: 0.1, SplitTest: 0.1} {
+		got := float64(counts[split]) / float64(n)
+		if got < want-0.01 || got > want+0.01 {
+			t.Errorf("%s: %.3f of keys, want %.2f±0.01", split, got, want)
+		}
+	}
+}
