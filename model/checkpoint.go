@@ -15,7 +15,6 @@ import (
 
 	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/pickle"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -223,11 +222,11 @@ func readWeights(dir string) (weightSource, string, error) {
 	bin := filepath.Join(dir, PytorchFile)
 	if _, err := os.Stat(bin); err == nil {
 		slog.Warn("loading pytorch_model.bin (a pickle); model.safetensors is preferred: it cannot run code and loads without unpickling", "path", bin)
-		tensors, err := pickle.Decode(bin)
+		src, err := openBin(bin)
 		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", bin, err)
+			return nil, "", err
 		}
-		return binSource(tensors), "pytorch_model.bin", nil
+		return src, "pytorch_model.bin", nil
 	}
 	return nil, "", fmt.Errorf("%s: no %s or %s", dir, SafetensorsFile, PytorchFile)
 }
@@ -249,28 +248,52 @@ func (s stSource) tensor(key string, dev Device) (*ts.Tensor, []int64, error) {
 	return t, info.Shape, err
 }
 
-type binSource map[string]*ts.Tensor
+// binSource reads a pytorch_model.bin. The file is checked whole by
+// openTorchFile (pickle.go) before any tensor is read, and tensors are then
+// read one at a time in pure Go: gotch's pickle reader is not used, since it
+// trusts the sizes in the file and exits the process (Must*) on a bad view.
+type binSource struct {
+	f  *os.File
+	tf *torchFile
+}
 
-func (b binSource) names() []string {
-	out := make([]string, 0, len(b))
-	for k := range b {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-func (b binSource) close() {
-	for _, t := range b {
-		drop(t)
-	}
-}
-func (b binSource) tensor(key string, dev Device) (*ts.Tensor, []int64, error) {
-	src := b[key]
-	t, err := src.ToDevice(dev, gotch.Float, false, true, false)
+// openBin opens and checks path. A refused file gives a *PickleError whose
+// File is path.
+func openBin(path string) (binSource, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return binSource{}, err
 	}
-	return t, Shape(t), nil
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return binSource{}, err
+	}
+	tf, err := openTorchFile(f, st.Size(), PickleLimits{})
+	if err != nil {
+		f.Close()
+		var pe *PickleError
+		if errors.As(err, &pe) {
+			pe.File = path
+			return binSource{}, pe
+		}
+		return binSource{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return binSource{f: f, tf: tf}, nil
+}
+
+func (b binSource) names() []string { return slices.Clone(b.tf.names) }
+func (b binSource) close()          { _ = b.f.Close() }
+func (b binSource) tensor(key string, dev Device) (*ts.Tensor, []int64, error) {
+	vals, shape, err := b.tf.float32s(key)
+	if err != nil {
+		return nil, shape, err
+	}
+	t, err := tensorOfFloat32(vals, shape, dev)
+	return t, shape, err
 }
 
 // tensorOfFloat32 copies values into a new float32 tensor.

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"reflect"
 	"sort"
 	"strings"
@@ -101,11 +103,22 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 		slog.Info("prepare: output already holds this dataset; nothing to do", "output", o.Output, "fingerprint", fp[:12])
 		return &PrepareResult{Manifest: old, Skipped: true}, nil
 	}
-	p, err := buildPrepare(o, files, fp, tokPath, hex.EncodeToString(tokSum[:]))
+	plan, err := planShards(ctx, o, files)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := run(ctx, o.Runner, p); err != nil {
+	p, err := buildPrepare(o, files, plan, fp, tokPath, hex.EncodeToString(tokSum[:]))
+	if err != nil {
+		return nil, err
+	}
+	_, err = run(ctx, o.Runner, p)
+	// The chunks are only the run's shuffle: drop them whether it worked or
+	// not (a failed run's chunks would otherwise sit in a folder no manifest
+	// names until a later run's cleanup).
+	if rmErr := storage.RemoveAll(ctx, storage.Join(o.Output, spillDir(fp))); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+		slog.Warn("prepare: cannot remove the spill folder", "dir", spillDir(fp), "err", rmErr)
+	}
+	if err != nil {
 		return nil, err
 	}
 	m, err := transforms.ReadManifest(ctx, o.Output)
@@ -201,27 +214,81 @@ func prepareFingerprint(ctx context.Context, o PrepareOptions, files []transform
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func buildPrepare(o PrepareOptions, files []transforms.InputFile, fp, tokPath, tokSHA string) (*beam.Pipeline, error) {
+// planShards fixes each split's shard count before the run, from the
+// inputs' stored sizes: the bytes a split's rows take in a shard (token ids,
+// id, text) come close to the bytes of their text in a TSV, CSV or JSONL
+// file, and a gzip input (seen by its magic bytes, as the reader sees it) is
+// counted as four times its size. Counting the rows first would need a pass
+// over the corpus, or holding it, before the first row could be placed.
+func planShards(ctx context.Context, o PrepareOptions, files []transforms.InputFile) (transforms.ShardPlan, error) {
+	est := map[string]float64{}
+	for _, f := range files {
+		st, err := storage.Stat(ctx, f.Path)
+		if err != nil {
+			return transforms.ShardPlan{}, fmt.Errorf("input %s: %w", f.Path, err)
+		}
+		size := float64(st.Size)
+		if gz, err := isGzip(ctx, f.Path); err != nil {
+			return transforms.ShardPlan{}, err
+		} else if gz {
+			size *= 4
+		}
+		switch split := f.Parse.Split; {
+		case split == "":
+			est[transforms.SplitTrain] += size * o.Fractions.Train
+			est[transforms.SplitValidation] += size * o.Fractions.Validation
+			est[transforms.SplitTest] += size * o.Fractions.Test
+		case split == transforms.SplitTrain && o.ValidationFromTrain > 0:
+			est[transforms.SplitTrain] += size * (1 - o.ValidationFromTrain)
+			est[transforms.SplitValidation] += size * o.ValidationFromTrain
+		default:
+			est[split] += size
+		}
+	}
+	bytes := map[string]int64{}
+	for split, v := range est {
+		bytes[split] = int64(math.Ceil(v))
+	}
+	return transforms.PlanShards(bytes, o.ShardBytes), nil
+}
+
+func isGzip(ctx context.Context, path string) (bool, error) {
+	r, err := storage.Open(ctx, path)
+	if err != nil {
+		return false, fmt.Errorf("input %s: %w", path, err)
+	}
+	defer r.Close()
+	var magic [2]byte
+	n, _ := io.ReadFull(r, magic[:])
+	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b, nil
+}
+
+// spillDir is where a run's shard chunks wait, relative to the output.
+func spillDir(fp string) string { return "data-" + fp[:12] + "/_spill" }
+
+// buildPrepare wires the pipeline so that nothing proportional to the corpus
+// goes through a GroupByKey or a side input, which prism and the direct
+// runner hold in memory: one pass per file reads, tokenizes and spills each
+// row to a chunk of its final shard; Beam groups only the chunks' names by
+// shard; one writer per shard dedupes, sorts and writes it (see
+// transforms.ShardPlan). The records are not reshuffled after reading: that
+// would put every row through the runner's memory again.
+func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transforms.ShardPlan, fp, tokPath, tokSHA string) (*beam.Pipeline, error) {
 	p, s := beam.NewPipelineWithRoot()
 	dataDir := "data-" + fp[:12]
 
 	inputs := beam.Reshuffle(s, beam.CreateList(s.Scope("Inputs"), files))
-	records, bad, fingerprints := beam.ParDo3(s.Scope("Read"), &transforms.ReadRecordsFn{}, inputs)
-	// Spread records over workers before the per-record work: a large file
-	// is read by one worker, but tokenizing it need not be.
-	records = beam.Reshuffle(s.Scope("Spread"), records)
-	labels := transforms.LabelVocabulary(s, records, o.Labels)
+	chunks, allBad, fingerprints, seenLabels := beam.ParDo4(s.Scope("ReadTokenizeSpill"), &transforms.SpillRecordsFn{
+		TokenizerPath: tokPath, MaxLength: o.MaxLength, KeepText: o.KeepText,
+		Split: transforms.KeyByTextFn{Salt: o.Salt, Fractions: o.Fractions, ValidationFromTrain: o.ValidationFromTrain},
+		Plan:  plan, TempDir: storage.Join(o.Output, spillDir(fp)),
+	}, inputs)
+	labels := transforms.LabelVocabularyOf(s, seenLabels, o.Labels)
 
-	keyed := beam.ParDo(s.Scope("KeyByText"), &transforms.KeyByTextFn{Salt: o.Salt, Fractions: o.Fractions, ValidationFromTrain: o.ValidationFromTrain}, records)
-	unique, events := beam.ParDo2(s.Scope("Dedupe"), &transforms.ResolveDuplicatesFn{}, beam.GroupByKey(s.Scope("GroupByText"), keyed))
-
-	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: tokPath, MaxLength: o.MaxLength, KeepText: o.KeepText},
-		unique, beam.SideInput{Input: labels})
-	allBad := beam.Flatten(s, bad, badLabels)
-
-	st := beam.Combine(s.Scope("Stats"), &transforms.StatsFn{}, examples)
-	byShard := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyByShardFn{TargetBytes: o.ShardBytes}, examples, beam.SideInput{Input: st})
-	shards := beam.ParDo(s.Scope("WriteShards"), &transforms.WriteShardFn{Root: o.Output, Dir: dataDir}, beam.GroupByKey(s.Scope("GroupByShard"), byShard))
+	byShard := beam.GroupByKey(s.Scope("GroupChunksByShard"), beam.ParDo(s.Scope("RouteChunks"), &transforms.RouteSpillFn{Plan: plan}, chunks))
+	shards, shardStats, events := beam.ParDo3(s.Scope("WriteShards"), &transforms.WriteShardFn{Root: o.Output, Dir: dataDir, Plan: plan},
+		byShard, beam.SideInput{Input: labels})
+	st := beam.Combine(s.Scope("Stats"), &transforms.StatsFn{}, shardStats)
 
 	deadLetter := dataDir + "/rejects.jsonl"
 	written := beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: storage.Join(o.Output, deadLetter)},

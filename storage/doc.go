@@ -31,10 +31,17 @@
 //     process killed mid-write can leave a temporary file behind; [Glob]
 //     never reports such files. Parent directories are created as needed and
 //     new files get mode 0644.
-//   - GCS: [Create] streams to a GCS upload; GCS makes an object visible
-//     only when the upload is finalized, which happens in Close. Abort (or a
-//     failed Write, or a cancelled context) cancels the upload, so nothing is
-//     published and an existing object keeps its old content.
+//   - GCS: GCS makes an object visible only when its upload is complete,
+//     which happens in Close. Content that fits one upload chunk (16 MiB by
+//     default, see [GCSOptions]) is kept in memory and sent by Close in a
+//     single request, so the whole upload can be retried; bigger content
+//     streams through a resumable upload whose chunks are retried one by
+//     one. Abort (or a failed Write, or a cancelled context) cancels the
+//     upload, so nothing is published and an existing object keeps its old
+//     content. After the upload, the size and CRC32C GCS reports are
+//     compared with what was written; a mismatch (which GCS should never
+//     let through) deletes that generation and fails Close, so no corrupt
+//     object stays under the name.
 //
 // Close after a failed Write never publishes: the Writer remembers the
 // failure and Close aborts and returns it. Close after a successful upload
@@ -67,10 +74,16 @@
 //     generations as opaque tokens on both backends.
 //
 // A failed compare returns an error for which errors.Is(err, ErrPrecondition)
-// holds. On GCS a retried upload whose first attempt did succeed (but whose
-// response was lost) also ends in ErrPrecondition; callers re-read and
-// re-apply anyway, so make the modification idempotent or check the re-read
-// value.
+// holds. On GCS an attempt can be applied while its answer is lost; the
+// retry then fails its precondition although the write succeeded. When a
+// compare-and-swap saw any failed request, such a failure is checked: each
+// compare-and-swap write stores a random token in the object's metadata
+// (key "beamtune-write-id"), and if the live object carries ours and holds
+// exactly our bytes, the write is reported as the success it was, with that
+// generation. A competing writer's object (even with the same bytes) is not
+// taken for ours. What remains ambiguous is a write that succeeded and was
+// overwritten by someone else before the check: it reports ErrPrecondition,
+// and the caller's re-read and re-apply should be idempotent.
 //
 // # Errors
 //
@@ -83,25 +96,57 @@
 // # Retries
 //
 // GCS calls retry transient failures (HTTP 408, 429 and 5xx, connection
-// resets and refusals, unexpected EOFs, timeouts) with jittered exponential
-// backoff (200ms doubling up to 30s, at most 8 attempts per call; uploads
-// instead retry each chunk for up to 32s). Which calls retry:
+// resets and refusals, unexpected EOFs, stalled requests) with jittered
+// exponential backoff; [GCSOptions] (set with [SetGCSOptions] or
+// [Store.SetGCSOptions]) tunes it. The client library retries each request;
+// the transport that [NewGCSClient] installs adds what the library lacks:
 //
-//   - Reads, lists and stats are idempotent and always retry.
+//   - Attempt timeout: a request that makes no progress for AttemptTimeout
+//     (2 min; no request bytes taken, no answer, no data while a Read waits)
+//     is cancelled and retried, so a hung connection costs one attempt, not
+//     the whole operation.
+//   - A budget per operation: once MaxAttempts (8) requests in a row have
+//     failed, or the current run of failures is older than RetryTime
+//     (5 min), no further request starts and the operation fails with a
+//     *[RetryError] (inside the *fs.PathError naming the path) that gives
+//     the attempts, the time and the last failure. Data arriving ends a run.
+//     Without it some library loops never end (a multipart upload retries
+//     until the context ends; a download whose connections keep breaking
+//     reopens forever). Worst case before giving up: about MaxAttempts ×
+//     (AttemptTimeout + MaxBackoff), or RetryTime + AttemptTimeout.
+//   - Incomplete answers: a JSON answer that does not parse (cut short
+//     without a Content-Length to show it) is retried like a reset.
+//
+// Which calls retry, and how:
+//
+//   - Reads, lists and stats are idempotent and always retry. A download
+//     that breaks off resumes from the byte where it stopped, pinned to the
+//     generation it started with; one that ends early without a transport
+//     error (a truncated body) is detected by comparing with the object's
+//     size and CRC32C and resumed the same way; content whose CRC32C does
+//     not match fails the read (a stream cannot take back what it
+//     delivered).
 //   - Uploads from [Create], [WriteFile] and [Copy] retry (RetryAlways)
 //     although they carry no precondition: each attempt sends the complete
-//     content to the same name, so a repeated attempt publishes the same
-//     bytes. The only hazard is a lost response followed by a retry landing
-//     after another writer's upload of the same path, re-publishing our
-//     bytes over theirs; paths written with Create have one writer by
+//     content (or the same chunk) to the same name, so a repeated attempt
+//     publishes the same bytes. When the library gives up on a buffered
+//     upload with an unknown outcome, the whole upload is repeated within
+//     the budget. A streamed upload whose end failed (its final answer lost)
+//     counts as done if the live object has exactly the size and CRC32C
+//     written. The only hazard is a lost response followed by a retry
+//     landing after another writer's upload of the same path, re-publishing
+//     our bytes over theirs; paths written with Create have one writer by
 //     design (shared objects use the CAS functions).
 //   - [WriteFileIfGeneration] retries (RetryAlways) because its
-//     ifGenerationMatch precondition makes it idempotent.
+//     ifGenerationMatch precondition makes it idempotent; see above for the
+//     precondition failure of a retry.
 //   - Deletes ([Remove], [RemoveAll]) first read the object's generation and
 //     delete with an ifGenerationMatch precondition, which makes them
 //     idempotent, so they retry; a "not found" on a retry counts as success.
 //
-// The context passed to each call bounds all of its attempts.
+// The context passed to each call bounds all of its attempts. A client not
+// built by NewGCSClient (given to SetGCSClient) gets the library's retries
+// only: no attempt timeout, no budget.
 //
 // # Client
 //
@@ -111,5 +156,6 @@
 // Credentials. Local-only use never creates a client. [SetGCSClient]
 // replaces that client (e.g. in tests); [NewStore] gives an independent
 // Store, and [NewGCSClient] builds a client for an emulator endpoint and/or
-// with a custom http.RoundTripper (fault injection, proxies, recording).
+// with a custom http.RoundTripper (proxies, recording). Package gcstest
+// runs an in-process fake GCS behind a fault-injecting proxy for tests.
 package storage

@@ -21,7 +21,6 @@ import (
 	"unicode/utf8"
 
 	gcs "cloud.google.com/go/storage"
-	gax "github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
 	htransport "google.golang.org/api/transport/http"
 )
@@ -71,19 +70,8 @@ type Writer interface {
 type Store struct {
 	mu     sync.Mutex
 	client *gcs.Client
-
-	// Retry tuning for GCS calls; zero values select the defaults. Only
-	// tests in this package change them.
-	backoff     gax.Backoff
-	maxAttempts int
+	opts   GCSOptions // as set; see options()
 }
-
-// Default retry settings, see the package documentation.
-const (
-	defaultInitialBackoff = 200 * time.Millisecond
-	defaultMaxBackoff     = 30 * time.Second
-	defaultMaxAttempts    = 8
-)
 
 // NewStore returns a Store that uses client for gs:// paths. A nil client
 // means: create one from the environment on first use.
@@ -94,18 +82,20 @@ var defaultStore = &Store{}
 // Default returns the Store the package-level functions use.
 func Default() *Store { return defaultStore }
 
-// SetGCSClient sets the GCS client the package-level functions use; nil
+// SetGCSClient sets the GCS client the package-level functions use and
+// returns the previous one (nil if none was set or created yet); nil
 // reverts to creating one from the environment on next use. It is safe to
 // call concurrently with other calls, which use the client current when they
 // start. The package never closes a client it was given.
-func SetGCSClient(c *gcs.Client) { defaultStore.SetGCSClient(c) }
+func SetGCSClient(c *gcs.Client) (previous *gcs.Client) { return defaultStore.SetGCSClient(c) }
 
 // SetGCSClient sets the client s uses for gs:// paths (nil: create one from
-// the environment on next use).
-func (s *Store) SetGCSClient(c *gcs.Client) {
+// the environment on next use) and returns the previous one.
+func (s *Store) SetGCSClient(c *gcs.Client) (previous *gcs.Client) {
 	s.mu.Lock()
-	s.client = c
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	previous, s.client = s.client, c
+	return previous
 }
 
 // gcsClient returns the store's client, creating it from the environment on
@@ -135,10 +125,20 @@ func (s *Store) gcsClient(ctx context.Context) (*gcs.Client, error) {
 //
 // transport, when non-nil, carries every request: the injection point for
 // fault-injection proxies (503s, resets), recording or custom dialing. With
-// the real service, credentials are layered on top of it.
+// the real service, credentials are layered on top of it. nil means a
+// clone of http.DefaultTransport.
+//
+// Either way the client's requests pass through this package's guard,
+// which enforces a Store's GCSOptions (attempt timeout, retry budget); a
+// client built otherwise and given to SetGCSClient gets only the library's
+// own retries.
 //
 // The caller owns the client (Close it when done).
 func NewGCSClient(ctx context.Context, endpoint string, transport http.RoundTripper) (*gcs.Client, error) {
+	if transport == nil {
+		transport = defaultBaseTransport()
+	}
+	guarded := &guardTransport{base: transport}
 	var opts []option.ClientOption
 	switch {
 	case endpoint != "":
@@ -146,15 +146,13 @@ func NewGCSClient(ctx context.Context, endpoint string, transport http.RoundTrip
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, option.WithEndpoint(ep), option.WithoutAuthentication())
-		if transport != nil {
-			opts = append(opts, option.WithHTTPClient(&http.Client{Transport: transport}))
-		}
-	case transport != nil && os.Getenv("STORAGE_EMULATOR_HOST") != "":
+		opts = append(opts, option.WithEndpoint(ep), option.WithoutAuthentication(),
+			option.WithHTTPClient(&http.Client{Transport: guarded}))
+	case os.Getenv("STORAGE_EMULATOR_HOST") != "":
 		// The library adds the emulator endpoint and WithoutAuthentication.
-		opts = append(opts, option.WithHTTPClient(&http.Client{Transport: transport}))
-	case transport != nil:
-		authed, err := htransport.NewTransport(ctx, transport,
+		opts = append(opts, option.WithHTTPClient(&http.Client{Transport: guarded}))
+	default:
+		authed, err := htransport.NewTransport(ctx, guarded,
 			option.WithScopes(gcs.ScopeFullControl, "https://www.googleapis.com/auth/cloud-platform"))
 		if err != nil {
 			return nil, fmt.Errorf("storage: GCS credentials: %w", err)
@@ -166,6 +164,17 @@ func NewGCSClient(ctx context.Context, endpoint string, transport http.RoundTrip
 		return nil, fmt.Errorf("storage: creating the GCS client: %w", err)
 	}
 	return c, nil
+}
+
+// defaultBaseTransport is what the client library would use on its own: the
+// default transport with more idle connections per host (uploads and reads
+// run in parallel against one host) and HTTP/2 pings, which detect a dead
+// connection that would otherwise only be noticed by the attempt timeout.
+func defaultBaseTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 31 * time.Second, PingTimeout: 15 * time.Second}
+	return t
 }
 
 // emulatorEndpoint turns "host:port", "http://host:port" or a full JSON API
@@ -450,7 +459,7 @@ func (s *Store) Create(ctx context.Context, p string) (Writer, error) {
 		return nil, err
 	}
 	if loc.gs {
-		return s.gcsCreate(ctx, loc, 0)
+		return s.gcsCreate(ctx, loc)
 	}
 	return localCreate(ctx, p)
 }
@@ -461,12 +470,10 @@ func (s *Store) WriteFile(ctx context.Context, p string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	var w Writer
 	if loc.gs {
-		w, err = s.gcsCreate(ctx, loc, len(data))
-	} else {
-		w, err = localCreate(ctx, p)
+		return s.gcsWriteFile(ctx, loc, data)
 	}
+	w, err := localCreate(ctx, p)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package storage
+package storage_test
 
 import (
 	"bytes"
@@ -8,81 +8,30 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
-	gcs "cloud.google.com/go/storage"
-	"github.com/fsouza/fake-gcs-server/fakestorage"
-	gax "github.com/googleapis/gax-go/v2"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/storage/gcstest"
 )
 
 const testBucket = "bt-test"
 
-var (
-	fakeServer *fakestorage.Server
-	testClient *gcs.Client
-)
-
-// TestMain starts one in-process fake GCS server for the whole package and
-// points the package-level functions at it.
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{
-		Scheme:     "http",
-		Host:       "127.0.0.1",
-		Port:       0,
-		PublicHost: "127.0.0.1",
-		Writer:     io.Discard,
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake GCS server:", err)
-		return 1
-	}
-	defer srv.Stop()
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: testBucket})
-	c, err := NewGCSClient(context.Background(), srv.URL(), nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "GCS client:", err)
-		return 1
-	}
-	defer c.Close()
-	fakeServer, testClient = srv, c
-	SetGCSClient(c)
-	return m.Run()
-}
-
-// testStore is a Store on the fake server with fast retries.
-func testStore() *Store {
-	s := NewStore(testClient)
-	s.backoff = gax.Backoff{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}
-	return s
+// fakeGCS starts a fake GCS (through a fault proxy with no rules yet) for
+// one test; the package-level functions use it until the test ends.
+func fakeGCS(t *testing.T) *gcstest.Server {
+	t.Helper()
+	return gcstest.Start(t, testBucket)
 }
 
 type backend struct {
 	name string
 	root string // a fresh, empty directory or gs:// prefix for the test
-}
-
-// backends returns a fresh root on each backend.
-func backends(t *testing.T) []backend {
-	t.Helper()
-	return []backend{
-		{"local", t.TempDir()},
-		{"gcs", gsRoot(t)},
-	}
 }
 
 var gsRoots atomic.Int64
@@ -92,10 +41,15 @@ func gsRoot(t *testing.T) string {
 	return fmt.Sprintf("gs://%s/%s-%d", testBucket, strings.ReplaceAll(t.Name(), "/", "_"), gsRoots.Add(1))
 }
 
-func forEachBackend(t *testing.T, f func(t *testing.T, s *Store, root string)) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { f(t, testStore(), b.root) })
+// forEachBackend runs f on a local directory and on a gs:// prefix of a
+// fake GCS, each with a Store that retries fast, and returns the server
+// for checks that follow.
+func forEachBackend(t *testing.T, f func(t *testing.T, s *storage.Store, root string)) *gcstest.Server {
+	srv := fakeGCS(t)
+	for _, b := range []backend{{"local", t.TempDir()}, {"gcs", gsRoot(t)}} {
+		t.Run(b.name, func(t *testing.T) { f(t, srv.Store, b.root) })
 	}
+	return srv
 }
 
 // rel strips root and turns separators into '/'.
@@ -108,14 +62,14 @@ func rel(root string, paths []string) []string {
 	return out
 }
 
-func mustWrite(t *testing.T, s *Store, p string, data string) {
+func mustWrite(t *testing.T, s *storage.Store, p string, data string) {
 	t.Helper()
 	if err := s.WriteFile(context.Background(), p, []byte(data)); err != nil {
 		t.Fatalf("WriteFile(%s): %v", p, err)
 	}
 }
 
-func mustRead(t *testing.T, s *Store, p string) string {
+func mustRead(t *testing.T, s *storage.Store, p string) string {
 	t.Helper()
 	b, err := s.ReadFile(context.Background(), p)
 	if err != nil {
@@ -124,7 +78,7 @@ func mustRead(t *testing.T, s *Store, p string) string {
 	return string(b)
 }
 
-func assertMissing(t *testing.T, s *Store, p string) {
+func assertMissing(t *testing.T, s *storage.Store, p string) {
 	t.Helper()
 	ok, err := s.Exists(context.Background(), p)
 	if err != nil || ok {
@@ -133,9 +87,9 @@ func assertMissing(t *testing.T, s *Store, p string) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
-		p := Join(root, "deep", "er", "file.bin")
+		p := storage.Join(root, "deep", "er", "file.bin")
 		data := bytes.Repeat([]byte("beamtune\x00\xff"), 1000)
 		if err := s.WriteFile(ctx, p, data); err != nil {
 			t.Fatal(err)
@@ -162,13 +116,13 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Empty files round-trip.
-		e := Join(root, "empty")
+		e := storage.Join(root, "empty")
 		mustWrite(t, s, e, "")
 		if got := mustRead(t, s, e); got != "" {
 			t.Fatalf("empty file read %q", got)
 		}
 		// Create streams in pieces.
-		w, err := s.Create(ctx, Join(root, "streamed.txt"))
+		w, err := s.Create(ctx, storage.Join(root, "streamed.txt"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,23 +132,23 @@ func TestRoundTrip(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if got := mustRead(t, s, Join(root, "streamed.txt")); got != "line 0\nline 1\nline 2\n" {
+		if got := mustRead(t, s, storage.Join(root, "streamed.txt")); got != "line 0\nline 1\nline 2\n" {
 			t.Fatalf("streamed got %q", got)
 		}
 	})
 }
 
 func TestReadFileLimit(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
-		p := Join(root, "ten")
+		p := storage.Join(root, "ten")
 		mustWrite(t, s, p, "0123456789")
 		if b, err := s.ReadFileLimit(ctx, p, 10); err != nil || string(b) != "0123456789" {
 			t.Fatalf("limit 10: %q, %v", b, err)
 		}
 		_, err := s.ReadFileLimit(ctx, p, 9)
-		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), p) {
-			t.Fatalf("limit 9: err = %v; want ErrTooLarge naming %s", err, p)
+		if !errors.Is(err, storage.ErrTooLarge) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("limit 9: err = %v; want storage.ErrTooLarge naming %s", err, p)
 		}
 		if _, err := s.ReadFileLimit(ctx, p, -1); err == nil {
 			t.Fatal("negative limit accepted")
@@ -216,7 +170,7 @@ func gzipped(t *testing.T, parts ...string) []byte {
 }
 
 func TestOpenMaybeGzip(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
 		cases := []struct {
 			name    string
@@ -229,7 +183,7 @@ func TestOpenMaybeGzip(t *testing.T) {
 			{"empty", nil, ""},
 		}
 		for _, c := range cases {
-			p := Join(root, c.name)
+			p := storage.Join(root, c.name)
 			if err := s.WriteFile(ctx, p, c.content); err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +200,7 @@ func TestOpenMaybeGzip(t *testing.T) {
 		// A corrupt stream fails while reading, naming the path.
 		bad := gzipped(t, strings.Repeat("payload ", 100))
 		bad = bad[:len(bad)-12]
-		p := Join(root, "truncated")
+		p := storage.Join(root, "truncated")
 		if err := s.WriteFile(ctx, p, bad); err != nil {
 			t.Fatal(err)
 		}
@@ -263,10 +217,10 @@ func TestOpenMaybeGzip(t *testing.T) {
 }
 
 func TestCreateAtomic(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
-		p := Join(root, "out", "model.bin")
-		dirGlob := Join(root, "out", "*")
+		p := storage.Join(root, "out", "model.bin")
+		dirGlob := storage.Join(root, "out", "*")
 
 		// Not visible before Close; visible after.
 		w, err := s.Create(ctx, p)
@@ -310,7 +264,7 @@ func TestCreateAtomic(t *testing.T) {
 		}
 
 		// Abort of a new path leaves nothing.
-		q := Join(root, "out", "never.bin")
+		q := storage.Join(root, "out", "never.bin")
 		w, err = s.Create(ctx, q)
 		if err != nil {
 			t.Fatal(err)
@@ -355,7 +309,7 @@ func TestCreateAtomic(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(rel(root, m), []string{"out/model.bin"}) {
 			t.Fatalf("Glob = %v, %v; want only out/model.bin", m, err)
 		}
-		if !IsGCS(root) {
+		if !storage.IsGCS(root) {
 			entries, err := os.ReadDir(filepath.Join(root, "out"))
 			if err != nil || len(entries) != 1 {
 				t.Fatalf("dir holds %v (%v); want only model.bin", entries, err)
@@ -368,10 +322,10 @@ func TestCreateAtomic(t *testing.T) {
 }
 
 func TestGlob(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
 		for _, f := range []string{"a/x.json", "a/y.json", "a/z.txt", "a/sub/w.json", "a/sub/deeper/v.json", "b/x.json", "ab.json"} {
-			mustWrite(t, s, Join(root, f), f)
+			mustWrite(t, s, storage.Join(root, f), f)
 		}
 		// wantGCS (when not nil) differs: local Glob also returns directories.
 		var same []string
@@ -394,10 +348,10 @@ func TestGlob(t *testing.T) {
 		}
 		for _, c := range cases {
 			want := c.want
-			if IsGCS(root) && c.wantGCS != nil {
+			if storage.IsGCS(root) && c.wantGCS != nil {
 				want = c.wantGCS
 			}
-			got, err := s.Glob(ctx, Join(root, c.pattern))
+			got, err := s.Glob(ctx, storage.Join(root, c.pattern))
 			if err != nil {
 				t.Fatalf("Glob(%s): %v", c.pattern, err)
 			}
@@ -406,40 +360,41 @@ func TestGlob(t *testing.T) {
 			}
 		}
 		for _, bad := range []string{"a/[", "**/x.json"} {
-			if _, err := s.Glob(ctx, Join(root, bad)); err == nil {
+			if _, err := s.Glob(ctx, storage.Join(root, bad)); err == nil {
 				t.Errorf("Glob(%s) succeeded; want an error", bad)
 			}
 		}
 	})
-	if _, err := testStore().Glob(context.Background(), "gs://bt-*/x"); err == nil {
+	// Rejected before any request: a store without a client will do.
+	if _, err := new(storage.Store).Glob(context.Background(), "gs://bt-*/x"); err == nil {
 		t.Error("wildcard bucket accepted")
 	}
 }
 
 func TestStatExistsNotFound(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	srv := forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
-		p := Join(root, "dir", "f.txt")
+		p := storage.Join(root, "dir", "f.txt")
 		mustWrite(t, s, p, "12345")
 		info, err := s.Stat(ctx, p)
 		if err != nil || info.Size != 5 || info.IsDir || info.ModTime.IsZero() {
 			t.Fatalf("Stat = %+v, %v", info, err)
 		}
-		if IsGCS(root) && info.Generation <= 0 {
+		if storage.IsGCS(root) && info.Generation <= 0 {
 			t.Fatalf("gs Stat generation = %d", info.Generation)
 		}
-		if info, err := s.Stat(ctx, Join(root, "dir")); err != nil || !info.IsDir {
+		if info, err := s.Stat(ctx, storage.Join(root, "dir")); err != nil || !info.IsDir {
 			t.Fatalf("Stat(dir) = %+v, %v; want a directory", info, err)
 		}
-		for _, q := range []string{p, Join(root, "dir")} {
+		for _, q := range []string{p, storage.Join(root, "dir")} {
 			if ok, err := s.Exists(ctx, q); err != nil || !ok {
 				t.Fatalf("Exists(%s) = %v, %v", q, ok, err)
 			}
 		}
 
-		missing := Join(root, "dir", "nope.txt")
+		missing := storage.Join(root, "dir", "nope.txt")
 		assertMissing(t, s, missing)
-		assertMissing(t, s, Join(root, "di")) // a name prefix is not a directory
+		assertMissing(t, s, storage.Join(root, "di")) // a name prefix is not a directory
 		checkNotExist := func(what string, err error) {
 			t.Helper()
 			if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
@@ -455,7 +410,7 @@ func TestStatExistsNotFound(t *testing.T) {
 		_, _, err = s.ReadFileWithGeneration(ctx, missing)
 		checkNotExist("ReadFileWithGeneration", err)
 		checkNotExist("Remove", s.Remove(ctx, missing))
-		err = s.Copy(ctx, missing, Join(root, "copy"))
+		err = s.Copy(ctx, missing, storage.Join(root, "copy"))
 		checkNotExist("Copy", err)
 
 		if err := s.Remove(ctx, p); err != nil {
@@ -464,7 +419,7 @@ func TestStatExistsNotFound(t *testing.T) {
 		assertMissing(t, s, p)
 	})
 
-	s := testStore()
+	s := srv.Store
 	ctx := context.Background()
 	for _, p := range []string{"gs://no-such-bucket/x", "gs://no-such-bucket"} {
 		if ok, err := s.Exists(ctx, p); err != nil || ok {
@@ -480,32 +435,32 @@ func TestStatExistsNotFound(t *testing.T) {
 }
 
 func TestRemoveAll(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	srv := forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
 		for i := 0; i < 20; i++ {
-			mustWrite(t, s, Join(root, "run", fmt.Sprintf("ckpt-%02d", i/5), fmt.Sprintf("shard-%d", i)), "x")
+			mustWrite(t, s, storage.Join(root, "run", fmt.Sprintf("ckpt-%02d", i/5), fmt.Sprintf("shard-%d", i)), "x")
 		}
-		mustWrite(t, s, Join(root, "run2", "keep"), "k") // shares the name prefix "run"
-		mustWrite(t, s, Join(root, "runfile"), "k")
-		if err := s.RemoveAll(ctx, Join(root, "run")); err != nil {
+		mustWrite(t, s, storage.Join(root, "run2", "keep"), "k") // shares the name prefix "run"
+		mustWrite(t, s, storage.Join(root, "runfile"), "k")
+		if err := s.RemoveAll(ctx, storage.Join(root, "run")); err != nil {
 			t.Fatal(err)
 		}
-		assertMissing(t, s, Join(root, "run"))
+		assertMissing(t, s, storage.Join(root, "run"))
 		for _, kept := range []string{"run2/keep", "runfile"} {
-			if got := mustRead(t, s, Join(root, kept)); got != "k" {
+			if got := mustRead(t, s, storage.Join(root, kept)); got != "k" {
 				t.Fatalf("%s: %q", kept, got)
 			}
 		}
-		if err := s.RemoveAll(ctx, Join(root, "never-existed")); err != nil {
+		if err := s.RemoveAll(ctx, storage.Join(root, "never-existed")); err != nil {
 			t.Fatalf("RemoveAll(missing) = %v", err)
 		}
 		// A single file/object.
-		if err := s.RemoveAll(ctx, Join(root, "runfile")); err != nil {
+		if err := s.RemoveAll(ctx, storage.Join(root, "runfile")); err != nil {
 			t.Fatal(err)
 		}
-		assertMissing(t, s, Join(root, "runfile"))
+		assertMissing(t, s, storage.Join(root, "runfile"))
 	})
-	s := testStore()
+	s := srv.Store
 	for _, p := range []string{"gs://" + testBucket, "gs://" + testBucket + "/"} {
 		if err := s.RemoveAll(context.Background(), p); err == nil {
 			t.Errorf("RemoveAll(%s) accepted", p)
@@ -517,16 +472,16 @@ func TestRemoveAll(t *testing.T) {
 }
 
 func TestCompareAndSwap(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
-		p := Join(root, "registry", "index.json")
+		p := storage.Join(root, "registry", "index.json")
 
 		g1, err := s.WriteFileIfGeneration(ctx, p, []byte("v1"), 0)
 		if err != nil || g1 == 0 {
 			t.Fatalf("create with gen 0: %d, %v", g1, err)
 		}
-		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("again"), 0); !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), p) {
-			t.Fatalf("second create: %v; want ErrPrecondition naming the path", err)
+		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("again"), 0); !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("second create: %v; want storage.ErrPrecondition naming the path", err)
 		}
 		data, gen, err := s.ReadFileWithGeneration(ctx, p)
 		if err != nil || string(data) != "v1" || gen != g1 {
@@ -536,7 +491,7 @@ func TestCompareAndSwap(t *testing.T) {
 		if err != nil || g2 == g1 {
 			t.Fatalf("update: %d, %v", g2, err)
 		}
-		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("stale"), g1); !errors.Is(err, ErrPrecondition) {
+		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("stale"), g1); !errors.Is(err, storage.ErrPrecondition) {
 			t.Fatalf("stale update: %v; want ErrPrecondition", err)
 		}
 		if _, err := s.WriteFileIfGeneration(ctx, p, nil, -1); err == nil {
@@ -544,7 +499,7 @@ func TestCompareAndSwap(t *testing.T) {
 		}
 		// A plain write also changes the generation.
 		mustWrite(t, s, p, "v3")
-		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("v4"), g2); !errors.Is(err, ErrPrecondition) {
+		if _, err := s.WriteFileIfGeneration(ctx, p, []byte("v4"), g2); !errors.Is(err, storage.ErrPrecondition) {
 			t.Fatalf("update after a plain write: %v; want ErrPrecondition", err)
 		}
 
@@ -578,7 +533,7 @@ func TestCompareAndSwap(t *testing.T) {
 				t.Fatalf("%d winners %v; want exactly 1 (errors %v)", len(winners), winners, errs)
 			}
 			for i, err := range errs {
-				if i != winners[0] && !errors.Is(err, ErrPrecondition) {
+				if i != winners[0] && !errors.Is(err, storage.ErrPrecondition) {
 					t.Fatalf("loser %d: %v; want ErrPrecondition", i, err)
 				}
 			}
@@ -590,13 +545,13 @@ func TestCompareAndSwap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		race(p, gen)                                       // update race
-		race(Join(root, "registry", "fresh.json"), 0)      // create race
-		m, err := s.Glob(ctx, Join(root, "registry", "*")) // no lock litter
+		race(p, gen)                                               // update race
+		race(storage.Join(root, "registry", "fresh.json"), 0)      // create race
+		m, err := s.Glob(ctx, storage.Join(root, "registry", "*")) // no lock litter
 		if err != nil || !reflect.DeepEqual(rel(root, m), []string{"registry/fresh.json", "registry/index.json"}) {
 			t.Fatalf("Glob = %v, %v", m, err)
 		}
-		if !IsGCS(root) {
+		if !storage.IsGCS(root) {
 			entries, _ := os.ReadDir(filepath.Join(root, "registry"))
 			if len(entries) != 2 {
 				t.Fatalf("registry dir holds %v; want 2 files", entries)
@@ -607,19 +562,19 @@ func TestCompareAndSwap(t *testing.T) {
 
 func TestCopy(t *testing.T) {
 	ctx := context.Background()
-	s := testStore()
+	s := fakeGCS(t).Store
 	local := t.TempDir()
 	gs := gsRoot(t)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 4096)
-	src := Join(local, "src.bin")
+	src := storage.Join(local, "src.bin")
 	if err := s.WriteFile(ctx, src, data); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct{ from, to string }{
-		{src, Join(gs, "a.bin")},                            // local -> gs
-		{Join(gs, "a.bin"), Join(gs, "b", "b.bin")},         // gs -> gs (server side)
-		{Join(gs, "b", "b.bin"), Join(local, "x", "c.bin")}, // gs -> local
-		{Join(local, "x", "c.bin"), Join(local, "d.bin")},   // local -> local
+		{src, storage.Join(gs, "a.bin")},                                    // local -> gs
+		{storage.Join(gs, "a.bin"), storage.Join(gs, "b", "b.bin")},         // gs -> gs (server side)
+		{storage.Join(gs, "b", "b.bin"), storage.Join(local, "x", "c.bin")}, // gs -> local
+		{storage.Join(local, "x", "c.bin"), storage.Join(local, "d.bin")},   // local -> local
 	}
 	for _, st := range steps {
 		if err := s.Copy(ctx, st.from, st.to); err != nil {
@@ -630,7 +585,7 @@ func TestCopy(t *testing.T) {
 			t.Fatalf("%s: %d bytes, %v", st.to, len(got), err)
 		}
 	}
-	if err := s.Copy(ctx, Join(gs, "missing"), Join(gs, "z")); !errors.Is(err, fs.ErrNotExist) {
+	if err := s.Copy(ctx, storage.Join(gs, "missing"), storage.Join(gs, "z")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("gs copy of a missing object: %v; want fs.ErrNotExist", err)
 	}
 }
@@ -644,9 +599,9 @@ func TestParseGCS(t *testing.T) {
 		{"gs://bkt/a//b", "bkt", "a//b"},
 	}
 	for _, g := range good {
-		b, o, err := ParseGCS(g.uri)
+		b, o, err := storage.ParseGCS(g.uri)
 		if err != nil || b != g.bucket || o != g.object {
-			t.Errorf("ParseGCS(%q) = %q, %q, %v; want %q, %q", g.uri, b, o, err, g.bucket, g.object)
+			t.Errorf("storage.ParseGCS(%q) = %q, %q, %v; want %q, %q", g.uri, b, o, err, g.bucket, g.object)
 		}
 	}
 	bad := map[string]string{
@@ -665,19 +620,19 @@ func TestParseGCS(t *testing.T) {
 		"gs://" + strings.Repeat("b", 64) + "/x":   "3 to 63",
 	}
 	for uri, want := range bad {
-		_, _, err := ParseGCS(uri)
+		_, _, err := storage.ParseGCS(uri)
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseGCS(%q) err = %v; want it to mention %q", uri, err, want)
+			t.Errorf("storage.ParseGCS(%q) err = %v; want it to mention %q", uri, err, want)
 		}
 	}
 	// Near-miss URIs are not silently treated as local paths.
 	for _, p := range []string{"gs:/bucket/x", "GS://bucket/x"} {
-		if _, err := testStore().ReadFile(context.Background(), p); err == nil || !strings.Contains(err.Error(), "malformed") {
+		if _, err := new(storage.Store).ReadFile(context.Background(), p); err == nil || !strings.Contains(err.Error(), "malformed") {
 			t.Errorf("ReadFile(%q) err = %v; want malformed URI", p, err)
 		}
 	}
-	if !IsGCS("gs://b/x") || IsGCS("/tmp/gs://x") || IsGCS("gsx://b") {
-		t.Error("IsGCS wrong")
+	if !storage.IsGCS("gs://b/x") || storage.IsGCS("/tmp/gs://x") || storage.IsGCS("gsx://b") {
+		t.Error("storage.IsGCS wrong")
 	}
 }
 
@@ -685,152 +640,79 @@ func TestJoin(t *testing.T) {
 	cases := []struct {
 		got, want string
 	}{
-		{Join("gs://b", "x", "y.json"), "gs://b/x/y.json"},
-		{Join("gs://b/", "x"), "gs://b/x"},
-		{Join("gs://b/run/", "/ckpt", "a"), "gs://b/run/ckpt/a"},
-		{Join("gs://b/run", "..", "..", "x"), "gs://b/x"},
-		{Join("gs://b/run"), "gs://b/run"},
-		{Join("gs://b/run/"), "gs://b/run"},
-		{Join("gs://b"), "gs://b"},
-		{Join("/tmp/a", "b", "c"), filepath.Join("/tmp/a", "b", "c")},
-		{Join("rel", "x"), filepath.Join("rel", "x")},
+		{storage.Join("gs://b", "x", "y.json"), "gs://b/x/y.json"},
+		{storage.Join("gs://b/", "x"), "gs://b/x"},
+		{storage.Join("gs://b/run/", "/ckpt", "a"), "gs://b/run/ckpt/a"},
+		{storage.Join("gs://b/run", "..", "..", "x"), "gs://b/x"},
+		{storage.Join("gs://b/run"), "gs://b/run"},
+		{storage.Join("gs://b/run/"), "gs://b/run"},
+		{storage.Join("gs://b"), "gs://b"},
+		{storage.Join("/tmp/a", "b", "c"), filepath.Join("/tmp/a", "b", "c")},
+		{storage.Join("rel", "x"), filepath.Join("rel", "x")},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
-			t.Errorf("Join = %q; want %q", c.got, c.want)
+			t.Errorf("storage.Join = %q; want %q", c.got, c.want)
 		}
 	}
 }
 
 // TestPackageLevel exercises the package-level functions on the default
-// Store (pointed at the fake server in TestMain).
+// Store (pointed at the fake server by gcstest.Start).
 func TestPackageLevel(t *testing.T) {
+	srv := fakeGCS(t)
 	ctx := context.Background()
-	for _, p := range []string{Join(t.TempDir(), "f"), Join(gsRoot(t), "f")} {
-		if err := WriteFile(ctx, p, []byte("pkg")); err != nil {
+	for _, p := range []string{storage.Join(t.TempDir(), "f"), storage.Join(gsRoot(t), "f")} {
+		if err := storage.WriteFile(ctx, p, []byte("pkg")); err != nil {
 			t.Fatal(err)
 		}
-		if b, err := ReadFile(ctx, p); err != nil || string(b) != "pkg" {
+		if b, err := storage.ReadFile(ctx, p); err != nil || string(b) != "pkg" {
 			t.Fatalf("%s: %q, %v", p, b, err)
 		}
-		if ok, err := Exists(ctx, p); err != nil || !ok {
+		if ok, err := storage.Exists(ctx, p); err != nil || !ok {
 			t.Fatalf("Exists(%s) = %v, %v", p, ok, err)
 		}
-		if err := Remove(ctx, p); err != nil {
+		if err := storage.Remove(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if srv.Proxy.Requests(gcstest.AnyKind) == 0 {
+		t.Error("the default store did not go through the test server")
 	}
 }
 
 // TestEmulatorFromEnvironment checks the lazily created client honours
 // STORAGE_EMULATOR_HOST (no credentials needed).
 func TestEmulatorFromEnvironment(t *testing.T) {
-	u, err := url.Parse(fakeServer.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("STORAGE_EMULATOR_HOST", u.Host)
-	s := &Store{}
+	srv := fakeGCS(t)
+	srv.SetEmulatorEnv(t)
+	s := &storage.Store{}
 	ctx := context.Background()
-	p := Join(gsRoot(t), "x")
+	p := storage.Join(gsRoot(t), "x")
 	if err := s.WriteFile(ctx, p, []byte("env")); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustRead(t, testStore(), p); got != "env" {
+	if got := mustRead(t, srv.Direct, p); got != "env" {
 		t.Fatalf("got %q", got)
 	}
-	if c, _ := s.gcsClient(ctx); c != nil {
-		c.Close()
+	if srv.Proxy.Requests(gcstest.Write) == 0 {
+		t.Error("the write did not go to the emulator named in the environment")
 	}
-}
-
-// flaky fails the first attempt of every distinct request (method, URL
-// path, upload type) with, alternately, HTTP 503 and a connection reset.
-type flaky struct {
-	base     http.RoundTripper
-	mu       sync.Mutex
-	seen     map[string]bool
-	injected atomic.Int64
-}
-
-func (f *flaky) RoundTrip(req *http.Request) (*http.Response, error) {
-	key := req.Method + " " + req.URL.Path + " " + req.URL.Query().Get("uploadType") + " " + req.URL.Query().Get("name")
-	f.mu.Lock()
-	first := !f.seen[key]
-	f.seen[key] = true
-	f.mu.Unlock()
-	if !first {
-		return f.base.RoundTrip(req)
+	c := s.SetGCSClient(nil) // the client the store created
+	if c == nil {
+		t.Fatal("no client was created")
 	}
-	if req.Body != nil {
-		io.Copy(io.Discard, req.Body)
-		req.Body.Close()
-	}
-	if f.injected.Add(1)%2 == 1 {
-		return &http.Response{
-			StatusCode: http.StatusServiceUnavailable,
-			Status:     "503 Service Unavailable",
-			Header:     http.Header{"Content-Type": {"application/json"}},
-			Body:       io.NopCloser(strings.NewReader(`{"error":{"code":503,"message":"injected"}}`)),
-			Request:    req,
-		}, nil
-	}
-	return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-}
-
-// TestRetryTransientFaults runs every kind of GCS call through a transport
-// that fails each first attempt: uploads (plain and with preconditions),
-// reads, stats, lists, copies and deletes must all retry and succeed.
-func TestRetryTransientFaults(t *testing.T) {
-	ft := &flaky{base: http.DefaultTransport, seen: map[string]bool{}}
-	c, err := NewGCSClient(context.Background(), fakeServer.URL(), ft)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := NewStore(c)
-	s.backoff = gax.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Multiplier: 2}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	root := gsRoot(t)
-
-	step := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	step("WriteFile", s.WriteFile(ctx, Join(root, "a"), []byte("A")))
-	b, err := s.ReadFile(ctx, Join(root, "a"))
-	step("ReadFile", err)
-	if string(b) != "A" {
-		t.Fatalf("read %q", b)
-	}
-	gen, err := s.WriteFileIfGeneration(ctx, Join(root, "cas"), []byte("1"), 0)
-	step("WriteFileIfGeneration(0)", err)
-	_, err = s.WriteFileIfGeneration(ctx, Join(root, "cas"), []byte("2"), gen)
-	step("WriteFileIfGeneration(gen)", err)
-	_, err = s.Stat(ctx, Join(root, "a"))
-	step("Stat", err)
-	_, err = s.Glob(ctx, Join(root, "*"))
-	step("Glob", err)
-	step("Copy", s.Copy(ctx, Join(root, "a"), Join(root, "b")))
-	step("Remove", s.Remove(ctx, Join(root, "b")))
-	step("RemoveAll", s.RemoveAll(ctx, root))
-	assertMissing(t, testStore(), Join(root, "a"))
-	if n := ft.injected.Load(); n < 8 {
-		t.Fatalf("only %d faults injected", n)
-	}
+	c.Close()
 }
 
 // TestLargeUpload covers uploads bigger than one 16 MiB chunk (a resumable
 // session on GCS): a complete one round-trips, and one aborted after its
 // first chunk was sent publishes nothing.
 func TestLargeUpload(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store, root string) {
+	forEachBackend(t, func(t *testing.T, s *storage.Store, root string) {
 		ctx := context.Background()
 		chunk := bytes.Repeat([]byte("checkpoint-shard"), 1<<16) // 1 MiB
-		write := func(p string, mib int) Writer {
+		write := func(p string, mib int) storage.Writer {
 			t.Helper()
 			w, err := s.Create(ctx, p)
 			if err != nil {
@@ -843,14 +725,14 @@ func TestLargeUpload(t *testing.T) {
 			}
 			return w
 		}
-		p := Join(root, "big.bin")
+		p := storage.Join(root, "big.bin")
 		if err := write(p, 17).Close(); err != nil {
 			t.Fatal(err)
 		}
 		if info, err := s.Stat(ctx, p); err != nil || info.Size != 17<<20 {
 			t.Fatalf("Stat = %+v, %v; want %d bytes", info, err, 17<<20)
 		}
-		q := Join(root, "aborted.bin")
+		q := storage.Join(root, "aborted.bin")
 		w := write(q, 18)
 		if err := w.Abort(); err != nil {
 			t.Fatal(err)

@@ -2,12 +2,15 @@ package transforms
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"reflect"
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -15,10 +18,8 @@ import (
 
 func init() {
 	register.DoFn2x0[Record, func(string, Record)](&KeyByTextFn{})
-	register.DoFn5x0[context.Context, string, func(*Record) bool, func(Record), func(DedupeEvent)](&ResolveDuplicatesFn{})
 	register.Emitter2[string, Record]()
 	register.Emitter1[DedupeEvent]()
-	register.Iter1[Record]()
 	beam.RegisterType(reflect.TypeOf((*DedupeEvent)(nil)).Elem())
 }
 
@@ -40,7 +41,27 @@ func NormalizeText(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		// ASCII, most of most corpora, without decoding runes or calling
+		// into the unicode tables: this runs once per record read.
+		if c := s[i]; c < utf8.RuneSelf {
+			i++
+			if c == ' ' || ('\t' <= c && c <= '\r') {
+				space = true
+				continue
+			}
+			if space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = false
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		i += n
 		if unicode.IsSpace(r) {
 			space = true
 			continue
@@ -117,7 +138,13 @@ type KeyByTextFn struct {
 }
 
 func (fn *KeyByTextFn) ProcessElement(r Record, emit func(string, Record)) {
-	k := dedupeKey(r)
+	k := fn.Assign(&r)
+	emit(k, r)
+}
+
+// Assign sets r's split as ProcessElement does and returns its dedupe key.
+func (fn *KeyByTextFn) Assign(r *Record) string {
+	k := dedupeKey(*r)
 	switch {
 	case r.Split == "":
 		r.Split = AssignSplit(fn.Salt, k, fn.Fractions)
@@ -125,7 +152,7 @@ func (fn *KeyByTextFn) ProcessElement(r Record, emit func(string, Record)) {
 		// The same hash as AssignSplit, so duplicates move together.
 		r.Split = AssignSplit(fn.Salt, k, Fractions{Validation: fn.ValidationFromTrain, Train: 1 - fn.ValidationFromTrain})
 	}
-	emit(k, r)
+	return k
 }
 
 // DedupeEvent is one thing dedupe did, counted in the manifest.
@@ -135,8 +162,35 @@ type DedupeEvent struct {
 	Rows  int64 // records removed by this event
 }
 
-// ResolveDuplicatesFn applies beamtune's dedupe rules to all records sharing
-// a normalized text:
+// KeyHash identifies a dedupe key in 16 bytes: the first half of the
+// SHA-256 of the normalized text. Dedupe compares these instead of the texts
+// so the facts it gathers about every record stay small; two different texts
+// collide with probability about n²/2¹²⁹ (nil for any real corpus). Its
+// first 8 bytes also place the record's shard (see ShardPlan).
+type KeyHash [16]byte
+
+// HashKey hashes a dedupe key (see dedupeKey).
+func HashKey(key string) KeyHash {
+	sum := sha256.Sum256([]byte(key))
+	var h KeyHash
+	copy(h[:], sum[:16])
+	return h
+}
+
+// position is the key's place on the 64-bit ring that shards divide.
+func (h KeyHash) position() uint64 { return binary.BigEndian.Uint64(h[:8]) }
+
+// DedupeCopy is what the dedupe rules need to know about one record of a
+// text: its split and label, and its file and line (the deterministic order
+// that picks which copy survives).
+type DedupeCopy struct {
+	Split, Label, Source string
+	Line                 int64
+}
+
+// ResolveCopies applies beamtune's dedupe rules to all records sharing a
+// normalized text and returns the index in copies of the one kept (-1 when
+// none is) and what was removed:
 //
 //  1. Leakage: a text in more than one split stays only in the highest-ranked
 //     split (test > validation > train); the other copies are removed.
@@ -144,50 +198,53 @@ type DedupeEvent struct {
 //     and line, so the choice is deterministic).
 //  3. Conflicting labels: the majority label wins if it has more than half the
 //     copies; otherwise every copy is dropped, since no label can be trusted.
-type ResolveDuplicatesFn struct{}
-
-func (fn *ResolveDuplicatesFn) ProcessElement(ctx context.Context, key string, values func(*Record) bool, emit func(Record), emitEvent func(DedupeEvent)) {
-	var recs []Record
-	var r Record
-	for values(&r) {
-		recs = append(recs, r)
+//
+// Leakage events name the split a copy was removed from; the others name the
+// split the text stays in.
+func ResolveCopies(copies []DedupeCopy) (keep int, events []DedupeEvent) {
+	if len(copies) == 1 {
+		return 0, nil
 	}
-	if len(recs) == 1 {
-		emit(recs[0])
-		return
+	order := make([]int, len(copies))
+	for i := range order {
+		order[i] = i
 	}
-	sort.Slice(recs, func(i, j int) bool {
-		if recs[i].Source != recs[j].Source {
-			return recs[i].Source < recs[j].Source
+	sort.Slice(order, func(a, b int) bool {
+		x, y := copies[order[a]], copies[order[b]]
+		if x.Source != y.Source {
+			return x.Source < y.Source
 		}
-		return recs[i].Line < recs[j].Line
+		return x.Line < y.Line
 	})
-	top := recs[0].Split
-	for _, r := range recs {
-		if splitRank[r.Split] > splitRank[top] {
-			top = r.Split
+	top := copies[order[0]].Split
+	for _, c := range copies {
+		if splitRank[c.Split] > splitRank[top] {
+			top = c.Split
 		}
 	}
-	kept := recs[:0:0]
-	for _, r := range recs {
-		if r.Split != top {
-			emitEvent(DedupeEvent{Kind: "leakage", Split: r.Split, Rows: 1})
-			dedupeLeakage.Inc(ctx, 1)
+	leaked := map[string]int64{}
+	kept := order[:0:0]
+	for _, i := range order {
+		if copies[i].Split != top {
+			leaked[copies[i].Split]++
 			continue
 		}
-		kept = append(kept, r)
+		kept = append(kept, i)
+	}
+	for _, split := range []string{SplitTrain, SplitValidation, SplitTest} {
+		if n := leaked[split]; n > 0 {
+			events = append(events, DedupeEvent{Kind: "leakage", Split: split, Rows: n})
+		}
 	}
 	votes := map[string]int{}
-	for _, r := range kept {
-		votes[r.Label]++
+	for _, i := range kept {
+		votes[copies[i].Label]++
 	}
 	if len(votes) == 1 {
 		if n := len(kept) - 1; n > 0 {
-			emitEvent(DedupeEvent{Kind: "duplicate", Split: top, Rows: int64(n)})
-			dedupeDuplicates.Inc(ctx, int64(n))
+			events = append(events, DedupeEvent{Kind: "duplicate", Split: top, Rows: int64(n)})
 		}
-		emit(kept[0])
-		return
+		return kept[0], events
 	}
 	best, bestN := "", 0
 	for l, n := range votes {
@@ -196,17 +253,26 @@ func (fn *ResolveDuplicatesFn) ProcessElement(ctx context.Context, key string, v
 		}
 	}
 	if 2*bestN > len(kept) {
-		emitEvent(DedupeEvent{Kind: "conflict_resolved", Split: top, Rows: int64(len(kept) - 1)})
-		dedupeConflicts.Inc(ctx, 1)
-		for _, r := range kept {
-			if r.Label == best {
-				emit(r)
-				return
+		events = append(events, DedupeEvent{Kind: "conflict_resolved", Split: top, Rows: int64(len(kept) - 1)})
+		for _, i := range kept {
+			if copies[i].Label == best {
+				return i, events
 			}
 		}
 	}
-	emitEvent(DedupeEvent{Kind: "conflict_dropped", Split: top, Rows: int64(len(kept))})
-	dedupeConflicts.Inc(ctx, 1)
+	return -1, append(events, DedupeEvent{Kind: "conflict_dropped", Split: top, Rows: int64(len(kept))})
+}
+
+// countDedupe adds an event to the pipeline's metrics.
+func countDedupe(ctx context.Context, e DedupeEvent) {
+	switch e.Kind {
+	case "leakage":
+		dedupeLeakage.Inc(ctx, e.Rows)
+	case "duplicate":
+		dedupeDuplicates.Inc(ctx, e.Rows)
+	default:
+		dedupeConflicts.Inc(ctx, 1)
+	}
 }
 
 var (

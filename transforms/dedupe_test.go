@@ -2,7 +2,9 @@ package transforms
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestKeyByTextValidationFromTrain(t *testing.T) {
@@ -48,6 +50,36 @@ func TestAssignSplitProportions(t *testing.T) {
 		got := float64(counts[split]) / float64(n)
 		if got < want-0.01 || got > want+0.01 {
 			t.Errorf("%s: %.3f of keys, want %.2f±0.01", split, got, want)
+		}
+	}
+}
+
+// normalizeReference is NormalizeText as first written, rune by rune, to
+// check the ASCII fast path against.
+func normalizeReference(s string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+func TestNormalizeText(t *testing.T) {
+	for _, s := range []string{
+		"", "  ", "It 's  GOOD ", "a\tb\nc\vd\fe\rf", "\x1c\x1d\x1e\x1f x", "Ünïcode\u00a0NBSP\u0085NEL\u2003EM space",
+		"İstanbul ΣΊΣΥΦΟΣ Kelvin\u212a", "bad \xff byte", "ZAZ@[`{", "end\u3000",
+	} {
+		if got, want := NormalizeText(s), normalizeReference(s); got != want {
+			t.Errorf("NormalizeText(%q) = %q, want %q", s, got, want)
 		}
 	}
 }

@@ -6,10 +6,10 @@ import "fmt"
 // challenger may be and still be promoted. Values are in points (0.2 = 0.2
 // percentage points).
 type GateConfig struct {
-	MaxAccuracyDrop    float64 `json:"max_accuracy_drop"`     // challenger accuracy >= champion - this
-	MaxMacroF1Drop     float64 `json:"max_macro_f1_drop"`     // challenger macro-F1 >= champion - this
-	MaxClassRecallDrop float64 `json:"max_class_recall_drop"` // no class's recall lower by more than this
-	MinAccuracy        float64 `json:"min_accuracy"`          // absolute floor, also without a champion (0: none)
+	MaxAccuracyDrop    float64 `json:"max_accuracy_drop" yaml:"max_accuracy_drop"`         // challenger accuracy >= champion - this
+	MaxMacroF1Drop     float64 `json:"max_macro_f1_drop" yaml:"max_macro_f1_drop"`         // challenger macro-F1 >= champion - this
+	MaxClassRecallDrop float64 `json:"max_class_recall_drop" yaml:"max_class_recall_drop"` // no class's recall lower by more than this
+	MinAccuracy        float64 `json:"min_accuracy" yaml:"min_accuracy"`                   // absolute floor, also without a champion (0: none)
 }
 
 // DefaultGate blesses a challenger that is no worse than the champion beyond

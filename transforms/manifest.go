@@ -101,12 +101,19 @@ func ReadManifest(ctx context.Context, dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseManifest(data, path)
+}
+
+// ParseManifest decodes and checks a manifest.json read from source (named
+// in errors). It is ReadManifest without the storage, so the parsing of
+// files from elsewhere can be tested and fuzzed on its own.
+func ParseManifest(data []byte, source string) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s: invalid manifest: %w", path, err)
+		return nil, fmt.Errorf("%s: invalid manifest: %w", source, err)
 	}
 	if m.Schema != ManifestSchema {
-		return nil, fmt.Errorf("%s: schema %q, this beamtune reads %q", path, m.Schema, ManifestSchema)
+		return nil, fmt.Errorf("%s: schema %q, this beamtune reads %q", source, m.Schema, ManifestSchema)
 	}
 	return &m, nil
 }

@@ -95,6 +95,13 @@ func ReadReport(ctx context.Context, dir string) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	return ParseReport(data, p)
+}
+
+// ParseReport decodes and checks a report.json read from p (named in
+// errors). It is ReadReport without the storage, so the parsing of files
+// from elsewhere can be tested and fuzzed on its own.
+func ParseReport(data []byte, p string) (*Report, error) {
 	// Check the schema before decoding the rest: a future version may change
 	// field types, and "wrong schema" is the useful message then, not a type
 	// error deep inside.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -15,10 +14,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fsouza/fake-gcs-server/fakestorage"
 	xhtml "golang.org/x/net/html"
 
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/storage/gcstest"
 )
 
 // go test ./transforms -run Report -update-report rewrites the golden files
@@ -954,27 +953,11 @@ func TestReportWriteFailures(t *testing.T) {
 }
 
 // rptFakeGCS starts an in-process fake GCS server with one bucket and points
-// the storage package at it through a real client (as storage's own tests
-// do), restoring the environment-based client afterwards.
-func rptFakeGCS(t *testing.T, bucket string) {
+// the storage package at it through a real client (gcstest, as storage's
+// own tests do), restoring the environment-based client afterwards.
+func rptFakeGCS(t *testing.T, bucket string) *gcstest.Server {
 	t.Helper()
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{
-		Scheme: "http", Host: "127.0.0.1", Port: 0, PublicHost: "127.0.0.1", Writer: io.Discard,
-	})
-	if err != nil {
-		t.Fatalf("fake GCS server: %v", err)
-	}
-	t.Cleanup(srv.Stop)
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
-	c, err := storage.NewGCSClient(context.Background(), srv.URL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	storage.SetGCSClient(c)
-	t.Cleanup(func() {
-		storage.SetGCSClient(nil)
-		c.Close()
-	})
+	return gcstest.Start(t, bucket)
 }
 
 func TestReportWriteGCS(t *testing.T) {

@@ -46,21 +46,29 @@ type TokenizeFn struct {
 
 // Setup loads the tokenizer.
 func (fn *TokenizeFn) Setup(ctx context.Context) error {
-	data, err := storage.ReadFile(ctx, fn.TokenizerPath)
+	var err error
+	fn.tok, err = loadTokenizer(ctx, fn.TokenizerPath, fn.MaxLength)
+	return err
+}
+
+// loadTokenizer reads tokenizer.json and sets it to truncate at maxLength
+// without padding (shards store unpadded rows).
+func loadTokenizer(ctx context.Context, path string, maxLength int) (*tokenizer.Tokenizer, error) {
+	data, err := storage.ReadFile(ctx, path)
 	if err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
+		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	tok, err := tokenizer.FromJSON(data)
 	if err != nil {
-		return fmt.Errorf("tokenizer %s: %w", fn.TokenizerPath, err)
+		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
 	}
 	if tok, err = tok.WithPadding(nil); err != nil {
-		return err
+		return nil, err
 	}
-	if fn.tok, err = tok.WithTruncation(&tokenizer.Truncation{MaxLength: fn.MaxLength}); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
+	if tok, err = tok.WithTruncation(&tokenizer.Truncation{MaxLength: maxLength}); err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	return nil
+	return tok, nil
 }
 
 // ProcessElement tokenizes one record.
@@ -175,4 +183,13 @@ func LabelVocabulary(s beam.Scope, records beam.PCollection, given []string) bea
 	}
 	s = s.Scope("InferLabels")
 	return beam.Combine(s, &LabelSetFn{}, beam.ParDo(s, labelOf, records))
+}
+
+// LabelVocabularyOf is LabelVocabulary for a PCollection of label strings
+// (as SpillRecordsFn emits them) instead of records.
+func LabelVocabularyOf(s beam.Scope, labels beam.PCollection, given []string) beam.PCollection {
+	if len(given) > 0 {
+		return beam.Create(s.Scope("GivenLabels"), append([]string(nil), given...))
+	}
+	return beam.Combine(s.Scope("InferLabels"), &LabelSetFn{}, labels)
 }

@@ -31,25 +31,25 @@ func init() {
 
 // TrainConfig is one run's hyperparameters: one trial of a sweep.
 type TrainConfig struct {
-	LR              float64 `json:"lr"`
-	Seed            int64   `json:"seed"`
-	BatchSize       int     `json:"batch_size"`
-	GradAccum       int     `json:"grad_accum"`       // micro-batches per optimizer step
-	Epochs          int     `json:"epochs"`           // used when MaxSteps is 0
-	MaxSteps        int64   `json:"max_steps"`        // optimizer steps; 0: Epochs decide
-	WarmupRatio     float64 `json:"warmup_ratio"`     // share of the steps spent warming up
-	WeightDecay     float64 `json:"weight_decay"`     // AdamW, not on biases and LayerNorm
-	MaxGradNorm     float64 `json:"max_grad_norm"`    // global clipping; 0: off
-	EvalEvery       int64   `json:"eval_every"`       // optimizer steps between evaluations; 0: epoch ends only
-	Patience        int     `json:"patience"`         // evaluations without improvement before stopping; 0: never
-	CheckpointEvery int64   `json:"checkpoint_every"` // optimizer steps; 0: epoch ends only
-	ShuffleBuffer   int     `json:"shuffle_buffer"`   // batches mixed by the shuffle buffer
-	LogEvery        int64   `json:"log_every"`
+	LR              float64 `json:"lr" yaml:"lr"`
+	Seed            int64   `json:"seed" yaml:"seed"`
+	BatchSize       int     `json:"batch_size" yaml:"batch_size"`
+	GradAccum       int     `json:"grad_accum" yaml:"grad_accum"`             // micro-batches per optimizer step
+	Epochs          int     `json:"epochs" yaml:"epochs"`                     // used when MaxSteps is 0
+	MaxSteps        int64   `json:"max_steps" yaml:"max_steps"`               // optimizer steps; 0: Epochs decide
+	WarmupRatio     float64 `json:"warmup_ratio" yaml:"warmup_ratio"`         // share of the steps spent warming up
+	WeightDecay     float64 `json:"weight_decay" yaml:"weight_decay"`         // AdamW, not on biases and LayerNorm
+	MaxGradNorm     float64 `json:"max_grad_norm" yaml:"max_grad_norm"`       // global clipping; 0: off
+	EvalEvery       int64   `json:"eval_every" yaml:"eval_every"`             // optimizer steps between evaluations; 0: epoch ends only
+	Patience        int     `json:"patience" yaml:"patience"`                 // evaluations without improvement before stopping; 0: never
+	CheckpointEvery int64   `json:"checkpoint_every" yaml:"checkpoint_every"` // optimizer steps; 0: epoch ends only
+	ShuffleBuffer   int     `json:"shuffle_buffer" yaml:"shuffle_buffer"`     // batches mixed by the shuffle buffer
+	LogEvery        int64   `json:"log_every" yaml:"log_every"`
 
 	// Distillation (used when the training shards carry teacher logits).
-	Temperature float64 `json:"temperature"`
-	Alpha       float64 `json:"alpha"`     // weight of the soft-target KL term
-	LogitMSE    float64 `json:"logit_mse"` // weight of an extra MSE on logits
+	Temperature float64 `json:"temperature" yaml:"temperature"`
+	Alpha       float64 `json:"alpha" yaml:"alpha"`         // weight of the soft-target KL term
+	LogitMSE    float64 `json:"logit_mse" yaml:"logit_mse"` // weight of an extra MSE on logits
 }
 
 // DefaultTrainConfig is a BERT fine-tuning recipe that works for the

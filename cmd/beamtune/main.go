@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx" // registers the runners behind --runner
+	"github.com/beamtune/beamtune/pipelines"
 )
 
 // command is one subcommand: it registers its flags, then runs.
@@ -36,6 +38,8 @@ var commands = map[string]struct {
 	"train":    {"fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
 	"distill":  {"compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
 	"evaluate": {"score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
+	"predict":  {"score a corpus with a published model into JSONL or Parquet", func() command { return &predictCmd{} }},
+	"retrain":  {"the scheduled job: prepare, train, distill, evaluate, gate and promote", func() command { return &retrainCmd{} }},
 	"demo":     {"the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},
 }
 
@@ -80,8 +84,19 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	if err := cmd.run(context.Background()); err != nil {
+	err := cmd.run(context.Background())
+	if errors.Is(err, pipelines.ErrNotExecuted) {
+		// Dataflow --dry_run or a template staging: the job was written
+		// down as asked; nothing ran, nothing failed.
 		fmt.Fprintf(os.Stderr, "beamtune %s: %v\n", name, err)
-		os.Exit(1)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "beamtune %s: %v\n", name, err)
+		code := 1
+		if ec, ok := cmd.(interface{ exitCode(error) int }); ok {
+			code = ec.exitCode(err)
+		}
+		os.Exit(code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -195,5 +196,74 @@ func TestLongNamesTruncatedInErrors(t *testing.T) {
 	}
 	if len(err.Error()) > 300 {
 		t.Errorf("error message is %d bytes long", len(err.Error()))
+	}
+}
+
+// allocatedBy reports the bytes fn allocated on the Go heap.
+func allocatedBy(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// ReadFrom trusts the size it is given. When the source is in fact shorter,
+// every read must fail without first allocating what the header claims.
+func TestLyingSizeAllocatesLittle(t *testing.T) {
+	const claimed = 1 << 30 // a 1 GiB tensor the source does not hold
+	header := `{"big":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}}`
+	file := craft(header, make([]byte, 64))
+	size := int64(8+len(header)) + claimed
+	f, err := ReadFrom(bytes.NewReader(file), size, nil)
+	if err != nil {
+		t.Fatalf("header is consistent with the claimed size, so it must be accepted: %v", err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		name string
+		read func() error
+	}{
+		{"Raw", func() error { _, err := f.Raw("big"); return err }},
+		{"Float32", func() error { _, err := f.Float32("big"); return err }},
+		{"Tensor", func() error { _, err := f.Tensor("big"); return err }},
+	} {
+		var rerr error
+		got := allocatedBy(func() { rerr = c.read() })
+		if rerr == nil || !strings.Contains(rerr.Error(), "unexpected EOF") {
+			t.Errorf("%s on a short source: err = %v, want unexpected EOF", c.name, rerr)
+		}
+		if got > 1<<20 {
+			t.Errorf("%s allocated %d bytes before failing (claimed tensor: %d bytes)", c.name, got, claimed)
+		}
+	}
+
+	// The same holds for the header: a 90 MB header length (under the limit)
+	// over a 100-byte source fails after reading what is there.
+	hdr := withLen(90_000_000, strings.Repeat(" ", 92))
+	var herr error
+	got := allocatedBy(func() { _, herr = ReadFrom(bytes.NewReader(hdr), 8+90_000_000, nil) })
+	if herr == nil {
+		t.Fatal("a header longer than the source was accepted")
+	}
+	if got > 4<<20 {
+		t.Errorf("refusing a short header allocated %d bytes", got)
+	}
+}
+
+// Open refuses what is not a regular file before reading it: the size of a
+// device or pipe says nothing about its content.
+func TestOpenRefusesDevices(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	f, err := Open("/dev/zero", nil)
+	if err == nil {
+		f.Close()
+		t.Fatal("opened /dev/zero")
+	}
+	if !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -250,8 +250,12 @@ func (f *File) Raw(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The range was checked against the file size when the header was
-	// parsed, so this allocation is bounded by the real file.
+	if err := f.probeEnd(name, ti); err != nil {
+		return nil, err
+	}
+	// The range was checked against the size given to ReadFrom when the
+	// header was parsed, and probeEnd has seen its last byte, so this
+	// allocation is bounded by the real source.
 	buf := make([]byte, ti.NumBytes())
 	if err := readFullAt(f.r, buf, f.base+ti.Offsets[0]); err != nil {
 		return nil, fmt.Errorf("safetensors: reading tensor %s: %w", truncQuote(name), err)
@@ -271,6 +275,9 @@ func (f *File) Float32(name string) ([]float32, error) {
 	if !ti.DType.IsFloat() {
 		return nil, fmt.Errorf("safetensors: tensor %s has dtype %s, which Float32 does not convert; use Raw", truncQuote(name), ti.DType)
 	}
+	if err := f.probeEnd(name, ti); err != nil {
+		return nil, err
+	}
 	es := int64(ti.DType.Size())
 	out := make([]float32, ti.NumBytes()/es)
 	// Convert in chunks so that a large tensor costs its float32 result plus
@@ -286,6 +293,27 @@ func (f *File) Float32(name string) ([]float32, error) {
 		done += int64(len(p))
 	}
 	return out, nil
+}
+
+// probeLimit is the tensor size above which Raw and Float32 first check
+// that the source really holds the tensor's last byte. Smaller buffers are
+// allocated straight away: one extra read per tensor would cost more (on a
+// cloud object reader, a round trip) than the memory at stake.
+const probeLimit = 1 << 20
+
+// probeEnd reads the last byte of a large tensor before its buffer is
+// allocated. ReadFrom trusts the size it is given; should a source be shorter
+// than claimed, a header declaring a terabyte tensor must cost one failed
+// read, not a terabyte allocation.
+func (f *File) probeEnd(name string, ti TensorInfo) error {
+	if ti.NumBytes() <= probeLimit {
+		return nil
+	}
+	var b [1]byte
+	if err := readFullAt(f.r, b[:], f.base+ti.Offsets[1]-1); err != nil {
+		return fmt.Errorf("safetensors: reading tensor %s: %w", truncQuote(name), err)
+	}
+	return nil
 }
 
 // decodeFloats converts little-endian src of dtype dt into dst.

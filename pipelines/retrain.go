@@ -1,0 +1,557 @@
+package pipelines
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+// Retrain is the scheduled job: prepare -> train -> distill -> evaluate ->
+// gate -> promote, for one model of the registry (registry.go).
+//
+// Run ids are deterministic: "r-" and 12 hex digits of a SHA-256 over the
+// configuration (without operational fields: registry, lease, device,
+// threads) and the fingerprints of the inputs (path, size, modification time
+// or GCS generation of every input file, and the tokenizer) and of the
+// pretrained model. A rerun with unchanged inputs therefore lands in the same
+// run folder, finds every stage's success marker and has nothing to do; a
+// run that crashed finds the markers of the stages that finished and goes on
+// with the next one (train and distill also resume from their checkpoints).
+// New data gives a new run id, so nightly runs never overwrite each other.
+//
+// Each stage writes <run>/stages/<stage>.json last, holding the stage's
+// fingerprint: its configuration and the fingerprints of what it read. A
+// marker whose fingerprint no longer matches (the champion changed since the
+// evaluation, say) makes the stage run again.
+
+// RetrainConfig is retrain.yaml (docs/retrain.md). Unknown keys are errors.
+type RetrainConfig struct {
+	Name     string `yaml:"name" json:"name"`         // model name in the registry
+	Registry string `yaml:"registry" json:"registry"` // registry root, local or gs://
+	Model    string `yaml:"model" json:"model"`       // pretrained folder: tokenizer and teacher initialisation
+
+	Prepare  RetrainPrepare        `yaml:"prepare" json:"prepare"`
+	Train    RetrainTrain          `yaml:"train" json:"train"`
+	Distill  RetrainDistill        `yaml:"distill" json:"distill"`
+	Evaluate RetrainEvaluate       `yaml:"evaluate" json:"evaluate"`
+	Gate     transforms.GateConfig `yaml:"gate" json:"gate"`
+
+	// Operational: not part of the run id.
+	LeaseTTL string `yaml:"lease_ttl" json:"-"` // e.g. "6h"; a run's lease is renewed every third of it
+	Device   string `yaml:"device" json:"-"`
+	Threads  int    `yaml:"threads" json:"-"`
+}
+
+// RetrainPrepare mirrors beamtune prepare's flags.
+type RetrainPrepare struct {
+	Inputs              []string             `yaml:"inputs" json:"inputs,omitempty"`
+	Train               []string             `yaml:"train" json:"train,omitempty"`
+	Validation          []string             `yaml:"validation" json:"validation,omitempty"`
+	Test                []string             `yaml:"test" json:"test,omitempty"`
+	ValidationFromTrain float64              `yaml:"validation_from_train" json:"validation_from_train,omitempty"`
+	Format              string               `yaml:"format" json:"format"`
+	Header              bool                 `yaml:"header" json:"header"`
+	TextFields          []string             `yaml:"text_fields" json:"text_fields"`
+	PairField           string               `yaml:"pair_field" json:"pair_field,omitempty"`
+	LabelField          string               `yaml:"label_field" json:"label_field"`
+	IDField             string               `yaml:"id_field" json:"id_field,omitempty"`
+	Labels              []string             `yaml:"labels" json:"labels,omitempty"`
+	Fractions           transforms.Fractions `yaml:"fractions" json:"fractions"`
+	Salt                string               `yaml:"salt" json:"salt"`
+	MaxLength           int                  `yaml:"max_length" json:"max_length"`
+	MaxRecordBytes      int                  `yaml:"max_record_bytes" json:"max_record_bytes"`
+	MaxBadFraction      float64              `yaml:"max_bad_fraction" json:"max_bad_fraction"`
+	ShardBytes          int64                `yaml:"shard_bytes" json:"shard_bytes"`
+	KeepText            bool                 `yaml:"keep_text" json:"keep_text"`
+}
+
+// RetrainTrain is the teacher's recipe.
+type RetrainTrain struct {
+	transforms.TrainConfig `yaml:",inline" json:"config"`
+	Sweep                  map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
+}
+
+// RetrainDistill is the student's recipe; distillation is on when
+// student_layers or student_init is set.
+type RetrainDistill struct {
+	transforms.TrainConfig `yaml:",inline" json:"config"`
+	StudentLayers          []int               `yaml:"student_layers" json:"student_layers,omitempty"`
+	StudentInit            string              `yaml:"student_init" json:"student_init,omitempty"`
+	Sweep                  map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
+	InferBatch             int                 `yaml:"infer_batch" json:"infer_batch"`
+}
+
+func (d RetrainDistill) enabled() bool { return len(d.StudentLayers) > 0 || d.StudentInit != "" }
+
+// RetrainEvaluate chooses the split and the challenger.
+type RetrainEvaluate struct {
+	Split      string `yaml:"split" json:"split,omitempty"`
+	Challenger string `yaml:"challenger" json:"challenger"` // "student" (default with distillation) or "teacher"
+	InferBatch int    `yaml:"infer_batch" json:"infer_batch"`
+	SpeedRuns  int    `yaml:"speed_runs" json:"speed_runs"`
+	Seed       int64  `yaml:"seed" json:"seed"`
+}
+
+// DefaultRetrainConfig is what a retrain.yaml starts from.
+func DefaultRetrainConfig() RetrainConfig {
+	po := DefaultPrepareOptions()
+	return RetrainConfig{
+		Model: model.DefaultModelDir(),
+		Prepare: RetrainPrepare{Format: po.Format, Header: po.Header, Fractions: po.Fractions, Salt: po.Salt,
+			MaxLength: po.MaxLength, MaxRecordBytes: po.MaxRecordBytes, MaxBadFraction: po.MaxBadFraction, ShardBytes: po.ShardBytes},
+		Train:    RetrainTrain{TrainConfig: transforms.DefaultTrainConfig()},
+		Distill:  RetrainDistill{TrainConfig: transforms.DefaultTrainConfig(), InferBatch: 64},
+		Evaluate: RetrainEvaluate{InferBatch: 64, Seed: 1},
+		Gate:     transforms.DefaultGate(),
+		LeaseTTL: "6h",
+		Device:   "auto",
+	}
+}
+
+// ErrConfig marks a bad retrain.yaml (exit code 2).
+var ErrConfig = errors.New("bad retrain config")
+
+// ParseRetrainConfig reads retrain.yaml over the defaults. Errors name the
+// file, and the line of a bad or unknown key.
+func ParseRetrainConfig(name string, data []byte) (RetrainConfig, error) {
+	c := DefaultRetrainConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file, caught by validate
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+	}
+	if err := c.validate(); err != nil {
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+	}
+	return c, nil
+}
+
+// LoadRetrainConfig reads a retrain.yaml from local storage or gs://.
+func LoadRetrainConfig(ctx context.Context, path string) (RetrainConfig, error) {
+	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
+	if err != nil {
+		return RetrainConfig{}, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return ParseRetrainConfig(path, data)
+}
+
+func (c RetrainConfig) validate() error {
+	if c.Name == "" || strings.ContainsAny(c.Name, "/\\ ") || c.Name == "." || c.Name == ".." {
+		return fmt.Errorf("name %q: want a non-empty name without slashes or spaces", c.Name)
+	}
+	if c.Registry == "" {
+		return errors.New("registry: missing (a folder or gs:// prefix)")
+	}
+	if c.Model == "" {
+		return errors.New("model: missing")
+	}
+	p := c.Prepare
+	if len(p.Inputs)+len(p.Train)+len(p.Validation)+len(p.Test) == 0 {
+		return errors.New("prepare: give inputs, or train/validation/test files")
+	}
+	if len(p.TextFields) == 0 || p.LabelField == "" {
+		return errors.New("prepare: text_fields and label_field are required")
+	}
+	if c.Distill.StudentInit != "" && len(c.Distill.StudentLayers) > 0 {
+		return errors.New("distill: give student_layers or student_init, not both")
+	}
+	switch c.Evaluate.Challenger {
+	case "":
+	case "teacher":
+	case "student":
+		if !c.Distill.enabled() {
+			return errors.New("evaluate.challenger is student but distill has no student_layers or student_init")
+		}
+	default:
+		return fmt.Errorf("evaluate.challenger %q: want student or teacher", c.Evaluate.Challenger)
+	}
+	if _, err := c.leaseTTL(); err != nil {
+		return err
+	}
+	for _, sw := range []map[string][]string{c.Train.Sweep, c.Distill.Sweep} {
+		for k := range sw {
+			if _, ok := sweepable[k]; !ok {
+				return fmt.Errorf("sweep: %s cannot be swept", k)
+			}
+		}
+	}
+	return nil
+}
+
+func (c RetrainConfig) leaseTTL() (time.Duration, error) {
+	d, err := time.ParseDuration(c.LeaseTTL)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("lease_ttl %q: want a positive duration such as 6h", c.LeaseTTL)
+	}
+	return d, nil
+}
+
+func (c RetrainConfig) challenger() string {
+	if c.Evaluate.Challenger != "" {
+		return c.Evaluate.Challenger
+	}
+	if c.Distill.enabled() {
+		return "student"
+	}
+	return "teacher"
+}
+
+func (c RetrainConfig) prepareOptions(output string) PrepareOptions {
+	p := c.Prepare
+	o := DefaultPrepareOptions()
+	o.Inputs, o.Train, o.Validation, o.Test = p.Inputs, p.Train, p.Validation, p.Test
+	o.ValidationFromTrain = p.ValidationFromTrain
+	o.Format, o.Header = p.Format, p.Header
+	o.Fields = transforms.Fields{Text: p.TextFields, Pair: p.PairField, Label: p.LabelField, ID: p.IDField}
+	o.Labels, o.Fractions, o.Salt = p.Labels, p.Fractions, p.Salt
+	o.MaxLength, o.MaxRecordBytes, o.MaxBadFraction, o.ShardBytes, o.KeepText = p.MaxLength, p.MaxRecordBytes, p.MaxBadFraction, p.ShardBytes, p.KeepText
+	o.ModelDir = c.Model
+	o.Output = output
+	return o
+}
+
+// RetrainOptions runs one retrain.
+type RetrainOptions struct {
+	Config RetrainConfig
+	Runner string           // "" = --runner flag (prism by default)
+	Now    func() time.Time // the lease clock (nil: time.Now)
+	// NoLease runs without taking the model's lease (a manual run by an
+	// operator who knows no other run is active). Promotion stays safe
+	// either way: it is a compare-and-swap on CHAMPION.
+	NoLease bool
+
+	// Test hooks: afterStage runs after each stage's marker is written (an
+	// error stops the run there, as a crash would); beforePromote runs just
+	// before the compare-and-swap of CHAMPION.
+	afterStage    func(stage string) error
+	beforePromote func()
+}
+
+// StageResult is what one stage did.
+type StageResult struct {
+	Stage   string  `json:"stage"`
+	Skipped bool    `json:"skipped"` // its marker matched: finished by an earlier run
+	Seconds float64 `json:"seconds"`
+}
+
+// RetrainResult is a finished retrain.
+type RetrainResult struct {
+	RunID    string        `json:"run_id"`
+	RunDir   string        `json:"run_dir"`
+	Stages   []StageResult `json:"stages"`
+	Verdict  string        `json:"verdict"` // blessed or rejected
+	Reasons  []string      `json:"reasons,omitempty"`
+	Promoted bool          `json:"promoted"`           // this run's model is now the champion
+	Champion *Champion     `json:"champion,omitempty"` // the champion after the run
+	Report   string        `json:"report"`             // report.html of the evaluation
+}
+
+// StageSchema versions the stage markers.
+const StageSchema = "beamtune.stage/v1"
+
+// stageMarker is <run>/stages/<stage>.json.
+type stageMarker struct {
+	Schema      string            `json:"schema"`
+	Stage       string            `json:"stage"`
+	RunID       string            `json:"run_id"`
+	Fingerprint string            `json:"fingerprint"`
+	FinishedAt  string            `json:"finished_at"`
+	Seconds     float64           `json:"seconds"`
+	Outputs     map[string]string `json:"outputs,omitempty"`
+}
+
+func hashOf(parts ...any) string {
+	h := sha256.New()
+	for _, p := range parts {
+		b, _ := json.Marshal(p)
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// modelFingerprint identifies a model folder by the size and version of its
+// config and weights, without reading the weights.
+func modelFingerprint(ctx context.Context, dir string) (string, error) {
+	var parts []string
+	for _, name := range []string{"config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json"} {
+		st, err := storage.Stat(ctx, storage.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, fmt.Sprintf("%s|%d|%d|%d", name, st.Size, st.ModTime.UnixNano(), st.Generation))
+	}
+	if len(parts) == 0 {
+		return "", fmt.Errorf("model %s: no config.json or weights", dir)
+	}
+	return hashOf(parts), nil
+}
+
+// RetrainRunID computes the run id of a configuration against the inputs
+// as they are now (see the comment at the top of this file).
+func RetrainRunID(ctx context.Context, c RetrainConfig) (string, error) {
+	pfp, err := PrepareFingerprint(ctx, c.prepareOptions("(not used by the fingerprint)"))
+	if err != nil {
+		return "", err
+	}
+	mfp, err := modelFingerprint(ctx, c.Model)
+	if err != nil {
+		return "", err
+	}
+	return "r-" + hashOf(c, pfp, mfp)[:12], nil
+}
+
+// RunRetrain runs (or resumes, or confirms) one retrain under the model's
+// lease. A gate rejection is a normal outcome (Verdict "rejected", nil
+// error); ErrLeaseHeld and ErrPromotionConflict are returned wrapped.
+func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
+	c := o.Config
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	ttl, _ := c.leaseTTL()
+	runID, err := RetrainRunID(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	reg := Registry{Root: c.Registry, Name: c.Name}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if !o.NoLease {
+		lease, err := reg.AcquireLease(ctx, leaseHolder(runID), ttl, o.Now)
+		if err != nil {
+			return nil, err
+		}
+		go lease.KeepRenewed(ctx, func(err error) { cancel(err) })
+		defer func() {
+			// Release with a fresh context: the run's may be cancelled.
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+			defer rcancel()
+			if err := lease.Release(rctx); err != nil {
+				slog.Warn("retrain: releasing the lease failed; it expires by itself", "err", err, "expires", lease.Info().Expires)
+			}
+		}()
+	}
+
+	r := &retrainRun{o: o, c: c, reg: reg, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
+	slog.Info("retrain: run", "name", c.Name, "run_id", runID, "dir", r.res.RunDir)
+	if err := r.run(ctx); err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			return r.res, fmt.Errorf("%w: %w", cause, err) // the lease was lost: say so first
+		}
+		return r.res, err
+	}
+	return r.res, nil
+}
+
+type retrainRun struct {
+	o   RetrainOptions
+	c   RetrainConfig
+	reg Registry
+	res *RetrainResult
+}
+
+func (r *retrainRun) path(elem ...string) string { return storage.Join(r.res.RunDir, elem...) }
+
+// stage runs fn unless the stage's marker holds fingerprint fp; either way
+// it returns the marker's outputs.
+func (r *retrainRun) stage(ctx context.Context, name, fp string, fn func() (map[string]string, error)) (map[string]string, error) {
+	markerPath := r.path("stages", name+".json")
+	if data, err := storage.ReadFile(ctx, markerPath); err == nil {
+		var m stageMarker
+		if json.Unmarshal(data, &m) == nil && m.Fingerprint == fp {
+			slog.Info("retrain: stage already done", "stage", name, "finished_at", m.FinishedAt)
+			r.res.Stages = append(r.res.Stages, StageResult{Stage: name, Skipped: true, Seconds: m.Seconds})
+			return m.Outputs, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	slog.Info("retrain: stage starts", "stage", name)
+	start := time.Now()
+	out, err := fn()
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: %w", name, err)
+	}
+	secs := time.Since(start).Seconds()
+	m := stageMarker{Schema: StageSchema, Stage: name, RunID: r.res.RunID, Fingerprint: fp,
+		FinishedAt: time.Now().UTC().Format(time.RFC3339), Seconds: secs, Outputs: out}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	if err := storage.WriteFile(ctx, markerPath, append(data, '\n')); err != nil {
+		return nil, err
+	}
+	r.res.Stages = append(r.res.Stages, StageResult{Stage: name, Seconds: secs})
+	if r.o.afterStage != nil {
+		if err := r.o.afterStage(name); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (r *retrainRun) run(ctx context.Context) error {
+	c := r.c
+	// The resolved configuration, for whoever reads the run folder later.
+	cfgJSON, _ := json.MarshalIndent(c, "", "  ")
+	if err := storage.WriteFile(ctx, r.path("retrain.json"), append(cfgJSON, '\n')); err != nil {
+		return err
+	}
+
+	po := c.prepareOptions(r.path("data"))
+	prepFP, err := PrepareFingerprint(ctx, po)
+	if err != nil {
+		return err
+	}
+	if _, err := r.stage(ctx, "prepare", hashOf("prepare", prepFP), func() (map[string]string, error) {
+		po.Runner = r.o.Runner
+		res, err := RunPrepare(ctx, po)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"data": po.Output, "dataset_fingerprint": res.Manifest.Fingerprint}, nil
+	}); err != nil {
+		return err
+	}
+
+	trainFP := hashOf("train", prepFP, c.Model, c.Train)
+	if _, err := r.stage(ctx, "train", trainFP, func() (map[string]string, error) {
+		res, err := RunTrain(ctx, TrainOptions{Data: po.Output, Init: c.Model, Output: r.res.RunDir, Name: "teacher",
+			Config: c.Train.TrainConfig, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"model": res.ModelDir, "trial": res.Best.Trial}, nil
+	}); err != nil {
+		return err
+	}
+	teacher := r.path("teacher")
+	models := []NamedModel{{Name: "teacher", Dir: teacher}}
+
+	lastFP := trainFP
+	if c.Distill.enabled() {
+		lastFP = hashOf("distill", trainFP, c.Distill)
+		if _, err := r.stage(ctx, "distill", lastFP, func() (map[string]string, error) {
+			res, err := RunDistill(ctx, DistillOptions{Data: po.Output, Teacher: teacher, StudentLayers: c.Distill.StudentLayers,
+				StudentInit: c.Distill.StudentInit, Output: r.res.RunDir, Config: c.Distill.TrainConfig, Sweep: c.Distill.Sweep,
+				InferBatch: c.Distill.InferBatch, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{"model": res.Student.ModelDir, "trial": res.Student.Best.Trial}, nil
+		}); err != nil {
+			return err
+		}
+		models = append(models, NamedModel{Name: "student", Dir: r.path("student")})
+	}
+
+	// Evaluate against the champion as it is now; the marker remembers its
+	// generation, which promotion then requires to be unchanged.
+	champ, champGen, err := r.reg.ReadChampion(ctx)
+	if err != nil {
+		return err
+	}
+	challenger := c.challenger()
+	reportDir := r.path("report")
+	r.res.Report = storage.Join(reportDir, "report.html")
+	if champ != nil && champ.RunID == r.res.RunID {
+		// A rerun after this run's own promotion: its evaluation stands
+		// (its fingerprint named the champion it beat, not itself).
+		r.res.Verdict, r.res.Promoted, r.res.Champion = "blessed", true, champ
+		r.res.Stages = append(r.res.Stages, StageResult{Stage: "evaluate", Skipped: true}, StageResult{Stage: "promote", Skipped: true})
+		slog.Info("retrain: this run is the champion already; nothing to do", "run_id", r.res.RunID)
+		return nil
+	}
+	champDir, champRun := "", ""
+	if champ != nil {
+		champDir, champRun = champ.Model, champ.RunID
+	}
+	evalOut, err := r.stage(ctx, "evaluate", hashOf("evaluate", lastFP, c.Evaluate, c.Gate, champRun, champGen), func() (map[string]string, error) {
+		res, err := RunEvaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
+			Champion: champDir, Challenger: challenger, Gate: c.Gate, Output: reportDir, Seed: c.Evaluate.Seed,
+			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Runner: r.o.Runner})
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]string{"report": reportDir, "champion_run": champRun, "champion_generation": fmt.Sprint(champGen)}
+		for _, m := range res.Report.Models {
+			if m.Name == challenger {
+				out["accuracy"] = fmt.Sprint(m.Metrics.Accuracy)
+				out["macro_f1"] = fmt.Sprint(m.Metrics.MacroF1)
+			}
+		}
+		out["verdict"] = "blessed"
+		if g := res.Report.Gate; g != nil {
+			out["verdict"] = g.Verdict
+			out["reasons"] = strings.Join(g.Reasons, "; ")
+		}
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	r.res.Verdict = evalOut["verdict"]
+	if evalOut["reasons"] != "" {
+		r.res.Reasons = strings.Split(evalOut["reasons"], "; ")
+	}
+	if r.res.Verdict != "blessed" {
+		slog.Info("retrain: not promoted: the gate rejected the challenger", "reasons", r.res.Reasons)
+		r.res.Champion = champ
+		return nil
+	}
+	if r.o.beforePromote != nil {
+		r.o.beforePromote()
+	}
+	var acc, f1 float64
+	fmt.Sscan(evalOut["accuracy"], &acc)
+	fmt.Sscan(evalOut["macro_f1"], &f1)
+	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: acc, MacroF1: f1}
+	if champ != nil {
+		next.Previous = champ.RunID
+	}
+	start := time.Now()
+	if err := r.reg.Promote(ctx, next, champGen); err != nil {
+		return err
+	}
+	r.res.Stages = append(r.res.Stages, StageResult{Stage: "promote", Seconds: time.Since(start).Seconds()})
+	r.res.Promoted, r.res.Champion = true, &next
+	slog.Info("retrain: promoted", "run_id", r.res.RunID, "model", next.Model, "accuracy", acc)
+	return nil
+}
+
+// RetrainExitCode maps a retrain's outcome to the process exit status
+// documented in docs/retrain.md: 0 done (promoted, rejected by the gate, or
+// nothing to do), 1 failed, 2 bad configuration, 3 promotion conflict
+// (another run promoted first; the next run re-evaluates), 4 another run
+// holds the lease (this one did nothing).
+func RetrainExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrConfig):
+		return 2
+	case errors.Is(err, ErrPromotionConflict):
+		return 3
+	case errors.Is(err, ErrLeaseHeld):
+		return 4
+	default:
+		return 1
+	}
+}
