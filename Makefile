@@ -28,6 +28,8 @@ demo: build
 # many times slower. The build before it still compiles in parallel.
 test: setup
 	scripts/install-chromium.sh
+	scripts/flink-jobserver.sh fetch          # Beam's Flink job server (Maven Central) for the Flink test
+	scripts/flink-jobserver.sh --spark fetch  # and Spark's
 	$(GO) vet ./...
 	$(GO) test -p 1 $(TESTFLAGS) ./...
 

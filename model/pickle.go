@@ -574,8 +574,7 @@ func (m *pickleMachine) step(op byte, start int, mode persistentMode) (bool, err
 		}
 		m.push(math.Float64frombits(binary.BigEndian.Uint64(v)))
 	case opBinUnicode, opShortBinUni, opBinUnicode8, opBinString, opShortBinString:
-		width := map[byte]int{opBinUnicode: 4, opShortBinUni: 1, opBinUnicode8: 8, opBinString: 4, opShortBinString: 1}[op]
-		n, err := m.readUint(width)
+		n, err := m.readUint(argWidth(op))
 		if err != nil {
 			return false, err
 		}
@@ -587,8 +586,7 @@ func (m *pickleMachine) step(op byte, start int, mode persistentMode) (bool, err
 			return false, err
 		}
 	case opBinBytes, opShortBinBytes, opBinBytes8:
-		width := map[byte]int{opBinBytes: 4, opShortBinBytes: 1, opBinBytes8: 8}[op]
-		n, err := m.readUint(width)
+		n, err := m.readUint(argWidth(op))
 		if err != nil {
 			return false, err
 		}
@@ -682,7 +680,7 @@ func (m *pickleMachine) step(op byte, start int, mode persistentMode) (bool, err
 			return false, err
 		}
 	case opBinPut, opLongBinPut:
-		idx, err := m.readUint(map[byte]int{opBinPut: 1, opLongBinPut: 4}[op])
+		idx, err := m.readUint(argWidth(op))
 		if err != nil {
 			return false, err
 		}
@@ -690,7 +688,7 @@ func (m *pickleMachine) step(op byte, start int, mode persistentMode) (bool, err
 	case opMemoize:
 		return false, m.setMemo(uint64(len(m.memo)))
 	case opBinGet, opLongBinGet:
-		idx, err := m.readUint(map[byte]int{opBinGet: 1, opLongBinGet: 4}[op])
+		idx, err := m.readUint(argWidth(op))
 		if err != nil {
 			return false, err
 		}
@@ -768,6 +766,18 @@ func (m *pickleMachine) step(op byte, start int, mode persistentMode) (bool, err
 		return false, fmt.Errorf("opcode 0x%02x %s is not allowed in a checkpoint", op, opName(op))
 	}
 	return false, nil
+}
+
+// argWidth is the size of the length or index argument of the string,
+// bytes and memo opcodes.
+func argWidth(op byte) int {
+	switch op {
+	case opShortBinUni, opShortBinString, opShortBinBytes, opBinPut, opBinGet:
+		return 1
+	case opBinUnicode8, opBinBytes8:
+		return 8
+	}
+	return 4
 }
 
 // opName names refused opcodes in errors, so a reader of the message can tell

@@ -257,6 +257,10 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 			t.Fatalf("%s: %v", runner, err)
 		}
 		results[runner] = res.Manifest
+		// The shard chunks are the run's scratch: none may outlive it.
+		if _, err := os.Stat(filepath.Join(o.Output, res.Manifest.DataDir, "_spill")); !os.IsNotExist(err) {
+			t.Errorf("%s: the spill folder is still there after the run (stat: %v)", runner, err)
+		}
 		if runner == "prism" {
 			again, err := RunPrepare(context.Background(), o)
 			if err != nil {

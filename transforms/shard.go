@@ -87,7 +87,7 @@ func (a *Stats) Add(e Example) {
 // with mergeable accumulators so Beam can pre-combine on every worker.
 type StatsFn struct{}
 
-func (StatsFn) CreateAccumulator() Stats            { return Stats{Splits: map[string]*SplitStats{}} }
+func (StatsFn) CreateAccumulator() Stats           { return Stats{Splits: map[string]*SplitStats{}} }
 func (f StatsFn) AddInput(a Stats, in Stats) Stats { return f.MergeAccumulators(a, in) }
 
 func (StatsFn) MergeAccumulators(a, b Stats) Stats {
@@ -700,7 +700,6 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 		a, o = b, oe
 	}
 	es = es[:kept]
-	others, otherHashes = nil, nil
 	if len(es) == 0 {
 		return nil
 	}

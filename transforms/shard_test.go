@@ -213,12 +213,14 @@ func TestSpilledShards(t *testing.T) {
 		test = append(test, fmt.Sprintf("held out sentence number %d\t%d", i, i%2))
 	}
 	// Line numbers count the header: these land on lines 302 onwards.
-	train = append(train,
-		"an exact duplicate\t1", "AN  exact duplicate\t1", // duplicate: the second goes
-		"leaks into test\t0", // leakage: the test copy stays
-		"majority label\t1", "majority label\t0", "Majority label\t1", // conflict resolved: two go, line 305 stays
-		"no majority\t0", "no majority\t1", // conflict dropped: both go
-	)
+	// An exact duplicate: the second copy goes.
+	train = append(train, "an exact duplicate\t1", "AN  exact duplicate\t1")
+	// Leakage: the test copy stays.
+	train = append(train, "leaks into test\t0")
+	// A conflict resolved by majority: two go, line 305 stays.
+	train = append(train, "majority label\t1", "majority label\t0", "Majority label\t1")
+	// A conflict without a majority: both go.
+	train = append(train, "no majority\t0", "no majority\t1")
 	test = append(test, "Leaks into TEST\t0")
 	write := func(name string, lines []string) string {
 		p := filepath.Join(dir, name)
@@ -239,12 +241,14 @@ func TestSpilledShards(t *testing.T) {
 		t.Errorf("dedupe events %v, want %v", base.events, want)
 	}
 	texts := map[string]int{}
+	ids := map[string]string{}
 	for path, rows := range base.rows {
 		if int64(len(rows)) != base.shards[path].Rows {
 			t.Errorf("%s: %d rows, info says %d", path, len(rows), base.shards[path].Rows)
 		}
 		for i, r := range rows {
 			texts[strings.ToLower(r.Text)]++
+			ids[strings.ToLower(r.Text)] = r.ID
 			if i > 0 && r.Length < rows[i-1].Length {
 				t.Errorf("%s: not sorted by length at row %d", path, i)
 			}
@@ -256,6 +260,12 @@ func TestSpilledShards(t *testing.T) {
 	for text, n := range map[string]int{"an exact duplicate": 1, "leaks into test": 1, "majority label": 1, "no majority": 0} {
 		if texts[text] != n {
 			t.Errorf("%q kept %d times, want %d", text, texts[text], n)
+		}
+	}
+	// The copy kept is the first by line among those that may stay.
+	for text, line := range map[string]string{"an exact duplicate": ":302", "majority label": ":305"} {
+		if !strings.HasSuffix(ids[text], line) {
+			t.Errorf("%q kept as %s, want the copy on line %s", text, ids[text], line)
 		}
 	}
 	if got := base.stats.Splits[SplitTrain].Rows + base.stats.Splits[SplitTest].Rows; got != 300+60+1+1+1 {
