@@ -101,6 +101,11 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		if extra.NumLabels != nil {
 			n = *extra.NumLabels
 		}
+		// Checked before the names are built: a hostile num_labels must not
+		// make us allocate billions of them.
+		if n < 1 || n > maxLabels {
+			return nil, fmt.Errorf("%s: num_labels %d outside [1, %d]", source, n, maxLabels)
+		}
 		c.ID2Label = make(map[int]string, n)
 		for i := 0; i < n; i++ {
 			c.ID2Label[i] = fmt.Sprintf("LABEL_%d", i)
@@ -111,6 +116,12 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// Limits on untrusted config.json values (RELIABILITY.md).
+const (
+	maxLabels    = 100_000
+	maxDimension = 1 << 20 // any single size: vocabulary, widths, layers, positions
+)
 
 // Validate checks that the configuration describes a BERT encoder beamtune can build.
 func (c *Config) Validate() error {
@@ -133,6 +144,15 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("%s must be positive, got %d", p.name, p.v)
 		}
+		// Far above any BERT checkpoint (bert-large: vocab 30522, hidden 1024,
+		// 24 layers, intermediate 4096): a config past it is hostile or broken,
+		// and would otherwise become a giant libtorch allocation.
+		if p.v > maxDimension {
+			return fmt.Errorf("%s %d is larger than beamtune accepts (%d)", p.name, p.v, maxDimension)
+		}
+	}
+	if len(c.ID2Label) > maxLabels {
+		return fmt.Errorf("%d labels: more than beamtune accepts (%d)", len(c.ID2Label), maxLabels)
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
@@ -151,7 +171,7 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    float64
-	}{{"hidden_dropout_prob", c.HiddenDropoutProb}, {"attention_probs_dropout_prob", c.AttentionProbsDropoutProb}} {
+	}{{"hidden_dropout_prob", c.HiddenDropoutProb}, {"attention_probs_dropout_prob", c.AttentionProbsDropoutProb}, {"classifier_dropout", c.ClassifierDropoutProb()}} {
 		if p.v < 0 || p.v >= 1 {
 			return fmt.Errorf("%s must be in [0,1), got %g", p.name, p.v)
 		}
