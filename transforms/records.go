@@ -152,10 +152,16 @@ func (p *Parser) Next() (*Record, *BadRecord, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		wantHeader := p.cfg.Header && p.cols == nil && p.cfg.Format != JSONL && p.cfg.Format != Text
 		if ln.tooLong {
+			if wantHeader {
+				// Not a dead letter: skipping it would make the next data
+				// row the column names.
+				return nil, nil, fmt.Errorf("%s:%d: header exceeds %d bytes (%d bytes)", p.source, ln.no, p.cfg.MaxRecordBytes, ln.size)
+			}
 			return nil, p.bad(ln, fmt.Sprintf("record exceeds %d bytes (%d bytes)", p.cfg.MaxRecordBytes, ln.size)), nil
 		}
-		if p.cfg.Header && p.cols == nil && p.cfg.Format != JSONL && p.cfg.Format != Text {
+		if wantHeader {
 			if err := p.readHeader(ln); err != nil {
 				return nil, nil, err
 			}
