@@ -9,16 +9,10 @@ import (
 	"testing"
 )
 
-// maxFuzzNumLabels bounds num_labels in FuzzParseConfig. ParseConfig builds
-// one LABEL_i name per class before it validates anything, so a config.json
-// saying "num_labels": 2000000000 costs time and memory in proportion (see
-// RELIABILITY.md, open findings); the fuzzer would find that at once and
-// take the machine down with it, so such inputs are skipped.
-const maxFuzzNumLabels = 4096
-
 // FuzzParseConfig feeds arbitrary bytes to ParseConfig. Every error must name
-// the source. An accepted config must pass Validate, have a label for every
-// class index, and survive the round trip through the config.json beamtune
+// the source. An accepted config must pass Validate, keep every size and the
+// label count within the limits and every probability in [0,1), have a label
+// for every class index, and survive the round trip through the config.json beamtune
 // writes (MarshalJSON) unchanged, the written form becoming a fixed point.
 func FuzzParseConfig(f *testing.F) {
 	for _, p := range []string{
@@ -33,15 +27,11 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"num_labels":3,"hidden_act":"relu","classifier_dropout":0.2}`))
 	f.Add([]byte(`{"label2id":{"b":1,"a":0},"architectures":[],"position_embedding_type":""}`))
 	f.Add([]byte(`{"id2label":{"0":"x","1":"x"},"vocab_size":5,"pad_token_id":4,"hidden_size":8,"num_attention_heads":2}`))
+	// Once built before any check, two billion labels (found while writing
+	// this target); now refused up front.
+	f.Add([]byte(`{"num_labels":2000000000}`))
+	f.Add([]byte(`{"classifier_dropout":7}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var n struct {
-			NumLabels json.Number `json:"num_labels"`
-		}
-		if json.Unmarshal(data, &n) == nil && n.NumLabels != "" {
-			if v, err := n.NumLabels.Float64(); err != nil || v > maxFuzzNumLabels {
-				t.Skip("num_labels too large to build")
-			}
-		}
 		const src = "fuzz/config.json"
 		c, err := ParseConfig(data, src)
 		if err != nil {
@@ -62,8 +52,21 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("no label for class %d of %d", i, c.NumLabels())
 			}
 		}
-		if c.HiddenSize%c.NumAttentionHeads != 0 || c.PadTokenID >= c.VocabSize {
+		if c.HiddenSize%c.NumAttentionHeads != 0 || c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize || c.NumLabels() > maxLabels {
 			t.Fatalf("inconsistent sizes accepted: %+v", c)
+		}
+		for _, d := range []int{c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.IntermediateSize, c.MaxPositionEmbeddings, c.TypeVocabSize} {
+			if d < 1 || d > maxDimension {
+				t.Fatalf("size %d accepted: %+v", d, c)
+			}
+		}
+		for _, p := range []float64{c.HiddenDropoutProb, c.AttentionProbsDropoutProb, c.ClassifierDropoutProb()} {
+			if !(p >= 0 && p < 1) {
+				t.Fatalf("dropout probability %g accepted", p)
+			}
+		}
+		if !(c.LayerNormEps > 0) {
+			t.Fatalf("layer_norm_eps %g accepted", c.LayerNormEps)
 		}
 
 		out, err := json.Marshal(*c)
