@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,10 +331,10 @@ func Classify(r *http.Request) Kind {
 		if r.URL.Query().Get("alt") == "media" {
 			return Read
 		}
-		if listPath.MatchString(path) && r.Method == http.MethodGet {
+		if isListPath(path) && r.Method == http.MethodGet {
 			return List
 		}
-		if r.Method == http.MethodPost && (listPath.MatchString(path) || path == "/storage/v1/b") {
+		if r.Method == http.MethodPost && (isListPath(path) || path == "/storage/v1/b") {
 			return Write // object insert without media, bucket creation
 		}
 		return Metadata
@@ -343,7 +342,16 @@ func Classify(r *http.Request) Kind {
 	return Read // XML API: GET /bucket/object
 }
 
-var listPath = regexp.MustCompile(`^/storage/v1/b/[^/]+/o/?$`)
+// isListPath reports whether path is /storage/v1/b/<bucket>/o (or .../o/):
+// the JSON API's object collection, listed by GET and inserted into by POST.
+func isListPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/storage/v1/b/")
+	if !ok {
+		return false
+	}
+	bucket, tail, ok := strings.Cut(rest, "/")
+	return ok && bucket != "" && (tail == "o" || tail == "o/")
+}
 
 // pick finds the rule that fires for r, if any, and counts the request.
 // The rule's injection is reserved; unpick returns it when the fault turns
@@ -552,10 +560,47 @@ func (p *Proxy) forward(r *http.Request, body []byte) (*savedReply, error) {
 	return reply, nil
 }
 
-var (
-	contentRange   = regexp.MustCompile(`^bytes (\d+)-(\d+)/(\d+|\*)$`)
-	committedRange = regexp.MustCompile(`^bytes=0-(\d+)$`)
-)
+// digits parses a non-empty run of ASCII digits (no sign, no spaces).
+func digits(v string) (int64, bool) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+// parseContentRange reads an upload chunk's "bytes START-END/TOTAL" (TOTAL
+// may be "*": not known yet).
+func parseContentRange(v string) (start, end int64, total string, ok bool) {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, "", false
+	}
+	span, total, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, "", false
+	}
+	a, b, ok := strings.Cut(span, "-")
+	if !ok {
+		return 0, 0, "", false
+	}
+	start, okA := digits(a)
+	end, okB := digits(b)
+	_, okT := digits(total)
+	if !okA || !okB || (!okT && total != "*") {
+		return 0, 0, "", false
+	}
+	return start, end, total, true
+}
+
+// parseCommittedRange reads a 308 answer's "bytes=0-END": what the server has.
+func parseCommittedRange(v string) (end int64, ok bool) {
+	rest, ok := strings.CutPrefix(v, "bytes=0-")
+	if !ok {
+		return 0, false
+	}
+	return digits(rest)
+}
 
 // dedupe applies GCS's handling of resent resumable-upload chunks (see
 // Proxy). It returns the reply to send without forwarding (done), or a
@@ -574,16 +619,13 @@ func (p *Proxy) dedupe(r *http.Request, body []byte) (reply *savedReply, trimmed
 	if s.final != nil {
 		return s.final, nil, "", true
 	}
-	m := contentRange.FindStringSubmatch(r.Header.Get("Content-Range"))
-	if m == nil {
+	start, end, total, ok := parseContentRange(r.Header.Get("Content-Range"))
+	if !ok {
 		return nil, nil, "", false
 	}
-	start, _ := strconv.ParseInt(m[1], 10, 64)
-	end, _ := strconv.ParseInt(m[2], 10, 64)
 	if start >= s.committed {
 		return nil, nil, "", false
 	}
-	total := m[3]
 	if end < s.committed { // every byte is already there
 		if total != "*" {
 			if n, _ := strconv.ParseInt(total, 10, 64); n == s.committed {
@@ -628,8 +670,7 @@ func (p *Proxy) record(r *http.Request, reply *savedReply) {
 		return
 	}
 	if reply.header.Get("X-Http-Status-Code-Override") == "308" {
-		if m := committedRange.FindStringSubmatch(reply.header.Get("Range")); m != nil {
-			end, _ := strconv.ParseInt(m[1], 10, 64)
+		if end, ok := parseCommittedRange(reply.header.Get("Range")); ok {
 			s.committed = end + 1
 		}
 		return
