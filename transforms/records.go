@@ -412,7 +412,8 @@ func (p *Parser) csvRecord(first line) (fields []string, rec line, reason string
 		}
 		// Open quote: the record continues on the next line.
 		ln, err := p.lines.next()
-		if err != nil || ln.tooLong || len(buf)+len(ln.data) > p.cfg.MaxRecordBytes || len(extra) >= maxCSVLines {
+		// The joined record holds the line break between the lines too.
+		if err != nil || ln.tooLong || len(buf)+1+len(trimCR(ln.data)) > p.cfg.MaxRecordBytes || len(extra) >= maxCSVLines {
 			if err == nil {
 				extra = append(extra, ln)
 			}
@@ -475,9 +476,11 @@ func splitCSV(b []byte) ([]string, csvState) {
 	}
 }
 
-// lineReader yields lines with their numbers; a line longer than max is
+// lineReader yields lines with their numbers. A line's size and data exclude
+// its break ("\n" or "\r\n"), so the record limit means the same whether or
+// not the last line of a file ends with one. A line longer than max is
 // drained without being held and returned with tooLong set and its first
-// MaxRawKept bytes.
+// min(max, MaxRawKept) bytes.
 type lineReader struct {
 	r   *bufio.Reader
 	max int
@@ -490,20 +493,20 @@ func newLineReader(r io.Reader, max int) *lineReader {
 
 func (l *lineReader) next() (line, error) {
 	var buf []byte
-	var size int64
-	tooLong := false
+	var size int64   // bytes read for this line, its break included
+	var prev byte    // last byte of the previous chunk, for a "\r" split from its "\n"
+	var chunk []byte // the last chunk read
 	for {
-		chunk, err := l.r.ReadSlice('\n')
+		var err error
+		if len(chunk) > 0 {
+			prev = chunk[len(chunk)-1]
+		}
+		chunk, err = l.r.ReadSlice('\n')
 		size += int64(len(chunk))
-		if !tooLong {
-			if len(buf)+len(chunk) > l.max+1 { // +1: the newline
-				tooLong = true
-				if keep := min(MaxRawKept, l.max) - len(buf); keep > 0 {
-					buf = append(buf, chunk[:min(keep, len(chunk))]...)
-				}
-			} else {
-				buf = append(buf, chunk...)
-			}
+		// Hold at most a record of max bytes and its two-byte break; the
+		// break is known only at the end, and more is never needed.
+		if room := l.max + 2 - len(buf); room > 0 {
+			buf = append(buf, chunk[:min(room, len(chunk))]...)
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -514,11 +517,19 @@ func (l *lineReader) next() (line, error) {
 		if size == 0 {
 			return line{}, io.EOF
 		}
-		l.no++
-		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
-			size-- // sizes exclude the newline
-		}
-		buf = bytes.TrimSuffix(buf, []byte{'\n'})
-		return line{no: l.no, data: buf, size: size, tooLong: tooLong}, nil
+		break
 	}
+	l.no++
+	brk := 0
+	if n := len(chunk); n > 0 && chunk[n-1] == '\n' {
+		brk = 1
+		if n > 1 && chunk[n-2] == '\r' || n == 1 && prev == '\r' {
+			brk = 2
+		}
+	}
+	size -= int64(brk)
+	if size > int64(l.max) {
+		return line{no: l.no, data: buf[:min(len(buf), MaxRawKept, l.max)], size: size, tooLong: true}, nil
+	}
+	return line{no: l.no, data: buf[:size], size: size}, nil
 }

@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -133,5 +134,69 @@ func TestParseHeaderErrors(t *testing.T) {
 	p, _ := NewParser(strings.NewReader("a\tb\nx\ty\n"), "in.tsv", ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}}})
 	if _, _, err := p.Next(); err == nil || !strings.Contains(err.Error(), `field "sentence" is not a header`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestRecordLimitExact: a record of exactly MaxRecordBytes is accepted and one
+// byte more is a dead letter, whatever ends the line ("\n", "\r\n", or the end
+// of the file), in every format, and for a quoted CSV record spanning lines.
+func TestRecordLimitExact(t *testing.T) {
+	const limit = 32
+	// Each builds a line of exactly n bytes whose text is the line's x's.
+	build := map[Format]func(n int) string{
+		Text:  func(n int) string { return strings.Repeat("x", n) },
+		TSV:   func(n int) string { return strings.Repeat("x", n-2) + "\t1" },
+		CSV:   func(n int) string { return strings.Repeat("x", n-2) + ",1" },
+		JSONL: func(n int) string { return `{"t":"` + strings.Repeat("x", n-16) + `","l":"1"}` },
+	}
+	// Bytes of a line of n bytes that are not its text.
+	frame := map[Format]int{Text: 0, TSV: 2, CSV: 2, JSONL: 16}
+	fields := map[Format]Fields{
+		Text:  {Text: []string{"t"}},
+		TSV:   {Text: []string{"1"}, Label: "2"},
+		CSV:   {Text: []string{"1"}, Label: "2"},
+		JSONL: {Text: []string{"t"}, Label: "l"},
+	}
+	for _, format := range []Format{Text, TSV, CSV, JSONL} {
+		for _, end := range []string{"\n", "\r\n", ""} {
+			for _, n := range []int{limit - 1, limit, limit + 1, limit + 2} {
+				rec := build[format](n)
+				if len(rec) != n {
+					t.Fatalf("%s: built %d bytes, want %d", format, len(rec), n)
+				}
+				data := build[format](limit/2 + 4) + "\n" + rec + end
+				good, bad := parseAll(t, data, ParseConfig{Format: format, Fields: fields[format], MaxRecordBytes: limit})
+				name := fmt.Sprintf("%s %d bytes ending %q", format, n, end)
+				if len(good) == 0 || good[0].Line != 1 {
+					t.Fatalf("%s: the first record was lost: good %+v bad %+v", name, good, bad)
+				}
+				if n <= limit {
+					if len(good) != 2 || len(bad) != 0 || good[1].Line != 2 || good[1].Text != strings.Repeat("x", n-frame[format]) {
+						t.Fatalf("%s: want it accepted; good %+v bad %+v", name, good, bad)
+					}
+					continue
+				}
+				want := fmt.Sprintf("record exceeds %d bytes (%d bytes)", limit, n)
+				if len(good) != 1 || len(bad) != 1 || bad[0].Line != 2 || bad[0].Reason != want || bad[0].RawBytes != int64(n) ||
+					!bad[0].RawTruncated || bad[0].Raw != rec[:limit] {
+					t.Fatalf("%s: want the dead letter %q; good %+v bad %+v", name, want, good, bad)
+				}
+			}
+		}
+	}
+
+	// A quoted CSV record spanning two lines: the break between them counts.
+	for _, n := range []int{limit, limit + 1} {
+		// `"` + a + "\n" + b + `",1` is n bytes.
+		a := strings.Repeat("a", 10)
+		b := strings.Repeat("b", n-len(a)-5)
+		data := `"` + a + "\n" + b + `",1` + "\nafter,1\n"
+		good, bad := parseAll(t, data, ParseConfig{Format: CSV, Fields: fields[CSV], MaxRecordBytes: limit})
+		switch {
+		case n <= limit && (len(good) != 2 || good[0].Text != a+"\n"+b || len(bad) != 0):
+			t.Fatalf("CSV record of %d bytes over two lines: want it accepted; good %+v bad %+v", n, good, bad)
+		case n > limit && (len(bad) == 0 || bad[0].Reason != "unterminated quoted field" || len(good) == 0 || good[len(good)-1].Text != "after"):
+			t.Fatalf("CSV record of %d bytes over two lines: want a dead letter and the next record kept; good %+v bad %+v", n, good, bad)
+		}
 	}
 }
