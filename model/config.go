@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 )
@@ -121,7 +122,47 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 const (
 	maxLabels    = 100_000
 	maxDimension = 1 << 20 // any single size: vocabulary, widths, layers, positions
+	// maxParams bounds the parameter count the sizes multiply out to: 4.3
+	// billion, 16 GiB of float32 weights before gradients and optimizer state,
+	// 13 times BERT-large. Each size alone may be 2^20, but vocab_size =
+	// hidden_size = 2^20 would ask libtorch for 2^40 weights.
+	maxParams = 1 << 32
 )
+
+// ParamCount is the number of parameters of the classifier c describes:
+// embeddings, encoder layers, pooler and head (what ParamNames lists). It
+// saturates at math.MaxInt64, so the sizes of a hostile config.json cannot
+// overflow it; negative sizes count as 0.
+func (c *Config) ParamCount() int64 {
+	h, in := nonNeg(c.HiddenSize), nonNeg(c.IntermediateSize)
+	labels := int64(len(c.ID2Label))
+	rows := satAdd(satAdd(nonNeg(c.VocabSize), nonNeg(c.MaxPositionEmbeddings)), nonNeg(c.TypeVocabSize))
+	embeddings := satAdd(satMul(rows, h), 2*h) // word, position, token type; LayerNorm
+	// Per layer: query, key, value and attention output (h×h + h each), two
+	// LayerNorms (2h each), intermediate (h×in + in), output (in×h + h).
+	layer := satAdd(satMul(4, satMul(h, h)), satMul(2, satMul(h, in)))
+	layer = satAdd(layer, satAdd(satMul(9, h), in))
+	pooler := satAdd(satMul(h, h), h)
+	head := satAdd(satMul(labels, h), labels)
+	return satAdd(satAdd(embeddings, satMul(nonNeg(c.NumHiddenLayers), layer)), satAdd(pooler, head))
+}
+
+func nonNeg(v int) int64 { return int64(max(v, 0)) }
+
+// satAdd and satMul add and multiply non-negative int64s, saturating at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func satMul(a, b int64) int64 {
+	if a != 0 && b > math.MaxInt64/a {
+		return math.MaxInt64
+	}
+	return a * b
+}
 
 // Validate checks that the configuration describes a BERT encoder beamtune can build.
 func (c *Config) Validate() error {
@@ -153,6 +194,14 @@ func (c *Config) Validate() error {
 	}
 	if len(c.ID2Label) > maxLabels {
 		return fmt.Errorf("%d labels: more than beamtune accepts (%d)", len(c.ID2Label), maxLabels)
+	}
+	if n := c.ParamCount(); n > maxParams {
+		count := strconv.FormatInt(n, 10)
+		if n == math.MaxInt64 {
+			count = "more than " + count
+		}
+		return fmt.Errorf("vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d, max_position_embeddings %d, type_vocab_size %d and %d labels make %s parameters, more than beamtune accepts (%d)",
+			c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, c.MaxPositionEmbeddings, c.TypeVocabSize, len(c.ID2Label), count, int64(maxParams))
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)

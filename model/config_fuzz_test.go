@@ -10,10 +10,11 @@ import (
 )
 
 // FuzzParseConfig feeds arbitrary bytes to ParseConfig. Every error must name
-// the source. An accepted config must pass Validate, keep every size and the
-// label count within the limits and every probability in [0,1), have a label
-// for every class index, and survive the round trip through the config.json beamtune
-// writes (MarshalJSON) unchanged, the written form becoming a fixed point.
+// the source. An accepted config must pass Validate, keep every size, the
+// label count and the parameter count within the limits and every
+// probability in [0,1), have a label for every class index, and survive the
+// round trip through the config.json beamtune writes (MarshalJSON) unchanged,
+// the written form becoming a fixed point.
 func FuzzParseConfig(f *testing.F) {
 	for _, p := range []string{
 		filepath.Join("..", "testdata", "parity", "tiny-bert", ConfigFile),
@@ -31,6 +32,8 @@ func FuzzParseConfig(f *testing.F) {
 	// this target); now refused up front.
 	f.Add([]byte(`{"num_labels":2000000000}`))
 	f.Add([]byte(`{"classifier_dropout":7}`))
+	// Every size within 2^20, their product 2^40 weights (RELIABILITY.md).
+	f.Add([]byte(`{"vocab_size":1048576,"hidden_size":1048576,"num_attention_heads":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const src = "fuzz/config.json"
 		c, err := ParseConfig(data, src)
@@ -59,6 +62,9 @@ func FuzzParseConfig(f *testing.F) {
 			if d < 1 || d > maxDimension {
 				t.Fatalf("size %d accepted: %+v", d, c)
 			}
+		}
+		if n := c.ParamCount(); n < 1 || n > maxParams {
+			t.Fatalf("%d parameters accepted: %+v", n, c)
 		}
 		for _, p := range []float64{c.HiddenDropoutProb, c.AttentionProbsDropoutProb, c.ClassifierDropoutProb()} {
 			if !(p >= 0 && p < 1) {
