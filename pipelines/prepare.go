@@ -155,15 +155,22 @@ func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFil
 	if o.Output == "" {
 		return nil, errors.New("no --output folder")
 	}
+	// A bad gs:// output (credentials in it, say) is refused here, before
+	// the pipeline runs and its workers name the output in their errors.
+	if storage.IsGCS(o.Output) {
+		if _, _, err := storage.ParseGCS(o.Output); err != nil {
+			return nil, fmt.Errorf("output: %w", err)
+		}
+	}
 	var out []transforms.InputFile
 	add := func(patterns []string, split string) error {
 		for _, pat := range patterns {
 			matches, err := storage.Glob(ctx, pat)
 			if err != nil {
-				return fmt.Errorf("input %s: %w", pat, err)
+				return fmt.Errorf("input %s: %w", storage.Redact(pat), err)
 			}
 			if len(matches) == 0 {
-				return fmt.Errorf("input %s: no such file", pat)
+				return fmt.Errorf("input %s: no such file", storage.Redact(pat))
 			}
 			for _, m := range matches {
 				f, err := transforms.ParseFormat(o.Format, m)

@@ -41,6 +41,10 @@ func TestProcessFaultChild(t *testing.T) {
 		if _, err := RunPrepare(ctx, o); err != nil {
 			t.Fatal(err)
 		}
+	case "retrain":
+		if err := retrainChild(ctx, arg); err != nil {
+			t.Fatal(err)
+		}
 	case "promote":
 		// Publish model versions and promote each, forever: the parent kills it.
 		reg := Registry{Root: arg, Name: "m"}

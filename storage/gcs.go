@@ -884,6 +884,10 @@ func (s *Store) gcsRemoveAll(ctx context.Context, loc location) error {
 // walking everything below.
 func (s *Store) gcsGlob(ctx context.Context, pattern string) ([]string, error) {
 	bucketName, objPat, _ := strings.Cut(pattern[len(gsScheme):], "/")
+	if strings.Contains(bucketName, "@") {
+		_, _, err := ParseGCS(pattern) // its error for credentials in the URI, which it does not echo
+		return nil, &fs.PathError{Op: "glob", Path: Redact(pattern), Err: err}
+	}
 	if err := checkBucketName(bucketName); err != nil {
 		return nil, &fs.PathError{Op: "glob", Path: pattern, Err: err}
 	}

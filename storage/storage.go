@@ -186,7 +186,7 @@ func emulatorEndpoint(endpoint string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("storage: bad GCS endpoint %q (want host:port or http://host:port)", endpoint)
+		return "", fmt.Errorf("storage: bad GCS endpoint %q (want host:port or http://host:port)", Redact(endpoint))
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/storage/v1/"
@@ -212,12 +212,16 @@ func IsGCS(p string) bool { return strings.HasPrefix(p, gsScheme) }
 // 1024 bytes, not "." or "..").
 func ParseGCS(uri string) (bucket, object string, err error) {
 	if !IsGCS(uri) {
-		return "", "", fmt.Errorf("storage: %q is not a gs:// URI (want gs://bucket/object)", uri)
+		return "", "", fmt.Errorf("storage: %q is not a gs:// URI (want gs://bucket/object)", Redact(uri))
 	}
 	rest := uri[len(gsScheme):]
 	bucket, object, _ = strings.Cut(rest, "/")
 	if bucket == "" {
 		return "", "", fmt.Errorf("storage: %q has no bucket name (want gs://bucket/object)", uri)
+	}
+	if strings.Contains(bucket, "@") {
+		// Never echoed: what precedes '@' is a password or token.
+		return "", "", fmt.Errorf("storage: %q: credentials in a gs:// URI are not supported; beamtune authenticates with GOOGLE_APPLICATION_CREDENTIALS or Application Default Credentials (beamtune doctor shows which)", Redact(uri))
 	}
 	if err := checkBucketName(bucket); err != nil {
 		return "", "", fmt.Errorf("storage: %q: %w", uri, err)
@@ -308,12 +312,12 @@ func locate(op, p string) (location, error) {
 	if IsGCS(p) {
 		b, o, err := ParseGCS(p)
 		if err != nil {
-			return location{}, &fs.PathError{Op: op, Path: p, Err: err}
+			return location{}, &fs.PathError{Op: op, Path: Redact(p), Err: err}
 		}
 		return location{path: p, gs: true, bucket: b, object: o}, nil
 	}
 	if len(p) >= 4 && strings.EqualFold(p[:4], "gs:/") {
-		return location{}, &fs.PathError{Op: op, Path: p, Err: errors.New("malformed gs:// URI (want gs://bucket/object)")}
+		return location{}, &fs.PathError{Op: op, Path: Redact(p), Err: errors.New("malformed gs:// URI (want gs://bucket/object)")}
 	}
 	return location{path: p}, nil
 }
@@ -604,7 +608,7 @@ func (s *Store) RemoveAll(ctx context.Context, prefix string) error {
 // results.
 func (s *Store) Glob(ctx context.Context, pattern string) ([]string, error) {
 	if strings.Contains(pattern, "**") {
-		return nil, &fs.PathError{Op: "glob", Path: pattern, Err: errors.New(`"**" (recursive match) is not supported`)}
+		return nil, &fs.PathError{Op: "glob", Path: Redact(pattern), Err: errors.New(`"**" (recursive match) is not supported`)}
 	}
 	if IsGCS(pattern) {
 		return s.gcsGlob(ctx, pattern)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/storage"
 	"github.com/sugarme/gotch"
 )
 
@@ -165,23 +166,15 @@ func gradCheck() (string, error) {
 	return fmt.Sprintf("forward+backward ok (loss %g, grad %v)", lv, gv), nil
 }
 
-// storageCheck reports how gs:// paths would authenticate: the mode only,
-// never a credential's content.
+// storageCheck reports how gs:// paths would authenticate: the mode only
+// (storage.AuthMode never returns a credential, a key file's path or its
+// content).
 func storageCheck() check {
-	if h := os.Getenv("STORAGE_EMULATOR_HOST"); h != "" {
-		return check{"storage", "gs:// goes to the emulator at " + h + " (STORAGE_EMULATOR_HOST), no credentials used", "", true}
+	mode, err := storage.AuthMode()
+	if err != nil {
+		return check{"storage", err.Error(), "point GOOGLE_APPLICATION_CREDENTIALS at a service-account key file, or unset it", false}
 	}
-	if p := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return check{"storage", "GOOGLE_APPLICATION_CREDENTIALS names a file that cannot be read", "point GOOGLE_APPLICATION_CREDENTIALS at a service-account key file, or unset it", false}
-		}
-		return check{"storage", "gs:// with a credentials file (GOOGLE_APPLICATION_CREDENTIALS)", "", true}
-	}
-	home, _ := os.UserHomeDir()
-	if _, err := os.Stat(filepath.Join(home, ".config/gcloud/application_default_credentials.json")); err == nil {
-		return check{"storage", "gs:// with gcloud application-default credentials", "", true}
-	}
-	return check{"storage", "local paths only; gs:// would use the metadata server (GCE/GKE) or fail", "", true}
+	return check{"storage", "gs:// auth: " + mode, "", true}
 }
 
 func modelCheck(dir string) check {
