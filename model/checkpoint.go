@@ -383,9 +383,12 @@ func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 }
 
 // StateDict returns every parameter as a float32 safetensors tensor under its HF name.
-func (m *Bert) StateDict() ([]safetensors.Tensor, error) {
-	out := make([]safetensors.Tensor, 0, len(m.params))
-	for _, p := range m.params {
+func (m *Bert) StateDict() ([]safetensors.Tensor, error) { return ParamTensors(m.params) }
+
+// ParamTensors copies parameters into safetensors tensors under their names.
+func ParamTensors(params []*Param) ([]safetensors.Tensor, error) {
+	out := make([]safetensors.Tensor, 0, len(params))
+	for _, p := range params {
 		vals, err := Float32s(p.T)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Name, err)

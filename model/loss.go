@@ -89,11 +89,7 @@ func HiddenMSE(student, teacher, proj *ts.Tensor) (*ts.Tensor, error) {
 	defer s.release()
 	x := student
 	if proj != nil {
-		if !s.ok() {
-			return nil, s.err
-		}
-		t, err := ts.Linear(student, proj, ts.None)
-		x = s.add(t, err, "projection")
+		x = s.linear(student, proj, ts.None)
 	}
 	if !s.ok() {
 		return nil, s.err
@@ -103,4 +99,95 @@ func HiddenMSE(student, teacher, proj *ts.Tensor) (*ts.Tensor, error) {
 		return nil, fmt.Errorf("hidden mse: %w", err)
 	}
 	return t, nil
+}
+
+// HiddenCLSLoss is the hidden-state term of distillation: the mean over the
+// mapped layer pairs of HiddenMSE(student[j][:, 0, :], teacher[j], proj[j]).
+// student[j] is a student hidden state [batch, seq, Hs]; teacher[j] is the
+// teacher's cached [CLS] vector of the mapped layer [batch, Ht]; proj[j] is a
+// learned [Ht, Hs] weight, or nil when Hs == Ht.
+//
+// Only the [CLS] position is matched, not every token: the teacher's vectors
+// are computed once and cached in the distillation shards, and caching all
+// positions would cost seq times more storage for a term that, for sequence
+// classification, mainly has to shape the vector the head reads.
+func HiddenCLSLoss(student, teacher, proj []*ts.Tensor) (*ts.Tensor, error) {
+	if len(student) == 0 || len(student) != len(teacher) || len(proj) != len(student) {
+		return nil, fmt.Errorf("hidden loss: %d student states, %d teacher states, %d projections", len(student), len(teacher), len(proj))
+	}
+	var s scope
+	defer s.release()
+	var total *ts.Tensor
+	for j := range student {
+		if !s.ok() {
+			return nil, s.err
+		}
+		cls, err := student[j].Select(1, 0, false)
+		cls = s.add(cls, err, "select [CLS]")
+		if !s.ok() {
+			return nil, s.err
+		}
+		mse, err := HiddenMSE(cls, teacher[j], proj[j])
+		mse = s.add(mse, err, fmt.Sprintf("hidden pair %d", j))
+		if total == nil {
+			total = mse
+		} else {
+			total = s.addT(total, mse)
+		}
+	}
+	total = s.mulScalar(total, 1/float64(len(student)))
+	if !s.ok() {
+		return nil, s.err
+	}
+	return s.keep(total), nil
+}
+
+// AddScaled returns a + w*b, a new tensor (for adding a weighted loss term).
+func AddScaled(a, b *ts.Tensor, w float64) (*ts.Tensor, error) {
+	var s scope
+	defer s.release()
+	sum := s.addT(a, s.mulScalar(b, w))
+	if !s.ok() {
+		return nil, s.err
+	}
+	return s.keep(sum), nil
+}
+
+// CLSVectors copies the [CLS] (first) position of a hidden state
+// [batch, seq, H] into Go memory, row after row: batch*H values.
+func CLSVectors(h *ts.Tensor) ([]float32, error) {
+	cls, err := h.Select(1, 0, false)
+	if err != nil {
+		return nil, fmt.Errorf("select [CLS]: %w", err)
+	}
+	defer drop(cls)
+	return Float32s(cls)
+}
+
+// NewProjection is a trainable [teacherWidth, studentWidth] weight that maps
+// student hidden states to the teacher's width for the hidden-state loss,
+// drawn like BERT's linear weights (normal, std 0.02) from libtorch's
+// generator, so seed it first for a reproducible run. It belongs to the
+// distillation run (checkpoints keep it), not to the exported student.
+func NewProjection(name string, teacherWidth, studentWidth int, dev Device) (*Param, error) {
+	if teacherWidth <= 0 || studentWidth <= 0 {
+		return nil, fmt.Errorf("projection %s: widths %d and %d must be positive", name, teacherWidth, studentWidth)
+	}
+	t, err := initTensor(name, []int64{int64(teacherWidth), int64(studentWidth)}, 0.02, dev)
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: %w", name, err)
+	}
+	if err := t.RequiresGrad_(true); err != nil {
+		drop(t)
+		return nil, fmt.Errorf("projection %s: requires_grad: %w", name, err)
+	}
+	return &Param{Name: name, T: t, Decay: true}, nil
+}
+
+// FreeParams releases parameters that no model owns (projections).
+func FreeParams(params []*Param) {
+	for _, p := range params {
+		drop(p.T)
+		p.T = nil
+	}
 }

@@ -75,9 +75,25 @@ func (m *Bert) SetParam(name string, values []float32) error {
 	if p == nil {
 		return fmt.Errorf("no parameter %s", name)
 	}
-	t, err := tensorOfFloat32(values, Shape(p.T), m.Device)
+	return p.Set(values)
+}
+
+// Set replaces the parameter's value with values (same shape and device),
+// keeping it trainable. Optimizers hold the *Param, so they see the new tensor.
+func (p *Param) Set(values []float32) error {
+	dev, err := p.T.Device()
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return m.replaceParam(name, t)
+	t, err := tensorOfFloat32(values, Shape(p.T), dev)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
+	if err := t.RequiresGrad_(true); err != nil {
+		drop(t)
+		return fmt.Errorf("%s: requires_grad: %w", p.Name, err)
+	}
+	drop(p.T)
+	p.T = t
+	return nil
 }

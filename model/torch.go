@@ -117,7 +117,13 @@ func LockThread() (unlock func()) {
 
 // WithGrad runs fn with autograd on or off on this thread and restores the
 // previous mode afterwards (gotch's NoGrad always turns grad back on).
+//
+// libtorch keeps the grad mode per OS thread, so the goroutine is pinned to
+// its thread for the call: otherwise the Go scheduler could move it between
+// the set and the restore, leaving some other thread with autograd off and a
+// later training step on that thread failing in backward.
 func WithGrad(enabled bool, fn func() error) error {
+	defer LockThread()()
 	want := 0
 	if enabled {
 		want = 1

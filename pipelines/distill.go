@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"reflect"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -55,7 +57,11 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 		return nil, fmt.Errorf("distill: give either --student_layers or --student_init")
 	}
 	data := storage.Join(o.Output, "distill-data")
-	if err := teacherLogits(ctx, o, data); err != nil {
+	hidden, err := resolveHiddenLayers(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	if err := teacherLogits(ctx, o, data, hidden); err != nil {
 		return nil, err
 	}
 	init, layers := o.Teacher, o.StudentLayers
@@ -72,10 +78,65 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	return &DistillResult{Data: data, Student: res}, nil
 }
 
+// resolveHiddenLayers fills o.Config.HiddenLayerMap when a hidden-state loss
+// is asked for (by the configuration or a sweep) and returns the teacher
+// hidden states the distillation shards must cache; none without that loss.
+func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) {
+	wanted := o.Config.HiddenMSE > 0
+	for _, v := range o.Sweep["hidden_mse"] {
+		if w, err := strconv.ParseFloat(v, 64); err == nil && w > 0 {
+			wanted = true
+		}
+	}
+	if !wanted {
+		return nil, nil
+	}
+	teacher, err := readModelConfig(ctx, o.Teacher)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	var pairs []transforms.LayerPair
+	if o.Config.HiddenLayerMap != "" {
+		if pairs, err = transforms.ParseLayerMap(o.Config.HiddenLayerMap); err != nil {
+			return nil, err
+		}
+	} else {
+		depth := len(o.StudentLayers)
+		if o.StudentInit != "" {
+			student, err := readModelConfig(ctx, o.StudentInit)
+			if err != nil {
+				return nil, fmt.Errorf("student_init: %w", err)
+			}
+			depth = student.NumHiddenLayers
+		}
+		pairs = transforms.DefaultLayerMap(o.StudentLayers, depth, teacher.NumHiddenLayers)
+	}
+	for _, p := range pairs {
+		if p.Teacher > teacher.NumHiddenLayers {
+			return nil, fmt.Errorf("hidden_layer_map %s: the teacher has hidden states 0..%d, not %d",
+				transforms.FormatLayerMap(pairs), teacher.NumHiddenLayers, p.Teacher)
+		}
+	}
+	o.Config.HiddenLayerMap = transforms.FormatLayerMap(pairs)
+	slog.Info("distill: hidden-state loss", "layer_map", o.Config.HiddenLayerMap)
+	return transforms.TeacherLayers(pairs), nil
+}
+
+// readModelConfig reads a model folder's config.json (local or gs://).
+func readModelConfig(ctx context.Context, dir string) (*model.Config, error) {
+	path := storage.Join(dir, "config.json")
+	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	return model.ParseConfig(data, path)
+}
+
 // teacherLogits writes the distillation dataset: the source shards with a
-// teacher_logits column, and a manifest. It is skipped when the folder
-// already holds logits of this teacher for this dataset.
-func teacherLogits(ctx context.Context, o DistillOptions, out string) error {
+// teacher_logits column (and teacher_hidden when hidden states are asked
+// for), and a manifest. It is skipped when the folder already holds exactly
+// that for this teacher and dataset.
+func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []int) error {
 	src, err := transforms.ReadManifest(ctx, o.Data)
 	if err != nil {
 		return err
@@ -86,6 +147,13 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string) error {
 	}
 	sum := sha256.Sum256(weights)
 	fp := src.Fingerprint + "/teacher-" + hex.EncodeToString(sum[:8])
+	if len(hidden) > 0 {
+		layers := make([]string, len(hidden))
+		for i, l := range hidden {
+			layers[i] = strconv.Itoa(l)
+		}
+		fp += "/hidden-" + strings.Join(layers, ",")
+	}
 	if old, err := transforms.ReadManifest(ctx, out); err == nil && old.Fingerprint == fp {
 		slog.Info("distill: teacher logits already computed", "data", out)
 		return nil
@@ -102,9 +170,10 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string) error {
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.TeacherLogitsFn{InRoot: o.Data, OutRoot: out, OutDir: dataDir}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Teacher, o.InferBatch, o.Device, o.Threads
+	fn.HiddenLayers = hidden
 	written := beam.ParDo(s.Scope("TeacherLogits"), fn, col)
 	base := *src
-	base.Fingerprint, base.DataDir, base.Shards = fp, dataDir, nil
+	base.Fingerprint, base.DataDir, base.Shards, base.TeacherHiddenLayers = fp, dataDir, nil, hidden
 	base.CreatedAt = ""
 	beam.ParDo0(s.Scope("WriteManifest"), &writeDistillManifestFn{Root: out, Base: base}, beam.Impulse(s), beam.SideInput{Input: written})
 	start := time.Now()

@@ -80,6 +80,10 @@ var sweepable = map[string]func(*transforms.TrainConfig, string) error{
 		c.MaxGradNorm, err = strconv.ParseFloat(v, 64)
 		return
 	},
+	"hidden_mse": func(c *transforms.TrainConfig, v string) (err error) {
+		c.HiddenMSE, err = strconv.ParseFloat(v, 64)
+		return
+	},
 }
 
 // ParseSweep reads "--sweep lr=2e-5,5e-5" values into a sweep map.

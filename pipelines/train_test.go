@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -100,6 +101,34 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	t.Logf("student (layers 0,2,4): dev accuracy %.4f after %d steps (%.0f s), %.1f%% of the teacher's", st.BestAccuracy, st.Steps, st.WallSeconds, 100*kept)
 	if kept < 0.95 {
 		t.Errorf("student keeps %.1f%% of the teacher's accuracy, want >= 95%%", 100*kept)
+	}
+
+	// The same student with the hidden-state loss on top: the default layer
+	// map pairs each kept layer with the teacher layer it was copied from,
+	// and the teacher's [CLS] vectors of those layers are cached once.
+	hcfg := dcfg
+	hcfg.HiddenMSE = 1
+	hres, err := RunDistill(context.Background(), DistillOptions{
+		Data: po.Output, Teacher: teacher.ModelDir, StudentLayers: []int{0, 2, 4}, Output: filepath.Join(dir, "run-hidden"),
+		Config: hcfg, Device: "cpu", Threads: 2, InferBatch: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hman, err := transforms.ReadManifest(context.Background(), hres.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(hman.TeacherHiddenLayers); got != "[1 3 5]" {
+		t.Errorf("distillation data caches teacher hidden states %s, want [1 3 5]", got)
+	}
+	hs := hres.Student.Best
+	if hs.Config.HiddenLayerMap != "1:1,2:3,3:5" {
+		t.Errorf("resolved hidden_layer_map %q, want 1:1,2:3,3:5", hs.Config.HiddenLayerMap)
+	}
+	t.Logf("student with hidden-state MSE: dev accuracy %.4f (%.1f%% of the teacher's), %.0f s", hs.BestAccuracy, 100*hs.BestAccuracy/teacher.Best.BestAccuracy, hs.WallSeconds)
+	if hs.BestAccuracy/teacher.Best.BestAccuracy < 0.95 {
+		t.Errorf("student with the hidden-state loss keeps %.1f%% of the teacher's accuracy, want >= 95%%", 100*hs.BestAccuracy/teacher.Best.BestAccuracy)
 	}
 
 	// Evaluate both on dev, with the teacher also standing in as the champion

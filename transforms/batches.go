@@ -16,6 +16,7 @@ type Rows struct {
 	Types   [][]int32 // token type ids per row (nil rows for single texts)
 	Labels  []int32
 	Teacher [][]float32 // cached teacher logits per row (nil rows outside distillation)
+	Hidden  [][]float32 // cached teacher [CLS] vectors per row (nil rows without a hidden-state loss)
 	Length  []int32
 	RowIDs  []string
 }
@@ -40,12 +41,20 @@ func (r *Rows) Append(rows []ShardRow) {
 			logits = x.TeacherLogits
 		}
 		r.Teacher = append(r.Teacher, logits)
+		var hidden []float32
+		if len(x.TeacherHidden) > 0 {
+			hidden = x.TeacherHidden
+		}
+		r.Hidden = append(r.Hidden, hidden)
 	}
 }
 
 // HasTeacher reports whether the rows carry teacher logits (a distillation
 // dataset: every row has them).
 func (r *Rows) HasTeacher() bool { return len(r.Teacher) > 0 && r.Teacher[0] != nil }
+
+// HasHidden reports whether the rows carry the teacher's [CLS] vectors.
+func (r *Rows) HasHidden() bool { return len(r.Hidden) > 0 && r.Hidden[0] != nil }
 
 // PlanBatches splits rows [0,n) into batches of consecutive rows (similar
 // length) and shuffles them with a shuffle buffer of bufferBatches batches,

@@ -67,8 +67,9 @@ func (im *inferModel) teardown() {
 	}
 }
 
-// logits runs the model over a shard's rows.
-func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo) ([]ShardRow, EvalResult, error) {
+// logits runs the model over a shard's rows, keeping the [CLS] vectors of
+// the hidden states in layers (none when nil).
+func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo, layers []int) ([]ShardRow, EvalResult, error) {
 	data, err := storage.ReadFile(ctx, storage.Join(root, s.Path))
 	if err != nil {
 		return nil, EvalResult{}, err
@@ -79,7 +80,7 @@ func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo) ([]S
 	}
 	var r Rows
 	r.Append(rows)
-	ev, err := im.run(&r)
+	ev, err := im.run(&r, layers)
 	if err != nil {
 		return nil, EvalResult{}, fmt.Errorf("%s: %w", s.Path, err)
 	}
@@ -88,11 +89,11 @@ func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo) ([]S
 }
 
 // run scores rows with the loaded model, one caller at a time, on a locked thread.
-func (im *inferModel) run(rows *Rows) (EvalResult, error) {
+func (im *inferModel) run(rows *Rows, layers []int) (EvalResult, error) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	defer model.LockThread()()
-	return Evaluate(im.m, rows, im.BatchSize)
+	return EvaluateHidden(im.m, rows, im.BatchSize, layers)
 }
 
 var inferRows = beam.NewCounter("beamtune.infer", "rows")
@@ -100,23 +101,29 @@ var inferRows = beam.NewCounter("beamtune.infer", "rows")
 // TeacherLogitsFn computes the teacher's logits for every row of a shard and
 // writes the shard again with a teacher_logits column, under OutRoot/OutDir,
 // so the student reads them instead of running the teacher every epoch.
+// With HiddenLayers it also fills teacher_hidden with those hidden states'
+// [CLS] vectors, for the hidden-state loss.
 type TeacherLogitsFn struct {
 	inferModel
-	InRoot  string // the source dataset folder
-	OutRoot string // the distillation dataset folder
-	OutDir  string // its data folder, relative to OutRoot
+	InRoot       string // the source dataset folder
+	OutRoot      string // the distillation dataset folder
+	OutDir       string // its data folder, relative to OutRoot
+	HiddenLayers []int  // teacher hidden states to cache (0: embeddings); none when empty
 }
 
 func (fn *TeacherLogitsFn) Setup(ctx context.Context) error { return fn.setup(ctx) }
 func (fn *TeacherLogitsFn) Teardown()                       { fn.teardown() }
 
 func (fn *TeacherLogitsFn) ProcessElement(ctx context.Context, s ShardInfo, emit func(ShardInfo)) error {
-	rows, ev, err := fn.logits(ctx, fn.InRoot, s)
+	rows, ev, err := fn.logits(ctx, fn.InRoot, s, fn.HiddenLayers)
 	if err != nil {
 		return err
 	}
 	for i := range rows {
 		rows[i].TeacherLogits = ev.Logits[i]
+		if ev.Hidden != nil {
+			rows[i].TeacherHidden = ev.Hidden[i]
+		}
 	}
 	var buf bytes.Buffer
 	if err := WriteShardRows(&buf, rows); err != nil {
@@ -164,7 +171,7 @@ func (fn *PredictShardFn) Setup(ctx context.Context) error { return fn.setup(ctx
 func (fn *PredictShardFn) Teardown()                       { fn.teardown() }
 
 func (fn *PredictShardFn) ProcessElement(ctx context.Context, s ShardInfo, emit func(Prediction)) error {
-	rows, ev, err := fn.logits(ctx, fn.Root, s)
+	rows, ev, err := fn.logits(ctx, fn.Root, s, nil)
 	if err != nil {
 		return err
 	}

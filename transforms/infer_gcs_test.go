@@ -33,7 +33,7 @@ func TestModelFolderOnGCS(t *testing.T) {
 		if err := im.setup(ctx); err != nil {
 			t.Fatalf("%s: %v", dir, err)
 		}
-		ev, err := im.run(rows)
+		ev, err := im.run(rows, nil)
 		im.teardown()
 		if err != nil {
 			t.Fatal(err)

@@ -70,6 +70,10 @@ type Manifest struct {
 	} `json:"rejected"`
 	RecordsRead int64       `json:"records_read"` // records parsed from the inputs (good + rejected while reading)
 	Shards      []ShardInfo `json:"shards"`
+	// TeacherHiddenLayers, in a distillation dataset with a hidden-state
+	// loss, are the teacher hidden states (0: embeddings, k: layer k's
+	// output) whose [CLS] vectors each row's teacher_hidden holds, in order.
+	TeacherHiddenLayers []int `json:"teacher_hidden_layers,omitempty"`
 }
 
 // SplitSummary is a split's share of the manifest.

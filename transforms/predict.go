@@ -59,7 +59,7 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 	for _, e := range fn.buf {
 		rows.Append([]ShardRow{{ID: e.ID, Label: e.Label, InputIDs: e.InputIDs, TokenTypeIDs: e.TokenTypeIDs, Length: e.Length, Text: e.Text}})
 	}
-	ev, err := fn.run(&rows)
+	ev, err := fn.run(&rows, nil)
 	if err != nil {
 		return err
 	}

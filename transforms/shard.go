@@ -138,6 +138,10 @@ type ShardRow struct {
 	Text         string  `parquet:"text"` // empty unless --keep_text
 	// TeacherLogits are the teacher's logits in distillation shards, empty otherwise.
 	TeacherLogits []float32 `parquet:"teacher_logits,list"`
+	// TeacherHidden are the teacher's [CLS] vectors of the layers named by the
+	// manifest's teacher_hidden_layers, concatenated, when the distillation
+	// uses a hidden-state loss; empty otherwise.
+	TeacherHidden []float32 `parquet:"teacher_hidden,list"`
 }
 
 // ShardInfo describes one written shard, for the manifest.

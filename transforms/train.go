@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -50,6 +51,12 @@ type TrainConfig struct {
 	Temperature float64 `json:"temperature" yaml:"temperature"`
 	Alpha       float64 `json:"alpha" yaml:"alpha"`         // weight of the soft-target KL term
 	LogitMSE    float64 `json:"logit_mse" yaml:"logit_mse"` // weight of an extra MSE on logits
+	// Hidden-state distillation: HiddenMSE weighs the MSE between student and
+	// teacher [CLS] vectors of the layer pairs in HiddenLayerMap
+	// ("student:teacher,...", hidden states counted as HF's, 0 = embeddings).
+	// beamtune distill fills the map from the student's layers when it is empty.
+	HiddenMSE      float64 `json:"hidden_mse" yaml:"hidden_mse"`
+	HiddenLayerMap string  `json:"hidden_layer_map" yaml:"hidden_layer_map"`
 }
 
 // DefaultTrainConfig is a BERT fine-tuning recipe that works for the
@@ -240,12 +247,29 @@ type EvalResult struct {
 	Loss     float64
 	Accuracy float64
 	Logits   [][]float32 // per row, in row order
+	// Hidden holds per row the [CLS] vectors of the hidden states asked of
+	// EvaluateHidden, concatenated in the order asked; nil otherwise.
+	Hidden [][]float32
 }
 
 // Evaluate runs the model without dropout or autograd over rows, in batches
 // of consecutive rows (they are length-sorted, so padding stays small).
 func Evaluate(m *model.Bert, rows *Rows, batchSize int) (EvalResult, error) {
+	return EvaluateHidden(m, rows, batchSize, nil)
+}
+
+// EvaluateHidden is Evaluate that also keeps the [CLS] vectors of the given
+// hidden states (0: embeddings, k: layer k's output), for distillation.
+func EvaluateHidden(m *model.Bert, rows *Rows, batchSize int, layers []int) (EvalResult, error) {
+	for _, l := range layers {
+		if l < 0 || l > m.Config.NumHiddenLayers {
+			return EvalResult{}, fmt.Errorf("hidden state %d: the model has 0..%d", l, m.Config.NumHiddenLayers)
+		}
+	}
 	res := EvalResult{Logits: make([][]float32, rows.Len())}
+	if len(layers) > 0 {
+		res.Hidden = make([][]float32, rows.Len())
+	}
 	var lossSum float64
 	var correct, labelled int
 	err := model.NoGrad(func() error {
@@ -258,10 +282,21 @@ func Evaluate(m *model.Bert, rows *Rows, batchSize int) (EvalResult, error) {
 			if err != nil {
 				return err
 			}
-			out, err := m.Forward(b, false, false)
+			out, err := m.Forward(b, false, len(layers) > 0)
 			freeBatch(b)
 			if err != nil {
 				return err
+			}
+			for _, l := range layers {
+				cls, err := model.CLSVectors(out.Hidden[l])
+				if err != nil {
+					out.Free()
+					return err
+				}
+				w := len(cls) / len(idx)
+				for j, i := range idx {
+					res.Hidden[i] = append(res.Hidden[i], cls[j*w:(j+1)*w]...)
+				}
 			}
 			vals, err := model.Float32s(out.Logits)
 			out.Free()
@@ -370,9 +405,17 @@ func Train(ctx context.Context, job TrainJob) (TrialResult, error) {
 		return TrialResult{}, err
 	}
 	defer m.Free()
+	hidden, err := newHiddenLoss(cfg, man, train, m)
+	if err != nil {
+		return TrialResult{}, err
+	}
+	defer hidden.free()
+	// Everything the optimizer updates: the model, and the hidden-state
+	// projections, which checkpoints keep but the exported model does not.
+	params := slices.Concat(m.Params(), hidden.params())
 	adam := model.DefaultAdamW()
 	adam.WeightDecay = cfg.WeightDecay
-	opt, err := model.NewAdamW(m.Params(), adam)
+	opt, err := model.NewAdamW(params, adam)
 	if err != nil {
 		return TrialResult{}, err
 	}
@@ -389,7 +432,7 @@ func Train(ctx context.Context, job TrainJob) (TrialResult, error) {
 	st := trainState{BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
 	resumed := false
 	if job.Resume {
-		ok, err := loadCheckpoint(ctx, job.Output, m, opt, &st)
+		ok, err := loadCheckpoint(ctx, job.Output, params, opt, &st)
 		if err != nil {
 			return TrialResult{}, err
 		}
@@ -439,7 +482,7 @@ loop:
 			var gradNorm float64
 			for a := 0; a < cfg.GradAccum && st.Batch < len(plan); a++ {
 				idx := plan[st.Batch]
-				loss, err := microStep(m, train, idx, padID, dev, cfg, distill, cfg.Seed*1_000_003+st.MicroStep)
+				loss, err := microStep(m, train, idx, padID, dev, cfg, distill, hidden, cfg.Seed*1_000_003+st.MicroStep)
 				if err != nil {
 					return TrialResult{}, fmt.Errorf("step %d: %w", st.Step, err)
 				}
@@ -450,7 +493,7 @@ loop:
 				st.MicroStep++
 			}
 			if cfg.MaxGradNorm > 0 {
-				if gradNorm, err = model.ClipGradNorm(m.Params(), cfg.MaxGradNorm); err != nil {
+				if gradNorm, err = model.ClipGradNorm(params, cfg.MaxGradNorm); err != nil {
 					return TrialResult{}, err
 				}
 			}
@@ -458,7 +501,7 @@ loop:
 			if err := opt.Step(lr); err != nil {
 				return TrialResult{}, err
 			}
-			if err := model.ZeroGrad(m.Params()); err != nil {
+			if err := model.ZeroGrad(params); err != nil {
 				return TrialResult{}, err
 			}
 			st.Step++
@@ -485,7 +528,7 @@ loop:
 				}
 			}
 			if cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0 && st.Step < total {
-				if err := saveCheckpoint(ctx, job.Output, m, opt, st); err != nil {
+				if err := saveCheckpoint(ctx, job.Output, params, opt, st); err != nil {
 					return TrialResult{}, err
 				}
 			}
@@ -507,7 +550,7 @@ loop:
 			if st.Step < total {
 				next := st
 				next.Epoch, next.Batch = st.Epoch+1, 0
-				if err := saveCheckpoint(ctx, job.Output, m, opt, next); err != nil {
+				if err := saveCheckpoint(ctx, job.Output, params, opt, next); err != nil {
 					return TrialResult{}, err
 				}
 			}
@@ -537,8 +580,18 @@ func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
-// microStep runs forward and backward on one micro-batch and returns its loss.
-func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Device, cfg TrainConfig, distill bool, seed int64) (float64, error) {
+// microStep runs forward and backward on one micro-batch and returns its
+// loss. Autograd is switched on for it explicitly: the mode is per OS thread,
+// and the thread this trial runs on may last have served inference.
+func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Device, cfg TrainConfig, distill bool, hidden *hiddenLoss, seed int64) (loss float64, err error) {
+	err = model.WithGrad(true, func() (err error) {
+		loss, err = forwardBackward(m, rows, idx, padID, dev, cfg, distill, hidden, seed)
+		return err
+	})
+	return loss, err
+}
+
+func forwardBackward(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Device, cfg TrainConfig, distill bool, hidden *hiddenLoss, seed int64) (float64, error) {
 	b, labels, teacher, err := rows.tensors(idx, padID, dev)
 	if err != nil {
 		return 0, err
@@ -547,7 +600,7 @@ func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Devi
 	// Dropout draws happen in the forward pass only; backward reuses the masks.
 	var out *model.Output
 	err = model.WithSeed(seed, func() (err error) {
-		out, err = m.Forward(b, true, false)
+		out, err = m.Forward(b, true, hidden != nil)
 		return err
 	})
 	if err != nil {
@@ -562,6 +615,19 @@ func microStep(m *model.Bert, rows *Rows, idx []int, padID int64, dev model.Devi
 	}
 	if err != nil {
 		return 0, err
+	}
+	if hidden != nil {
+		hl, err := hidden.loss(out, rows, idx, dev)
+		if err != nil {
+			_ = loss.Drop()
+			return 0, err
+		}
+		sum, err := model.AddScaled(loss, hl, hidden.weight)
+		_, _ = loss.Drop(), hl.Drop()
+		if err != nil {
+			return 0, err
+		}
+		loss = sum
 	}
 	defer loss.Drop()
 	v, err := model.Float32Scalar(loss)
@@ -645,9 +711,11 @@ func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string) e
 	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)
 }
 
-func saveCheckpoint(ctx context.Context, out string, m *model.Bert, opt *model.AdamW, st trainState) error {
+// saveCheckpoint writes every trained tensor (the model's and any
+// projections, under their names), the optimizer's moments and the loop state.
+func saveCheckpoint(ctx context.Context, out string, params []*model.Param, opt *model.AdamW, st trainState) error {
 	dir := storage.Join(out, "checkpoints", fmt.Sprintf("step-%09d", st.Step))
-	weights, err := m.StateDict()
+	weights, err := model.ParamTensors(params)
 	if err != nil {
 		return err
 	}
@@ -663,9 +731,13 @@ func saveCheckpoint(ctx context.Context, out string, m *model.Bert, opt *model.A
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	byName := make(map[string]*model.Param, len(params))
+	for _, p := range params {
+		byName[p.Name] = p
+	}
 	var ot []safetensors.Tensor
 	for _, k := range names {
-		p := m.Param(strings.TrimPrefix(strings.TrimPrefix(k, "m."), "v."))
+		p := byName[strings.TrimPrefix(strings.TrimPrefix(k, "m."), "v.")]
 		t, err := safetensors.FromFloat32(k, safetensors.F32, model.Shape(p.T), mom[k])
 		if err != nil {
 			return err
@@ -730,7 +802,7 @@ func pruneCheckpoints(ctx context.Context, out string, keep int) {
 	}
 }
 
-func loadCheckpoint(ctx context.Context, out string, m *model.Bert, opt *model.AdamW, st *trainState) (bool, error) {
+func loadCheckpoint(ctx context.Context, out string, params []*model.Param, opt *model.AdamW, st *trainState) (bool, error) {
 	dir, err := latestCheckpoint(ctx, out)
 	if err != nil || dir == "" {
 		return false, err
@@ -753,12 +825,12 @@ func loadCheckpoint(ctx context.Context, out string, m *model.Bert, opt *model.A
 	if err != nil {
 		return false, err
 	}
-	for _, p := range m.Params() {
+	for _, p := range params {
 		v, ok := weights[p.Name]
 		if !ok {
 			return false, fmt.Errorf("checkpoint %s lacks %s", dir, p.Name)
 		}
-		if err := m.SetParam(p.Name, v); err != nil {
+		if err := p.Set(v); err != nil {
 			return false, err
 		}
 	}

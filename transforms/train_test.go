@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/model/safetensors"
 )
 
@@ -112,6 +114,38 @@ func TestTrainChild(t *testing.T) {
 	}
 }
 
+// killAfterCheckpoint runs job in a child process (TestTrainChild) and
+// kills it with SIGKILL as soon as its checkpoint of step exists, so the
+// caller can resume it mid-epoch.
+func killAfterCheckpoint(t *testing.T, job TrainJob, step int64) {
+	t.Helper()
+	spec, _ := json.Marshal(job)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BEAMTUNE_TRAIN_CHILD="+string(spec))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(job.Output, "checkpoints", fmt.Sprintf("step-%09d", step), checkpointState)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the child never wrote %s", marker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := os.Stat(filepath.Join(job.Output, "final")); err == nil {
+		t.Fatal("the child finished before it was killed; the test proves nothing")
+	}
+}
+
 // TestTrainResumeAfterSIGKILL: a run killed with SIGKILL mid-epoch and
 // resumed ends with the same weights, bit for bit, as an uninterrupted run.
 func TestTrainResumeAfterSIGKILL(t *testing.T) {
@@ -132,31 +166,7 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	}
 
 	job := tinyJob(data, filepath.Join(dir, "killed"))
-	spec, _ := json.Marshal(job)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "BEAMTUNE_TRAIN_CHILD="+string(spec))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Kill it once a checkpoint mid-way through the second epoch exists.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(job.Output, "checkpoints", "step-000000010", checkpointState)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the child never wrote the step-10 checkpoint")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	if _, err := os.Stat(filepath.Join(job.Output, "final")); err == nil {
-		t.Fatal("the child finished before it was killed; the test proves nothing")
-	}
+	killAfterCheckpoint(t, job, 10)
 	resumed, err := Train(context.Background(), job)
 	if err != nil {
 		t.Fatal(err)
@@ -174,4 +184,23 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
+}
+
+// TestTrainOnThreadWithGradOff: libtorch's autograd mode belongs to the OS
+// thread, so a trial must train even on a thread whose last user (an
+// inference pass, on a Beam worker thread) left it off. Before microStep
+// switched autograd on itself, this failed in backward.
+func TestTrainOnThreadWithGradOff(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeTinyDataset(t, data, 64, 16)
+	job := tinyJob(data, filepath.Join(dir, "out"))
+	job.Config.MaxSteps = 3
+	err := model.NoGrad(func() error { // pins this goroutine's thread with autograd off
+		_, err := Train(context.Background(), job)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("training on a thread with autograd off: %v", err)
+	}
 }

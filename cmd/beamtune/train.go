@@ -41,6 +41,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Temperature, "temperature", c.Temperature, "distillation temperature T")
 	fs.Float64Var(&c.Alpha, "alpha", c.Alpha, "weight of the soft-target loss (1-alpha on the labels)")
 	fs.Float64Var(&c.LogitMSE, "logit_mse", c.LogitMSE, "weight of an extra MSE between student and teacher logits")
+	fs.Float64Var(&c.HiddenMSE, "hidden_mse", c.HiddenMSE, "weight of an MSE between student and teacher [CLS] hidden states (distill; 0: off)")
+	fs.StringVar(&c.HiddenLayerMap, "hidden_layer_map", c.HiddenLayerMap, "student:teacher hidden-state pairs for --hidden_mse, e.g. 1:2,2:4,3:6 (0 = embeddings; empty: from --student_layers, or spread evenly)")
 	fs.Var((*repeatFlag)(&f.sweep), "sweep", "name=v1,v2: train one trial per value (repeat for a grid), e.g. --sweep lr=2e-5,5e-5 --sweep seed=1,2")
 	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
 	fs.IntVar(&f.threads, "threads", 0, "libtorch threads per trainer (0: libtorch's default)")
