@@ -29,6 +29,7 @@ ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--output", default="/tmp/hf_trainer_out")
 ap.add_argument("--eval_every", type=int, default=500, help="dev evaluation every N steps (beamtune: --eval_every)")
+ap.add_argument("--max_steps", type=int, default=-1, help="stop after N optimizer steps (throughput runs); -1: --epochs decide")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
@@ -57,7 +58,7 @@ class DS(torch.utils.data.Dataset):
 train, dev = DS(a.train), DS(a.dev)
 n_labels = len(set(train.labels))
 model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels)
-args = TrainingArguments(output_dir=a.output, num_train_epochs=a.epochs, learning_rate=a.lr,
+args = TrainingArguments(output_dir=a.output, num_train_epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr,
     per_device_train_batch_size=a.batch_size, per_device_eval_batch_size=64, warmup_ratio=a.warmup_ratio,
     weight_decay=a.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear", seed=a.seed,
     group_by_length=True, eval_strategy="steps", eval_steps=a.eval_every, save_strategy="no", logging_steps=200, report_to=[],
@@ -76,4 +77,5 @@ best_step, best_acc = max(evals, key=lambda x: x[1])
 print(json.dumps({"peer": "hf-trainer", "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
                   "seed": a.seed, "threads": a.threads, "dev_accuracy": ev["eval_accuracy"],
                   "best_dev_accuracy": best_acc, "best_step": best_step, "evals": evals,
-                  "train_seconds": train_s, "train_examples_per_s": len(train) * a.epochs / train_s}))
+                  "steps": tr.state.global_step, "train_seconds": train_s,
+                  "train_examples_per_s": tr.state.global_step * a.batch_size / train_s}))
