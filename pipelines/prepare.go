@@ -101,6 +101,10 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	}
 	if old, err := transforms.ReadManifest(ctx, o.Output); err == nil && old.Fingerprint == fp {
 		slog.Info("prepare: output already holds this dataset; nothing to do", "output", o.Output, "fingerprint", fp[:12])
+		// Chunks a run could not delete (its deletes kept failing, or it
+		// reported failure after its manifest landed) are removed here:
+		// with the dataset complete, nothing else would ever remove them.
+		removeSpill(ctx, o.Output, fp)
 		return &PrepareResult{Manifest: old, Skipped: true}, nil
 	}
 	plan, err := planShards(ctx, o, files)
@@ -115,9 +119,7 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	// The chunks are only the run's shuffle: drop them whether it worked or
 	// not (a failed run's chunks would otherwise sit in a folder no manifest
 	// names until a later run's cleanup).
-	if rmErr := storage.RemoveAll(ctx, storage.Join(o.Output, spillDir(fp))); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
-		slog.Warn("prepare: cannot remove the spill folder", "dir", spillDir(fp), "err", rmErr)
-	}
+	removeSpill(ctx, o.Output, fp)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +275,14 @@ func isGzip(ctx context.Context, path string) (bool, error) {
 // spillDir is where a run's shard chunks wait, relative to the output.
 func spillDir(fp string) string { return "data-" + fp[:12] + "/_spill" }
 
+// removeSpill deletes the shard chunks of the run with fingerprint fp. They
+// are scratch: a failure only leaves garbage, so it is logged, not returned.
+func removeSpill(ctx context.Context, out, fp string) {
+	if err := storage.RemoveAll(ctx, storage.Join(out, spillDir(fp))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("prepare: cannot remove the spill folder", "dir", spillDir(fp), "err", err)
+	}
+}
+
 // buildPrepare wires the pipeline so that nothing proportional to the corpus
 // goes through a GroupByKey or a side input, which prism and the direct
 // runner hold in memory: one pass per file reads, tokenizes and spills each
@@ -311,7 +321,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 	base := transforms.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg}
 	base.Tokenizer.Path, base.Tokenizer.SHA256, base.Tokenizer.MaxLength = tokPath, tokSHA, o.MaxLength
 	base.Rejected.DeadLetter = deadLetter
-	beam.ParDo0(s.Scope("WriteManifest"), &transforms.WriteManifestFn{Root: o.Output, Base: base, MaxBadFraction: o.MaxBadFraction},
+	beam.ParDo0(s.Scope("WriteManifest"), &transforms.WriteManifestFn{Root: o.Output, Base: base, MaxBadFraction: o.MaxBadFraction, Inputs: len(files)},
 		beam.Impulse(s),
 		beam.SideInput{Input: shards}, beam.SideInput{Input: st}, beam.SideInput{Input: labels},
 		beam.SideInput{Input: badCounts}, beam.SideInput{Input: dedupeCounts},

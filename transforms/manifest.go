@@ -160,6 +160,9 @@ type WriteManifestFn struct {
 	Root           string
 	Base           Manifest // fields the driver knows: fingerprint, tokenizer, config...
 	MaxBadFraction float64
+	// Inputs is how many input files the dataset must account for (0: not
+	// checked).
+	Inputs int
 }
 
 func (fn *WriteManifestFn) ProcessElement(ctx context.Context, _ []byte, shards func(*ShardInfo) bool, stats func(*Stats) bool,
@@ -242,9 +245,51 @@ func (fn *WriteManifestFn) ProcessElement(ctx context.Context, _ []byte, shards 
 		m.Shards = append(m.Shards, s)
 	}
 	sort.Slice(m.Shards, func(i, j int) bool { return m.Shards[i].Path < m.Shards[j].Path })
+	// Prism goes on running later stages after a bundle has failed, with
+	// that bundle's output missing from their side inputs: without this
+	// check a failed run published a manifest of no shards, which a rerun
+	// then took for the finished dataset (TestPrepareThroughFaultyGCS).
+	if err := m.checkComplete(fn.Inputs, dl); err != nil {
+		return fmt.Errorf("%s not written: %w", storage.Join(fn.Root, ManifestFile), err)
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
 	return storage.WriteFile(ctx, storage.Join(fn.Root, ManifestFile), append(data, '\n'))
+}
+
+// checkComplete reports a dataset that does not account for its inputs:
+// an input file not read, records read that are neither in a shard nor
+// removed by dedupe, or rejected records missing from the dead letter
+// (deadLetterRows is how many it holds). Each means some step's output was
+// lost.
+func (m *Manifest) checkComplete(inputs int, deadLetterRows int64) error {
+	if inputs > 0 && len(m.Inputs) != inputs {
+		return fmt.Errorf("%d of %d input files were read", len(m.Inputs), inputs)
+	}
+	var read, kept, inShards int64
+	for _, f := range m.Inputs {
+		read += f.Records
+	}
+	for _, sp := range m.Splits {
+		kept += sp.Rows
+	}
+	for _, s := range m.Shards {
+		inShards += s.Rows
+	}
+	removed := m.Dedupe.Duplicates + m.Dedupe.ConflictsResolved + m.Dedupe.ConflictsDropped
+	for _, n := range m.Dedupe.Leakage {
+		removed += n
+	}
+	if inShards != kept {
+		return fmt.Errorf("the shards hold %d rows, the split summaries count %d", inShards, kept)
+	}
+	if kept+removed != read {
+		return fmt.Errorf("%d records were read, but the shards hold %d and dedupe removed %d", read, kept, removed)
+	}
+	if deadLetterRows != m.Rejected.Total {
+		return fmt.Errorf("%d records were rejected, but the dead letter holds %d", m.Rejected.Total, deadLetterRows)
+	}
+	return nil
 }

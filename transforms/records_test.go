@@ -164,7 +164,7 @@ func TestRecordLimitExact(t *testing.T) {
 				if len(rec) != n {
 					t.Fatalf("%s: built %d bytes, want %d", format, len(rec), n)
 				}
-				data := build[format](limit/2 + 4) + "\n" + rec + end
+				data := build[format](limit/2+4) + "\n" + rec + end
 				good, bad := parseAll(t, data, ParseConfig{Format: format, Fields: fields[format], MaxRecordBytes: limit})
 				name := fmt.Sprintf("%s %d bytes ending %q", format, n, end)
 				if len(good) == 0 || good[0].Line != 1 {
