@@ -73,6 +73,18 @@ func TestAdamWMatchesTorch(t *testing.T) {
 		if err := ZeroGrad(m.Params()); err != nil {
 			t.Fatal(err)
 		}
+		// Set to None, not zeroed: the next backward stores fresh gradients.
+		for _, p := range m.Params() {
+			g, err := p.T.Grad(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defined, _ := g.Defined()
+			drop(g)
+			if defined {
+				t.Fatalf("step %d: %s still has a gradient after ZeroGrad", step, p.Name)
+			}
+		}
 		drop(loss, lab, b.InputIDs, b.TokenTypeIDs, b.AttentionMask)
 		out.Free()
 	}

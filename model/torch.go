@@ -8,6 +8,8 @@ package model
 // void at_set_num_threads(int n_threads);
 // int atc_cuda_is_available();
 // int atc_cuda_device_count();
+// // Added to libtch by scripts/setup.sh (gotch patch 5).
+// void at_reset_grad(void *);
 import "C"
 
 import (
@@ -134,6 +136,14 @@ func WithGrad(enabled bool, fn func() error) error {
 	}
 	defer lib.AtGradSetEnabled(prev)
 	return fn()
+}
+
+// resetGrad sets t's gradient to None (undefined), so the next backward
+// stores a fresh one; Grad then reports it as not defined.
+func resetGrad(t *ts.Tensor) error {
+	defer LockThread()() // libtorch's last error is per OS thread
+	C.at_reset_grad(t.Ctensor())
+	return ts.TorchErr()
 }
 
 // NoGrad runs fn without recording autograd history.

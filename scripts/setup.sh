@@ -171,6 +171,13 @@ GO
   #    which an optimizer step does hundreds of times. Free the old handle first.
   perl -0pi -e 's/^(\s*)ts\.ctensor = \*ptr\n/$1lib.AtFree(ts.ctensor)\n$1ts.ctensor = *ptr\n/mg' "$GOTCH.tmp/ts/tensor-generated.go"
   grep -q 'lib.AtFree(ts.ctensor)' "$GOTCH.tmp/ts/tensor-generated.go" || die "gotch patch 4 (in-place handles) did not apply"
+  # 5. at_reset_grad: set a gradient to None, as PyTorch's zero_grad(set_to_none=True).
+  #    gotch can only zero it in place, so every step costs a zeroing pass and backward
+  #    accumulates into the old buffer (read + write) instead of storing a fresh one:
+  #    with SST-2's short sentences that was ~8% of a training step (BENCHMARKS.md).
+  perl -0pi -e 's/\n#include "torch_api_generated.h"/\nvoid at_reset_grad(tensor);\n\n#include "torch_api_generated.h"/' "$GOTCH.tmp/libtch/torch_api.h"
+  printf '\nvoid at_reset_grad(tensor t) { PROTECT(t->mutable_grad().reset();) }\n' >> "$GOTCH.tmp/libtch/torch_api.cpp"
+  grep -q 'void at_reset_grad(tensor);' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 5 (reset grad) did not apply"
   touch "$GOTCH.tmp/.complete"
   mv "$GOTCH.tmp" "$GOTCH"
 fi
