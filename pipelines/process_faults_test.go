@@ -23,6 +23,25 @@ import (
 // arbitrary moments leaves nothing half-done visible, and a rerun completes.
 // (Training killed mid-epoch is transforms.TestTrainResumeAfterSIGKILL.)
 
+// peakRSSLine starts the line a child prints with its own peak RSS.
+const peakRSSLine = "beamtune-child-peak-rss-kib "
+
+// reportPeakRSS prints this process's peak RSS (VmHWM) for the parent. The
+// parent cannot use its rusage Maxrss: Go starts children with vfork, so
+// until exec the child shares, and is charged for, the parent's pages, and
+// Maxrss would report the (large) test process rather than the child.
+func reportPeakRSS() {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Println(peakRSSLine + strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+}
+
 // TestProcessFaultChild is the process the tests below kill; it only runs
 // when asked through BEAMTUNE_FAULT_CHILD.
 func TestProcessFaultChild(t *testing.T) {
@@ -38,7 +57,9 @@ func TestProcessFaultChild(t *testing.T) {
 		if err := json.Unmarshal([]byte(arg), &o); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := RunPrepare(ctx, o); err != nil {
+		_, err := RunPrepare(ctx, o)
+		reportPeakRSS()
+		if err != nil {
 			t.Fatal(err)
 		}
 	case "retrain":

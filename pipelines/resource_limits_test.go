@@ -7,8 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,11 +64,18 @@ func runPrepareChild(t *testing.T, o PrepareOptions) (out string, ok bool, maxRS
 	if cmd.ProcessState == nil {
 		t.Fatalf("child did not run: %v", err)
 	}
-	ru, isRusage := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !isRusage {
-		t.Fatalf("no rusage for the child on this platform")
+	// The child's own VmHWM (see reportPeakRSS), not rusage's Maxrss.
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, peakRSSLine); ok {
+			kib, perr := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if perr != nil {
+				t.Fatalf("child peak RSS line %q: %v", line, perr)
+			}
+			return buf.String(), err == nil, kib * 1024, took
+		}
 	}
-	return buf.String(), err == nil, ru.Maxrss * 1024, took // Maxrss is in KiB on Linux
+	t.Fatalf("the child did not report its peak RSS:\n%s", tail(buf.String()))
+	return "", false, 0, 0
 }
 
 // TestPrepareTwoGiBLine: a 2 GiB line is drained, not held. A file that is
