@@ -28,4 +28,11 @@ if [ ! -f "$OUT/labels-only/student/_COMPLETE" ]; then
   /usr/bin/time -v $BT distill --data="$OUT/data" --teacher="$OUT/teacher" --student_layers=0,2,4 --output="$OUT/labels-only" \
     --epochs=3 --lr=1.5e-4 --alpha=0 "${COMMON[@]}" >> "$OUT/labels-only.log" 2>&1
 fi
+if [ ! -f "$OUT/hidden/student/_COMPLETE" ]; then
+  # The distilled student plus the hidden-state loss: MSE between the student's [CLS]
+  # vector after each layer and the teacher's after the layer it was copied from
+  # (default map 1:1,2:3,3:5; same widths, so no projection).
+  /usr/bin/time -v $BT distill --data="$OUT/data" --teacher="$OUT/teacher" --student_layers=0,2,4 --output="$OUT/hidden" \
+    --epochs=3 --lr=1.5e-4 --alpha=0.5 --temperature=2 --hidden_mse=1 "${COMMON[@]}" >> "$OUT/hidden.log" 2>&1
+fi
 echo "sst2_full: done; see $OUT/*-trials.json"
