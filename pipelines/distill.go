@@ -175,7 +175,7 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 	base := *src
 	base.Fingerprint, base.DataDir, base.Shards, base.TeacherHiddenLayers = fp, dataDir, nil, hidden
 	base.CreatedAt = ""
-	beam.ParDo0(s.Scope("WriteManifest"), &writeDistillManifestFn{Root: out, Base: base}, beam.Impulse(s), beam.SideInput{Input: written})
+	beam.ParDo0(s.Scope("WriteManifest"), &writeDistillManifestFn{Root: out, Base: base, Shards: len(shards)}, beam.Impulse(s), beam.SideInput{Input: written})
 	start := time.Now()
 	if _, err := run(ctx, o.Runner, p); err != nil {
 		return err
@@ -184,10 +184,14 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 	return nil
 }
 
-// writeDistillManifestFn writes the distillation dataset's manifest last.
+// writeDistillManifestFn writes the distillation dataset's manifest last,
+// and only when every shard was written: prism can run this step after a
+// shard's bundle failed, and a manifest of part of the shards would make the
+// next run skip the teacher pass and train the student on part of the data.
 type writeDistillManifestFn struct {
-	Root string
-	Base transforms.Manifest
+	Root   string
+	Base   transforms.Manifest
+	Shards int // how many shards the teacher pass writes
 }
 
 func (fn *writeDistillManifestFn) ProcessElement(ctx context.Context, _ []byte, shards func(*transforms.ShardInfo) bool) error {
@@ -196,6 +200,9 @@ func (fn *writeDistillManifestFn) ProcessElement(ctx context.Context, _ []byte, 
 	var s transforms.ShardInfo
 	for shards(&s) {
 		m.Shards = append(m.Shards, s)
+	}
+	if len(m.Shards) != fn.Shards {
+		return fmt.Errorf("teacher logits: %d of %d shards written; writing no manifest", len(m.Shards), fn.Shards)
 	}
 	sort.Slice(m.Shards, func(i, j int) bool { return m.Shards[i].Path < m.Shards[j].Path })
 	data, err := json.MarshalIndent(m, "", "  ")

@@ -166,7 +166,7 @@ func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 	p, s := beam.NewPipelineWithRoot()
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Trials"), jobs))
 	results := beam.ParDo(s.Scope("Train"), &transforms.TrainFn{}, col)
-	beam.ParDo0(s.Scope("SelectAndPublish"), &selectBestFn{Output: o.Output, Name: o.Name}, beam.Impulse(s), beam.SideInput{Input: results})
+	beam.ParDo0(s.Scope("SelectAndPublish"), &selectBestFn{Output: o.Output, Name: o.Name, Trials: len(jobs)}, beam.Impulse(s), beam.SideInput{Input: results})
 	if _, err := run(ctx, o.Runner, p); err != nil {
 		return nil, err
 	}
@@ -181,9 +181,12 @@ func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 	return &res, nil
 }
 
-// selectBestFn chooses the winning trial and publishes it.
+// selectBestFn chooses the winning trial and publishes it, once every trial
+// has reported: prism can run this step after a trial's bundle failed, and a
+// winner picked from part of the sweep must not be published.
 type selectBestFn struct {
 	Output, Name string
+	Trials       int // how many trials the sweep has
 }
 
 func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results func(*transforms.TrialResult) bool) error {
@@ -192,8 +195,8 @@ func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results fu
 	for results(&r) {
 		all = append(all, r)
 	}
-	if len(all) == 0 {
-		return fmt.Errorf("no trial finished")
+	if len(all) != fn.Trials {
+		return fmt.Errorf("%d of %d trials finished; publishing nothing", len(all), fn.Trials)
 	}
 	sort.Slice(all, func(i, j int) bool {
 		a, b := all[i], all[j]
