@@ -28,8 +28,8 @@ if [ ! -f "$OUT/labels-only/student/_COMPLETE" ]; then
   /usr/bin/time -v $BT distill --data="$OUT/data" --teacher="$OUT/teacher" --student_layers=0,2,4 --output="$OUT/labels-only" \
     --epochs=3 --lr=1.5e-4 --alpha=0 "${COMMON[@]}" >> "$OUT/labels-only.log" 2>&1
 fi
-if [ ! -f "$OUT/hidden/student/_COMPLETE" ]; then
-  # The distilled student plus the hidden-state loss: MSE between the student's [CLS]
+if [ "${HIDDEN:-0}" = 1 ] && [ ! -f "$OUT/hidden/student/_COMPLETE" ]; then
+  # HIDDEN=1: the distilled student plus the hidden-state loss: MSE between the student's [CLS]
   # vector after each layer and the teacher's after the layer it was copied from
   # (default map 1:1,2:3,3:5; same widths, so no projection).
   /usr/bin/time -v $BT distill --data="$OUT/data" --teacher="$OUT/teacher" --student_layers=0,2,4 --output="$OUT/hidden" \
