@@ -11,6 +11,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--model", required=True)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--steps", type=int, default=5)
+ap.add_argument("--seq", type=int, default=128)
+ap.add_argument("--phases", action="store_true", help="time forward, backward, clip, AdamW and zero_grad apart")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(1)
@@ -20,7 +22,7 @@ decay = [p for n, p in m.named_parameters() if not (n.endswith(".bias") or "Laye
 no_decay = [p for n, p in m.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=2e-5)
 g = torch.Generator().manual_seed(1)
-ids = torch.randint(1000, m.config.vocab_size, (32, 128), generator=g)
+ids = torch.randint(1000, m.config.vocab_size, (32, a.seq), generator=g)
 mask = torch.ones_like(ids)
 labels = torch.randint(0, 2, (32,), generator=g)
 
@@ -32,7 +34,30 @@ def step():
     opt.zero_grad(set_to_none=True)
     return out.loss.item()
 
+def phased_step(acc):
+    t0 = time.perf_counter()
+    out = m(input_ids=ids, attention_mask=mask, labels=labels)
+    t1 = time.perf_counter()
+    out.loss.backward()
+    t2 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    t3 = time.perf_counter()
+    opt.step()
+    t4 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    t5 = time.perf_counter()
+    for k, d in zip(("forward", "backward", "clip", "adamw", "zero_grad"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        acc[k] = acc.get(k, 0.0) + d
+
 step()  # warm-up
+if a.phases:
+    acc = {}
+    for _ in range(a.steps):
+        phased_step(acc)
+    total = sum(acc.values())
+    print(json.dumps({"peer": "pytorch-eager", "torch": torch.__version__, "threads": a.threads, "steps": a.steps, "seq": a.seq,
+                      **{k + "_ms": round(v / a.steps * 1e3, 2) for k, v in acc.items()}, "examples_per_s": 32 * a.steps / total}))
+    raise SystemExit
 t = time.perf_counter()
 for _ in range(a.steps):
     step()

@@ -195,3 +195,75 @@ func BenchmarkMemoryTinySteps(b *testing.B) {
 	b.ReportMetric(float64(steps)/time.Since(start).Seconds(), "steps/s")
 	b.Logf("%d steps: RSS %.1f MB at step 1,000, %.1f MB at step %d, growth %.1f MB", steps, at1k, end, steps, end-at1k)
 }
+
+// BenchmarkTrainStepPhases times each phase of a train step (forward,
+// backward, clipping, AdamW, clearing gradients) in ms, at batch 32 and
+// BEAMTUNE_BENCH_SEQ tokens (default 16, about SST-2's mean training row), where
+// per-step costs weigh most. Peer: bench/train_step_peer.py --phases.
+func BenchmarkTrainStepPhases(b *testing.B) {
+	dir := DefaultModelDir()
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+		b.Skipf("pretrained model not installed: %v", err)
+	}
+	seq := 16
+	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
+		seq = n
+	}
+	defer LockThread()()
+	SetThreads(benchThreads())
+	Seed(1)
+	m, _, err := Load(dir, LoadOptions{Labels: []string{"neg", "pos"}, Device: gotch.CPU})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Free()
+	opt, err := NewAdamW(m.Params(), DefaultAdamW())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Free()
+	rng := rand.New(rand.NewSource(1))
+	batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
+	trainStep(b, m, opt, batch, labels, 2e-5)
+	var phase [5]time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		out, err := m.Forward(batch, true, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		loss, err := CrossEntropy(out.Logits, labels)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := loss.Backward(); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if _, err := ClipGradNorm(m.Params(), 1.0); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if err := opt.Step(2e-5); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		if err := ZeroGrad(m.Params()); err != nil {
+			b.Fatal(err)
+		}
+		t5 := time.Now()
+		drop(loss)
+		out.Free()
+		for j, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t5.Sub(t4)} {
+			phase[j] += d
+		}
+	}
+	var total time.Duration
+	for j, name := range []string{"forward", "backward", "clip", "adamw", "zero_grad"} {
+		b.ReportMetric(float64(phase[j].Microseconds())/1e3/float64(b.N), name+"_ms")
+		total += phase[j]
+	}
+	b.ReportMetric(float64(32*b.N)/total.Seconds(), "examples/s")
+}

@@ -1,9 +1,16 @@
 package model
 
+// #cgo CFLAGS: -O3
+// #include "adamw.h"
+import "C"
+
 import (
 	"fmt"
 	"math"
+	"sync"
+	"unsafe"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -29,6 +36,7 @@ type AdamW struct {
 	params []*Param
 	m, v   []*ts.Tensor // first and second moments, one per parameter
 	steps  int64
+	opByOp bool // no fused update (tests)
 }
 
 // NewAdamW creates zeroed moments for params.
@@ -64,23 +72,50 @@ func (o *AdamW) Free() {
 // Step applies one update with learning rate lr, using the gradients left by
 // Backward. It is the single-tensor form of torch.optim.AdamW:
 //
-//	p ← p·(1 − lr·wd);  m ← lerp(m, g, 1−β1);  v ← lerp(v, g², 1−β2)
+//	p ← p·(1 − lr·wd);  m ← lerp(m, g, 1−β1);  v ← β2·v + (1−β2)·g²
 //	p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
+//
+// Float32 CPU parameters are updated by one fused pass per parameter
+// (adamw.c), split across the libtorch thread count: the op-by-op form is
+// eight passes over memory, a quarter of a training step on short sentences
+// (BENCHMARKS.md). Other parameters (CUDA) take the op-by-op form.
 func (o *AdamW) Step(lr float64) error {
 	o.steps++
 	bc1 := 1 - math.Pow(o.cfg.Beta1, float64(o.steps))
 	bc2 := 1 - math.Pow(o.cfg.Beta2, float64(o.steps))
 	stepSize := lr / bc1
 	return NoGrad(func() error {
+		fused := fusedAdamW{opByOp: o.opByOp}
+		defer fused.free()
 		for i, p := range o.params {
+			ok, err := fused.add(p, o.m[i], o.v[i], o.decay(p, lr))
+			if err != nil {
+				return fmt.Errorf("adamw %s: %w", p.Name, err)
+			}
+			if ok {
+				continue
+			}
 			if err := o.update(p, o.m[i], o.v[i], lr, stepSize, math.Sqrt(bc2)); err != nil {
 				return fmt.Errorf("adamw %s: %w", p.Name, err)
 			}
 		}
+		fused.run(C.beamtune_adamw_step{
+			one_minus_beta1: C.float(1 - o.cfg.Beta1), beta2: C.float(o.cfg.Beta2), one_minus_beta2: C.float(1 - o.cfg.Beta2),
+			bias_correction2_sqrt: C.float(math.Sqrt(bc2)), eps: C.float(o.cfg.Eps), neg_step_size: C.float(-stepSize),
+		}, Threads())
 		return nil
 	})
 }
 
+// decay is the factor weight decay multiplies p by this step.
+func (o *AdamW) decay(p *Param, lr float64) float64 {
+	if p.Decay && o.cfg.WeightDecay != 0 {
+		return 1 - lr*o.cfg.WeightDecay
+	}
+	return 1
+}
+
+// update is the op-by-op form of Step for one parameter.
 func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64) error {
 	g, err := p.T.Grad(false)
 	if err != nil {
@@ -90,24 +125,29 @@ func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64)
 	if ok, _ := g.Defined(); !ok {
 		return nil // the parameter took no part in the loss
 	}
-	if p.Decay && o.cfg.WeightDecay != 0 {
-		if err := scalarOp(1-lr*o.cfg.WeightDecay, p.T.MulScalar_); err != nil {
+	if d := o.decay(p, lr); d != 1 {
+		if err := scalarOp(d, p.T.MulScalar_); err != nil {
 			return err
 		}
 	}
 	if err := lerp(m, g, 1-o.cfg.Beta1); err != nil {
 		return err
 	}
+	if err := scalarOp(o.cfg.Beta2, v.MulScalar_); err != nil {
+		return err
+	}
 	g2, err := g.Square(false)
 	if err != nil {
 		return err
 	}
-	err = lerp(v, g2, 1-o.cfg.Beta2)
+	err = scalarOp(1-o.cfg.Beta2, g2.MulScalar_)
+	if err == nil {
+		err = v.Add_(g2)
+	}
 	drop(g2)
 	if err != nil {
 		return err
 	}
-	// denom = (√v/√bc2 + ε)·(−1/stepSize), so that p += m/denom is the update.
 	denom, err := v.Sqrt(false)
 	if err != nil {
 		return err
@@ -119,10 +159,136 @@ func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64)
 	if err := scalarOp(o.cfg.Eps, denom.AddScalar_); err != nil {
 		return err
 	}
-	if err := scalarOp(-1/stepSize, denom.MulScalar_); err != nil {
+	ratio, err := m.Div(denom, false)
+	if err != nil {
 		return err
 	}
-	return p.T.Addcdiv_(m, denom)
+	defer drop(ratio)
+	if err := scalarOp(-stepSize, ratio.MulScalar_); err != nil {
+		return err
+	}
+	return p.T.Add_(ratio)
+}
+
+// fusedAdamW collects the parameters that adamw.c can update: float32, on
+// the CPU, contiguous, with a gradient.
+type fusedAdamW struct {
+	segs  []C.beamtune_adamw_seg
+	grads []*ts.Tensor // held until the update ran
+
+	// opByOp sends every parameter the op-by-op way (tests compare the two).
+	opByOp bool
+	total int64
+}
+
+// add queues p for the fused update; false means it needs the op-by-op form.
+// A parameter without a gradient is skipped, as in update.
+func (f *fusedAdamW) add(p *Param, m, v *ts.Tensor, decay float64) (bool, error) {
+	if f.opByOp || p.T.DType() != gotch.Float {
+		return false, nil
+	}
+	if dev, err := p.T.Device(); err != nil || dev.Name != gotch.CPU.Name {
+		return false, err
+	}
+	g, err := p.T.Grad(false)
+	if err != nil {
+		return false, err
+	}
+	if ok, _ := g.Defined(); !ok {
+		drop(g)
+		return true, nil
+	}
+	var ptrs [4]unsafe.Pointer
+	for i, t := range []*ts.Tensor{p.T, g, m, v} {
+		c, err := t.IsContiguous()
+		if err == nil && (!c || t.DType() != gotch.Float) {
+			drop(g)
+			return false, nil
+		}
+		if err == nil {
+			ptrs[i], err = t.DataPtr()
+		}
+		if err != nil {
+			drop(g)
+			return false, err
+		}
+	}
+	n := numel(Shape(p.T))
+	if n != numel(Shape(g)) || n != numel(Shape(m)) || n != numel(Shape(v)) {
+		drop(g)
+		return false, nil
+	}
+	f.grads = append(f.grads, g)
+	f.segs = append(f.segs, C.beamtune_adamw_seg{
+		p: (*C.float)(ptrs[0]), g: (*C.float)(ptrs[1]), m: (*C.float)(ptrs[2]), v: (*C.float)(ptrs[3]),
+		n: C.int64_t(n), decay: C.float(decay),
+	})
+	f.total += n
+	return true, nil
+}
+
+// run updates every queued parameter, the elements split evenly across up
+// to `threads` goroutines (libtorch's pool is idle during the update).
+func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
+	if len(f.segs) == 0 {
+		return
+	}
+	const minPerThread = 1 << 16 // below this a second thread costs more than it saves
+	workers := int(max(1, min(int64(threads), f.total/minPerThread)))
+	if workers == 1 {
+		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c)
+		return
+	}
+	// Cut the concatenated ranges into `workers` parts; cuts fall on multiples
+	// of 16 elements so every part starts 64-byte aligned within its tensor.
+	per := (f.total/int64(workers) + 15) &^ 15
+	parts := make([][]C.beamtune_adamw_seg, 0, workers)
+	var cur []C.beamtune_adamw_seg
+	room := per
+	for _, s := range f.segs {
+		for s.n > 0 {
+			k := min(int64(s.n), room)
+			part := s
+			part.n = C.int64_t(k)
+			cur = append(cur, part)
+			s.p, s.g, s.m, s.v = advance(s.p, k), advance(s.g, k), advance(s.m, k), advance(s.v, k)
+			s.n -= C.int64_t(k)
+			if room -= k; room == 0 {
+				parts, cur, room = append(parts, cur), nil, per
+				if len(parts) == workers-1 {
+					room = math.MaxInt64 // the last part takes the rest
+				}
+			}
+		}
+	}
+	if len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	var wg sync.WaitGroup
+	for _, part := range parts[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			C.beamtune_adamw(&part[0], C.int(len(part)), &c)
+		}()
+	}
+	C.beamtune_adamw(&parts[0][0], C.int(len(parts[0])), &c)
+	wg.Wait()
+}
+
+func (f *fusedAdamW) free() { drop(f.grads...); f.grads = nil }
+
+// advance is p + k elements.
+func advance(p *C.float, k int64) *C.float {
+	return (*C.float)(unsafe.Add(unsafe.Pointer(p), k*4))
+}
+
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	return n
 }
 
 func lerp(x, end *ts.Tensor, w float64) error {

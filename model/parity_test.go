@@ -69,10 +69,20 @@ func rowsTensor(t *testing.T, data []int64, cols, lo, hi int) *ts.Tensor {
 	return x
 }
 
+// maxAbsDiff is the largest |a-b|; a NaN on either side counts as +Inf (a
+// plain math.Max would carry the NaN, and every "> bound" check would pass),
+// as do slices of different lengths.
 func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
 	m := 0.0
 	for i := range a {
-		m = math.Max(m, math.Abs(float64(a[i])-float64(b[i])))
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		if math.IsNaN(d) {
+			return math.Inf(1)
+		}
+		m = math.Max(m, d)
 	}
 	return m
 }
