@@ -178,7 +178,7 @@ type fusedAdamW struct {
 
 	// opByOp sends every parameter the op-by-op way (tests compare the two).
 	opByOp bool
-	total int64
+	total  int64
 }
 
 // add queues p for the fused update; false means it needs the op-by-op form.
