@@ -111,6 +111,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 			return nil, fmt.Errorf("model %s predicts labels [%s], the dataset has [%s]", m.Name, got, strings.Join(man.Labels, ","))
 		}
 	}
+	if o.Challenger != "" && !seen[o.Challenger] {
+		return nil, fmt.Errorf("--challenger %q is not one of the models", o.Challenger)
+	}
 	if len(o.LengthEdges) == 0 {
 		o.LengthEdges = []int32{16, 32, 64, 128}
 	}
@@ -127,6 +130,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	metrics := transforms.EvaluateMetrics(s, all, man.Labels, o.Seed)
 	slices := transforms.SliceMetricsOf(s, all, man.Labels, o.Seed, o.LengthEdges)
 	partsPath := storage.Join(o.Output, ".metrics-"+fmt.Sprint(time.Now().UnixNano())+".json")
+	// The driver's hand-off file, removed however the run ends (prism can run
+	// CollectMetrics and still fail the job on another bundle).
+	defer func() { _ = storage.Remove(context.WithoutCancel(ctx), partsPath) }()
 	beam.ParDo0(s.Scope("CollectMetrics"), &writeEvalPartsFn{Path: partsPath}, beam.Impulse(s),
 		beam.SideInput{Input: metrics}, beam.SideInput{Input: slices})
 	if _, err := run(ctx, o.Runner, p); err != nil {
@@ -136,7 +142,6 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if err != nil {
 		return nil, err
 	}
-	_ = storage.Remove(ctx, partsPath)
 	var parts evalParts
 	if err := json.Unmarshal(data, &parts); err != nil {
 		return nil, err
@@ -180,10 +185,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		rep.Comparisons = append(rep.Comparisons, transforms.Compare(rep.Models[0], m))
 	}
 	if o.Challenger != "" {
-		ch, ok := byName[o.Challenger]
-		if !ok {
-			return nil, fmt.Errorf("--challenger %q is not one of the models", o.Challenger)
-		}
+		ch := byName[o.Challenger] // checked before the run
 		g := transforms.Gate(o.Gate, *ch, byName["champion"])
 		rep.Gate = &g
 		if champ := byName["champion"]; champ != nil {

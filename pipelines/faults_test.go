@@ -481,13 +481,9 @@ func TestPrepareShardWriteFailureLeavesNoManifest(t *testing.T) {
 	modelDir := needModel(t)
 	ctx := context.Background()
 	logs := teeLogs(t)
-	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	opts := func(out string) PrepareOptions {
-		o := DefaultPrepareOptions()
-		o.Train = []string{abs("../testdata/sample/sst2_train.tsv")}
-		o.Validation = []string{abs("../testdata/sample/sst2_dev.tsv")}
-		o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
-		o.ModelDir, o.MaxLength, o.Output, o.ShardBytes = modelDir, 64, out, 32<<10
+		o := sampleSST2Options(modelDir, out)
+		o.ShardBytes = 32 << 10
 		return o
 	}
 	clean, err := RunPrepare(ctx, opts(t.TempDir()))

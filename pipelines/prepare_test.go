@@ -28,6 +28,18 @@ func needModel(t *testing.T) string {
 	return dir
 }
 
+// sampleSST2Options prepares the bundled SST-2 sample (testdata/sample) into
+// out, by absolute paths so that child processes can run the same options.
+func sampleSST2Options(modelDir, out string) PrepareOptions {
+	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
+	o := DefaultPrepareOptions()
+	o.Train = []string{abs("../testdata/sample/sst2_train.tsv")}
+	o.Validation = []string{abs("../testdata/sample/sst2_dev.tsv")}
+	o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, out
+	return o
+}
+
 // shardRows reads every shard of a split.
 func shardRows(t *testing.T, out string, m *transforms.Manifest, split string) []transforms.ShardRow {
 	t.Helper()

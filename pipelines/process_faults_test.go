@@ -216,15 +216,7 @@ func TestPrepareSIGKILL(t *testing.T) {
 		t.Skip("runs several prepares: skipped with -short")
 	}
 	ctx := context.Background()
-	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	opts := func(out string) PrepareOptions {
-		o := DefaultPrepareOptions()
-		o.Train = []string{abs("../testdata/sample/sst2_train.tsv")}
-		o.Validation = []string{abs("../testdata/sample/sst2_dev.tsv")}
-		o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
-		o.ModelDir, o.MaxLength, o.Output = modelDir, 64, out
-		return o
-	}
+	opts := func(out string) PrepareOptions { return sampleSST2Options(modelDir, out) }
 	ref, err := RunPrepare(ctx, opts(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)

@@ -142,7 +142,21 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A challenger that is not among the models is refused before any inference runs.
+	_, err = RunEvaluate(context.Background(), EvaluateOptions{
+		Data: po.Output, Split: "validation", Output: filepath.Join(dir, "report-bad"),
+		Models: []NamedModel{{Name: "teacher", Dir: teacher.ModelDir}}, Challenger: "nobody", Device: "cpu",
+	})
+	if err == nil || !strings.Contains(err.Error(), `--challenger "nobody"`) {
+		t.Errorf("evaluate with an unknown challenger: err = %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "report-bad")); serr == nil {
+		t.Errorf("evaluate with an unknown challenger wrote %s", filepath.Join(dir, "report-bad"))
+	}
 	r := ev.Report
+	if left, _ := filepath.Glob(filepath.Join(dir, "report", ".metrics-*")); len(left) > 0 {
+		t.Errorf("evaluate left its hand-off file behind: %v", left)
+	}
 	for _, f := range []string{"report.json", "report.md", "report.html"} {
 		if _, err := os.Stat(filepath.Join(dir, "report", f)); err != nil {
 			t.Errorf("report lacks %s", f)
