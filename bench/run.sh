@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== tokenizer (beamtune vs HF tokenizers, one core)"; bench/tokenizer_bench.sh
 echo "== train step (beamtune vs PyTorch eager)"; bench/train_step.sh
+echo "== train step phases at SST-2 lengths (beamtune vs PyTorch eager)"; bench/train_step_phases.sh
 echo "== memory (20,000 steps, 2-layer model)"; (cd model && go test -run '^$' -bench MemoryTiny -benchtime=1x -count=1 .)
 echo "== prepare at scale (prism and direct)"; SIZES="${SIZES:-10 100}" bench/prepare_scale.sh

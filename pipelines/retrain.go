@@ -308,15 +308,22 @@ func modelFingerprint(ctx context.Context, dir string) (string, error) {
 // RetrainRunID computes the run id of a configuration against the inputs
 // as they are now (see the comment at the top of this file).
 func RetrainRunID(ctx context.Context, c RetrainConfig) (string, error) {
+	id, _, err := retrainRunID(ctx, c)
+	return id, err
+}
+
+// retrainRunID also returns the prepare fingerprint it used, which the
+// prepare stage's marker then records: one look at the inputs per run.
+func retrainRunID(ctx context.Context, c RetrainConfig) (id, prepareFP string, err error) {
 	pfp, err := PrepareFingerprint(ctx, c.prepareOptions("(not used by the fingerprint)"))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	mfp, err := modelFingerprint(ctx, c.Model)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return "r-" + hashOf(c, pfp, mfp)[:12], nil
+	return "r-" + hashOf(c, pfp, mfp)[:12], pfp, nil
 }
 
 // RunRetrain runs (or resumes, or confirms) one retrain under the model's
@@ -328,7 +335,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	ttl, _ := c.leaseTTL()
-	runID, err := RetrainRunID(ctx, c)
+	runID, prepFP, err := retrainRunID(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +358,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 		}()
 	}
 
-	r := &retrainRun{o: o, c: c, reg: reg, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
+	r := &retrainRun{o: o, c: c, reg: reg, prepFP: prepFP, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
 	slog.Info("retrain: run", "name", c.Name, "run_id", runID, "dir", r.res.RunDir)
 	if err := r.run(ctx); err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
@@ -363,10 +370,11 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 }
 
 type retrainRun struct {
-	o   RetrainOptions
-	c   RetrainConfig
-	reg Registry
-	res *RetrainResult
+	o      RetrainOptions
+	c      RetrainConfig
+	reg    Registry
+	prepFP string // the prepare fingerprint the run id was computed from
+	res    *RetrainResult
 }
 
 func (r *retrainRun) path(elem ...string) string { return storage.Join(r.res.RunDir, elem...) }
@@ -416,11 +424,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	}
 
 	po := c.prepareOptions(r.path("data"))
-	prepFP, err := PrepareFingerprint(ctx, po)
-	if err != nil {
-		return err
-	}
-	if _, err := r.stage(ctx, "prepare", hashOf("prepare", prepFP), func() (map[string]string, error) {
+	if _, err := r.stage(ctx, "prepare", hashOf("prepare", r.prepFP), func() (map[string]string, error) {
 		po.Runner = r.o.Runner
 		res, err := RunPrepare(ctx, po)
 		if err != nil {
@@ -431,7 +435,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 		return err
 	}
 
-	trainFP := hashOf("train", prepFP, c.Model, c.Train)
+	trainFP := hashOf("train", r.prepFP, c.Model, c.Train)
 	if _, err := r.stage(ctx, "train", trainFP, func() (map[string]string, error) {
 		res, err := RunTrain(ctx, TrainOptions{Data: po.Output, Init: c.Model, Output: r.res.RunDir, Name: "teacher",
 			Config: c.Train.TrainConfig, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
