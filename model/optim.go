@@ -239,9 +239,9 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c)
 		return
 	}
-	// Cut the concatenated ranges into `workers` parts; cuts fall on multiples
-	// of 16 elements so every part starts 64-byte aligned within its tensor.
-	per := (f.total/int64(workers) + 15) &^ 15
+	// Cut the concatenated ranges into `workers` parts of equal length; a cut
+	// may fall inside a tensor (the kernel's loads do not assume alignment).
+	per := (f.total + int64(workers) - 1) / int64(workers)
 	parts := make([][]C.beamtune_adamw_seg, 0, workers)
 	var cur []C.beamtune_adamw_seg
 	room := per
