@@ -177,7 +177,7 @@ func (p *Parser) Next() (*Record, *BadRecord, error) {
 		}
 		switch p.cfg.Format {
 		case TSV:
-			return p.fromFields(ln, strings.Split(string(trimCR(ln.data)), "\t"))
+			return p.fromFields(ln, strings.Split(string(ln.data), "\t"))
 		case CSV:
 			fields, end, reason := p.csvRecord(ln)
 			if reason != "" {
@@ -187,7 +187,7 @@ func (p *Parser) Next() (*Record, *BadRecord, error) {
 		case JSONL:
 			return p.fromJSON(ln)
 		case Text:
-			return p.validate(ln, &Record{Text: strings.TrimRight(string(trimCR(ln.data)), " ")})
+			return p.validate(ln, &Record{Text: strings.TrimRight(string(ln.data), " ")})
 		}
 		return nil, nil, fmt.Errorf("unsupported format %q", p.cfg.Format)
 	}
@@ -202,8 +202,6 @@ func (p *Parser) nextLine() (line, error) {
 	return p.lines.next()
 }
 
-func trimCR(b []byte) []byte { return bytes.TrimSuffix(b, []byte{'\r'}) }
-
 func (p *Parser) bad(ln line, reason string) *BadRecord {
 	raw := ln.data
 	return &BadRecord{Source: p.source, Line: ln.no, Reason: reason, Raw: string(raw), RawBytes: ln.size, RawTruncated: int64(len(raw)) < ln.size}
@@ -213,7 +211,7 @@ func (p *Parser) readHeader(ln line) error {
 	var names []string
 	switch p.cfg.Format {
 	case TSV:
-		names = strings.Split(string(trimCR(ln.data)), "\t")
+		names = strings.Split(string(ln.data), "\t")
 	case CSV:
 		fields, _, reason := p.csvRecord(ln)
 		if reason != "" {
@@ -398,7 +396,7 @@ func firstInvalid(s string) int {
 // as bad and pushes the lines after it back, so parsing resumes there and no
 // good record is lost.
 func (p *Parser) csvRecord(first line) (fields []string, rec line, reason string) {
-	buf := append([]byte(nil), trimCR(first.data)...)
+	buf := append([]byte(nil), first.data...)
 	var extra []line
 	rec = first
 	for {
@@ -413,7 +411,7 @@ func (p *Parser) csvRecord(first line) (fields []string, rec line, reason string
 		// Open quote: the record continues on the next line.
 		ln, err := p.lines.next()
 		// The joined record holds the line break between the lines too.
-		if err != nil || ln.tooLong || len(buf)+1+len(trimCR(ln.data)) > p.cfg.MaxRecordBytes || len(extra) >= maxCSVLines {
+		if err != nil || ln.tooLong || len(buf)+1+len(ln.data) > p.cfg.MaxRecordBytes || len(extra) >= maxCSVLines {
 			if err == nil {
 				extra = append(extra, ln)
 			}
@@ -421,7 +419,7 @@ func (p *Parser) csvRecord(first line) (fields []string, rec line, reason string
 			return nil, first, "unterminated quoted field"
 		}
 		extra = append(extra, ln)
-		buf = append(append(buf, '\n'), trimCR(ln.data)...)
+		buf = append(append(buf, '\n'), ln.data...)
 	}
 }
 
@@ -477,8 +475,8 @@ func splitCSV(b []byte) ([]string, csvState) {
 }
 
 // lineReader yields lines with their numbers. A line's size and data exclude
-// its break ("\n" or "\r\n"), so the record limit means the same whether or
-// not the last line of a file ends with one. A line longer than max is
+// its break ("\n", "\r\n", or a CR that ends the file), so the record limit
+// means the same whether or not the last line of a file ends with one. A line longer than max is
 // drained without being held and returned with tooLong set and its first
 // min(max, MaxRawKept) bytes.
 type lineReader struct {
@@ -521,11 +519,21 @@ func (l *lineReader) next() (line, error) {
 	}
 	l.no++
 	brk := 0
-	if n := len(chunk); n > 0 && chunk[n-1] == '\n' {
+	last := prev // the line's last byte
+	if n := len(chunk); n > 0 {
+		last = chunk[n-1]
+	}
+	switch {
+	case last == '\n':
 		brk = 1
-		if n > 1 && chunk[n-2] == '\r' || n == 1 && prev == '\r' {
+		if n := len(chunk); n > 1 && chunk[n-2] == '\r' || n == 1 && prev == '\r' {
 			brk = 2
 		}
+	case last == '\r':
+		// A last line ended by a lone CR (a CRLF file cut after its CR): the
+		// CR is the break, as bufio.ScanLines treats it. Only ever one CR is
+		// a break: "a\r\r\n" is the line "a\r".
+		brk = 1
 	}
 	size -= int64(brk)
 	if size > int64(l.max) {

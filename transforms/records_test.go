@@ -200,3 +200,42 @@ func TestRecordLimitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestLineBreaks: a line ends at "\n", "\r\n", or (last line only) a lone CR
+// or the end of the file, and exactly one break is removed: the fuzzer found
+// "0\r\r\n" read as "0", its second CR taken for a break too.
+func TestLineBreaks(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"a\nb", []string{"a", "b"}},
+		{"a\r\nb\r\n", []string{"a", "b"}},
+		{"a\r\r\nb", []string{"a\r", "b"}},
+		{"a\nb\r", []string{"a", "b"}},
+		{"a\nb\r\r", []string{"a", "b\r"}},
+		{"a\rb\n", []string{"a\rb"}},
+	} {
+		p, err := NewParser(strings.NewReader(c.in), "in", ParseConfig{Format: Text, Fields: Fields{Text: []string{"text"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			r, b, err := p.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b != nil {
+				t.Fatalf("%q: dead letter %q", c.in, b.Reason)
+			}
+			got = append(got, r.Text)
+		}
+		if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", c.want) {
+			t.Errorf("%q: lines %q, want %q", c.in, got, c.want)
+		}
+	}
+}
