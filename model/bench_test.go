@@ -82,30 +82,39 @@ func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor
 	return v
 }
 
-// BenchmarkTrainStepMiniLM: forward+backward+AdamW examples/s for
-// all-MiniLM-L6-v2 with a 2-class head, batch 32, sequence 128 (the peer is
-// bench/train_step_peer.py, PyTorch eager on the same libtorch 2.1.0).
-func BenchmarkTrainStepMiniLM(b *testing.B) {
+// miniLMStep loads all-MiniLM-L6-v2 with a 2-class head and AdamW on
+// benchThreads threads, draws a [32, seq] batch and runs one warm-up step
+// (allocator, lazy init). The caller has locked its thread and frees m and opt.
+func miniLMStep(b *testing.B, seq int) (*Bert, *AdamW, Batch, *ts.Tensor) {
 	dir := DefaultModelDir()
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
 		b.Skipf("pretrained model not installed: %v", err)
 	}
-	defer LockThread()()
 	SetThreads(benchThreads())
 	Seed(1)
 	m, _, err := Load(dir, LoadOptions{Labels: []string{"neg", "pos"}, Device: gotch.CPU})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Free()
 	opt, err := NewAdamW(m.Params(), DefaultAdamW())
 	if err != nil {
+		m.Free()
 		b.Fatal(err)
 	}
-	defer opt.Free()
 	rng := rand.New(rand.NewSource(1))
-	batch, labels := randomBatch(b, rng, 32, 128, m.Config.VocabSize, 2)
-	trainStep(b, m, opt, batch, labels, 2e-5) // warm-up: allocator, lazy init
+	batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
+	trainStep(b, m, opt, batch, labels, 2e-5)
+	return m, opt, batch, labels
+}
+
+// BenchmarkTrainStepMiniLM: forward+backward+AdamW examples/s for
+// all-MiniLM-L6-v2 with a 2-class head, batch 32, sequence 128 (the peer is
+// bench/train_step_peer.py, PyTorch eager on the same libtorch 2.1.0).
+func BenchmarkTrainStepMiniLM(b *testing.B) {
+	defer LockThread()()
+	m, opt, batch, labels := miniLMStep(b, 128)
+	defer m.Free()
+	defer opt.Free()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -201,30 +210,14 @@ func BenchmarkMemoryTinySteps(b *testing.B) {
 // BEAMTUNE_BENCH_SEQ tokens (default 16, about SST-2's mean training row), where
 // per-step costs weigh most. Peer: bench/train_step_peer.py --phases.
 func BenchmarkTrainStepPhases(b *testing.B) {
-	dir := DefaultModelDir()
-	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-		b.Skipf("pretrained model not installed: %v", err)
-	}
 	seq := 16
 	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
 		seq = n
 	}
 	defer LockThread()()
-	SetThreads(benchThreads())
-	Seed(1)
-	m, _, err := Load(dir, LoadOptions{Labels: []string{"neg", "pos"}, Device: gotch.CPU})
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, opt, batch, labels := miniLMStep(b, seq)
 	defer m.Free()
-	opt, err := NewAdamW(m.Params(), DefaultAdamW())
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer opt.Free()
-	rng := rand.New(rand.NewSource(1))
-	batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
-	trainStep(b, m, opt, batch, labels, 2e-5)
 	var phase [5]time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
