@@ -51,8 +51,18 @@ func randomBatch(b testing.TB, rng *rand.Rand, bs, seq, vocab, classes int) (Bat
 	return Batch{InputIDs: x, AttentionMask: m}, l
 }
 
-// trainStep is one forward, backward, clip and AdamW step, freeing everything it made.
-func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor, lr float64) float32 {
+// trainStep is one forward, backward, clip and AdamW step, freeing everything
+// it made. With phases non-nil it adds each phase's time there: forward (with
+// the loss), backward, clipping, AdamW, clearing gradients.
+func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor, lr float64, phases *[5]time.Duration) float32 {
+	last := time.Now()
+	mark := func(i int) {
+		if phases != nil {
+			now := time.Now()
+			phases[i] += now.Sub(last)
+			last = now
+		}
+	}
 	out, err := m.Forward(batch, true, false)
 	if err != nil {
 		b.Fatal(err)
@@ -61,18 +71,23 @@ func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor
 	if err != nil {
 		b.Fatal(err)
 	}
+	mark(0)
 	if err := loss.Backward(); err != nil {
 		b.Fatal(err)
 	}
+	mark(1)
 	if _, err := ClipGradNorm(m.Params(), 1.0); err != nil {
 		b.Fatal(err)
 	}
+	mark(2)
 	if err := opt.Step(lr); err != nil {
 		b.Fatal(err)
 	}
+	mark(3)
 	if err := ZeroGrad(m.Params()); err != nil {
 		b.Fatal(err)
 	}
+	mark(4)
 	v, err := Float32Scalar(loss)
 	if err != nil {
 		b.Fatal(err)
@@ -103,7 +118,7 @@ func miniLMStep(b *testing.B, seq int) (*Bert, *AdamW, Batch, *ts.Tensor) {
 	}
 	rng := rand.New(rand.NewSource(1))
 	batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
-	trainStep(b, m, opt, batch, labels, 2e-5)
+	trainStep(b, m, opt, batch, labels, 2e-5, nil)
 	return m, opt, batch, labels
 }
 
@@ -118,7 +133,7 @@ func BenchmarkTrainStepMiniLM(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		trainStep(b, m, opt, batch, labels, 2e-5)
+		trainStep(b, m, opt, batch, labels, 2e-5, nil)
 	}
 	el := time.Since(start).Seconds()
 	b.ReportMetric(float64(32*b.N)/el, "examples/s")
@@ -189,7 +204,7 @@ func BenchmarkMemoryTinySteps(b *testing.B) {
 	start := time.Now()
 	for i := 1; i <= steps; i++ {
 		batch, labels := randomBatch(b, rng, 16, 32, m.Config.VocabSize, 3)
-		trainStep(b, m, opt, batch, labels, 1e-3)
+		trainStep(b, m, opt, batch, labels, 1e-3, nil)
 		drop(batch.InputIDs, batch.AttentionMask, labels)
 		if i == 1000 {
 			runtime.GC()
@@ -221,37 +236,7 @@ func BenchmarkTrainStepPhases(b *testing.B) {
 	var phase [5]time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		out, err := m.Forward(batch, true, false)
-		if err != nil {
-			b.Fatal(err)
-		}
-		loss, err := CrossEntropy(out.Logits, labels)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := loss.Backward(); err != nil {
-			b.Fatal(err)
-		}
-		t2 := time.Now()
-		if _, err := ClipGradNorm(m.Params(), 1.0); err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
-		if err := opt.Step(2e-5); err != nil {
-			b.Fatal(err)
-		}
-		t4 := time.Now()
-		if err := ZeroGrad(m.Params()); err != nil {
-			b.Fatal(err)
-		}
-		t5 := time.Now()
-		drop(loss)
-		out.Free()
-		for j, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t5.Sub(t4)} {
-			phase[j] += d
-		}
+		trainStep(b, m, opt, batch, labels, 2e-5, &phase)
 	}
 	var total time.Duration
 	for j, name := range []string{"forward", "backward", "clip", "adamw", "zero_grad"} {
