@@ -26,34 +26,32 @@ ids = torch.randint(1000, m.config.vocab_size, (32, a.seq), generator=g)
 mask = torch.ones_like(ids)
 labels = torch.randint(0, 2, (32,), generator=g)
 
-def step():
-    out = m(input_ids=ids, attention_mask=mask, labels=labels)
-    out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return out.loss.item()
+PHASES = ("forward", "backward", "clip", "adamw", "zero_grad")
 
-def phased_step(acc):
-    t0 = time.perf_counter()
+def step(acc=None):
+    """One training step; with acc, adds each phase's seconds to it (as the Go
+    benchmark's trainStep does)."""
+    marks = [time.perf_counter()]
     out = m(input_ids=ids, attention_mask=mask, labels=labels)
-    t1 = time.perf_counter()
+    marks.append(time.perf_counter())
     out.loss.backward()
-    t2 = time.perf_counter()
+    marks.append(time.perf_counter())
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-    t3 = time.perf_counter()
+    marks.append(time.perf_counter())
     opt.step()
-    t4 = time.perf_counter()
+    marks.append(time.perf_counter())
     opt.zero_grad(set_to_none=True)
-    t5 = time.perf_counter()
-    for k, d in zip(("forward", "backward", "clip", "adamw", "zero_grad"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-        acc[k] = acc.get(k, 0.0) + d
+    marks.append(time.perf_counter())
+    if acc is not None:
+        for k, a0, a1 in zip(PHASES, marks, marks[1:]):
+            acc[k] = acc.get(k, 0.0) + a1 - a0
+    return out.loss.item()
 
 step()  # warm-up
 if a.phases:
     acc = {}
     for _ in range(a.steps):
-        phased_step(acc)
+        step(acc)
     total = sum(acc.values())
     print(json.dumps({"peer": "pytorch-eager", "torch": torch.__version__, "threads": a.threads, "steps": a.steps, "seq": a.seq,
                       **{k + "_ms": round(v / a.steps * 1e3, 2) for k, v in acc.items()}, "examples_per_s": 32 * a.steps / total}))

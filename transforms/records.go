@@ -476,9 +476,9 @@ func splitCSV(b []byte) ([]string, csvState) {
 
 // lineReader yields lines with their numbers. A line's size and data exclude
 // its break ("\n", "\r\n", or a CR that ends the file), so the record limit
-// means the same whether or not the last line of a file ends with one. A line longer than max is
-// drained without being held and returned with tooLong set and its first
-// min(max, MaxRawKept) bytes.
+// means the same whether or not the last line of a file ends with one. A line
+// longer than max is drained without being held and returned with tooLong set
+// and its first min(max, MaxRawKept) bytes.
 type lineReader struct {
 	r   *bufio.Reader
 	max int
