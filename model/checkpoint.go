@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/beamtune/beamtune/model/pickle"
 	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -23,11 +24,12 @@ const (
 	ConfigFile      = "config.json"
 	SafetensorsFile = "model.safetensors"
 	PytorchFile     = "pytorch_model.bin"
+	TokenizerFile   = "tokenizer.json" // HF tokenizers' format, which beamtune tokenizes with
 )
 
 // TokenizerFiles are copied next to exported weights so the folder is a
 // complete HF model (AutoTokenizer loads it) and beamtune can tokenize with it.
-var TokenizerFiles = []string{"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}
+var TokenizerFiles = []string{TokenizerFile, "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}
 
 // LoadOptions tunes Load.
 type LoadOptions struct {
@@ -226,7 +228,7 @@ func readWeights(dir string) (weightSource, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		return src, "pytorch_model.bin", nil
+		return src, PytorchFile, nil
 	}
 	return nil, "", fmt.Errorf("%s: no %s or %s", dir, SafetensorsFile, PytorchFile)
 }
@@ -249,15 +251,16 @@ func (s stSource) tensor(key string, dev Device) (*ts.Tensor, []int64, error) {
 }
 
 // binSource reads a pytorch_model.bin. The file is checked whole by
-// openTorchFile (pickle.go) before any tensor is read, and tensors are then
-// read one at a time in pure Go: gotch's pickle reader is not used, since it
-// trusts the sizes in the file and exits the process (Must*) on a bad view.
+// pickle.Open (package model/pickle) before any tensor is read, and tensors
+// are then read one at a time in pure Go: gotch's pickle reader is not used,
+// since it trusts the sizes in the file and exits the process (Must*) on a
+// bad view.
 type binSource struct {
 	f  *os.File
-	tf *torchFile
+	tf *pickle.File
 }
 
-// openBin opens and checks path. A refused file gives a *PickleError whose
+// openBin opens and checks path. A refused file gives a *pickle.Error whose
 // File is path.
 func openBin(path string) (binSource, error) {
 	f, err := os.Open(path)
@@ -272,10 +275,10 @@ func openBin(path string) (binSource, error) {
 		f.Close()
 		return binSource{}, err
 	}
-	tf, err := openTorchFile(f, st.Size(), PickleLimits{})
+	tf, err := pickle.Open(f, st.Size(), pickle.Limits{})
 	if err != nil {
 		f.Close()
-		var pe *PickleError
+		var pe *pickle.Error
 		if errors.As(err, &pe) {
 			pe.File = path
 			return binSource{}, pe
@@ -285,10 +288,10 @@ func openBin(path string) (binSource, error) {
 	return binSource{f: f, tf: tf}, nil
 }
 
-func (b binSource) names() []string { return slices.Clone(b.tf.names) }
+func (b binSource) names() []string { return b.tf.Names() }
 func (b binSource) close()          { _ = b.f.Close() }
 func (b binSource) tensor(key string, dev Device) (*ts.Tensor, []int64, error) {
-	vals, shape, err := b.tf.float32s(key)
+	vals, shape, err := b.tf.Float32s(key)
 	if err != nil {
 		return nil, shape, err
 	}

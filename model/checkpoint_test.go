@@ -1,11 +1,16 @@
 package model
 
 import (
+	"archive/zip"
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/beamtune/beamtune/model/pickle"
 	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/sugarme/gotch"
 )
@@ -153,4 +158,70 @@ func TestLoadPytorchBin(t *testing.T) {
 			t.Errorf("%s differs by %g between .bin and safetensors", p.Name, d)
 		}
 	}
+}
+
+// A malicious pytorch_model.bin is refused by Load, with the global and the
+// file named, and its command never runs.
+func TestLoadRefusesMaliciousPickle(t *testing.T) {
+	defer LockThread()()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "pwned")
+	cfg, err := os.ReadFile(filepath.Join("..", "testdata", "parity", "tiny-bert-bin", ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, PytorchFile)
+	if err := os.WriteFile(bin, osSystemZip(t, "touch "+marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := Load(dir, LoadOptions{Device: gotch.CPU})
+	if err == nil {
+		m.Free()
+		t.Fatal("a pickle calling os.system was loaded")
+	}
+	var pe *pickle.Error
+	if !errors.As(err, &pe) || pe.Global != "os.system" || pe.File != bin || pe.Member != "archive/data.pkl" || pe.Offset != 2 {
+		t.Fatalf("err = %#v", err)
+	}
+	for _, s := range []string{bin, `"os.system"`, "archive/data.pkl", "not allowed"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message %q does not mention %s", err, s)
+		}
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the payload ran: %s exists", marker)
+	}
+}
+
+// osSystemZip is the classic pickle exploit, by hand: a torch-style zip whose
+// archive/data.pkl is GLOBAL 'os' 'system', a command, TUPLE1, REDUCE (the
+// bytes model/pickle's test helper of the same name writes).
+func osSystemZip(t testing.TB, command string) []byte {
+	pkl := []byte{0x80, 2}                // PROTO 2
+	pkl = append(pkl, "cos\nsystem\n"...) // GLOBAL 'os' 'system', at byte 2
+	pkl = append(pkl, 'X')                // BINUNICODE: uint32 length, UTF-8 bytes
+	pkl = binary.LittleEndian.AppendUint32(pkl, uint32(len(command)))
+	pkl = append(pkl, command...)
+	pkl = append(pkl, 0x85, 'R', '.') // TUPLE1, REDUCE, STOP
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{"archive/data.pkl", pkl}, {"archive/byteorder", []byte("little")}} {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: m.name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

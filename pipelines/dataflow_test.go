@@ -18,6 +18,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/transforms"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	df "google.golang.org/api/dataflow/v1b3"
@@ -229,7 +230,7 @@ func TestDataflowDryRunPrepare(t *testing.T) {
 	o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
 	o.Output = "gs://" + dfBucket + "/datasets/sst2"
 	var files []transforms.InputFile
-	for split, name := range map[string]string{transforms.SplitTrain: "sst2_train.tsv", transforms.SplitValidation: "sst2_dev.tsv"} {
+	for split, name := range map[string]string{dataset.SplitTrain: "sst2_train.tsv", dataset.SplitValidation: "sst2_dev.tsv"} {
 		path := filepath.Join("..", "testdata", "sample", name)
 		f, err := transforms.ParseFormat(o.Format, path)
 		if err != nil {

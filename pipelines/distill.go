@@ -15,13 +15,15 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, []byte, func(*transforms.ShardInfo) bool, error](&writeDistillManifestFn{})
+	register.DoFn3x1[context.Context, []byte, func(*dataset.ShardInfo) bool, error](&writeDistillManifestFn{})
 	beam.RegisterType(reflect.TypeOf((*writeDistillManifestFn)(nil)).Elem())
 }
 
@@ -34,7 +36,7 @@ type DistillOptions struct {
 	StudentLayers []int
 	StudentInit   string
 	Output        string // run folder: distill-data/, trials, student/
-	Config        transforms.TrainConfig
+	Config        trainer.Config
 	Sweep         map[string][]string
 	InferBatch    int
 	Device        string
@@ -69,7 +71,7 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 		init, layers = o.StudentInit, nil
 	}
 	res, err := RunTrain(ctx, TrainOptions{
-		Data: data, Init: init, Output: o.Output, Name: "student", Config: o.Config, Sweep: o.Sweep,
+		Data: data, Init: init, Output: o.Output, Name: StudentModel, Config: o.Config, Sweep: o.Sweep,
 		StudentLayers: layers, Device: o.Device, Threads: o.Threads, Resume: o.Resume, Runner: o.Runner,
 	})
 	if err != nil {
@@ -95,9 +97,9 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
 	}
-	var pairs []transforms.LayerPair
+	var pairs []trainer.LayerPair
 	if o.Config.HiddenLayerMap != "" {
-		if pairs, err = transforms.ParseLayerMap(o.Config.HiddenLayerMap); err != nil {
+		if pairs, err = trainer.ParseLayerMap(o.Config.HiddenLayerMap); err != nil {
 			return nil, err
 		}
 	} else {
@@ -109,22 +111,22 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 			}
 			depth = student.NumHiddenLayers
 		}
-		pairs = transforms.DefaultLayerMap(o.StudentLayers, depth, teacher.NumHiddenLayers)
+		pairs = trainer.DefaultLayerMap(o.StudentLayers, depth, teacher.NumHiddenLayers)
 	}
 	for _, p := range pairs {
 		if p.Teacher > teacher.NumHiddenLayers {
 			return nil, fmt.Errorf("hidden_layer_map %s: the teacher has hidden states 0..%d, not %d",
-				transforms.FormatLayerMap(pairs), teacher.NumHiddenLayers, p.Teacher)
+				trainer.FormatLayerMap(pairs), teacher.NumHiddenLayers, p.Teacher)
 		}
 	}
-	o.Config.HiddenLayerMap = transforms.FormatLayerMap(pairs)
+	o.Config.HiddenLayerMap = trainer.FormatLayerMap(pairs)
 	slog.Info("distill: hidden-state loss", "layer_map", o.Config.HiddenLayerMap)
-	return transforms.TeacherLayers(pairs), nil
+	return trainer.TeacherLayers(pairs), nil
 }
 
 // readModelConfig reads a model folder's config.json (local or gs://).
 func readModelConfig(ctx context.Context, dir string) (*model.Config, error) {
-	path := storage.Join(dir, "config.json")
+	path := storage.Join(dir, model.ConfigFile)
 	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
 	if err != nil {
 		return nil, err
@@ -137,7 +139,7 @@ func readModelConfig(ctx context.Context, dir string) (*model.Config, error) {
 // for), and a manifest. It is skipped when the folder already holds exactly
 // that for this teacher and dataset.
 func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []int) error {
-	src, err := transforms.ReadManifest(ctx, o.Data)
+	src, err := dataset.ReadManifest(ctx, o.Data)
 	if err != nil {
 		return err
 	}
@@ -154,12 +156,12 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 		}
 		fp += "/hidden-" + strings.Join(layers, ",")
 	}
-	if old, err := transforms.ReadManifest(ctx, out); err == nil && old.Fingerprint == fp {
+	if old, err := dataset.ReadManifest(ctx, out); err == nil && old.Fingerprint == fp {
 		slog.Info("distill: teacher logits already computed", "data", out)
 		return nil
 	}
-	var shards []transforms.ShardInfo
-	for _, split := range []string{transforms.SplitTrain, transforms.SplitValidation} {
+	var shards []dataset.ShardInfo
+	for _, split := range []string{dataset.SplitTrain, dataset.SplitValidation} {
 		shards = append(shards, src.ShardsOf(split)...)
 	}
 	if len(shards) == 0 {
@@ -190,14 +192,14 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 // next run skip the teacher pass and train the student on part of the data.
 type writeDistillManifestFn struct {
 	Root   string
-	Base   transforms.Manifest
+	Base   dataset.Manifest
 	Shards int // how many shards the teacher pass writes
 }
 
-func (fn *writeDistillManifestFn) ProcessElement(ctx context.Context, _ []byte, shards func(*transforms.ShardInfo) bool) error {
+func (fn *writeDistillManifestFn) ProcessElement(ctx context.Context, _ []byte, shards func(*dataset.ShardInfo) bool) error {
 	m := fn.Base
 	m.CreatedAt = time.Now().UTC().Format(time.RFC3339)
-	var s transforms.ShardInfo
+	var s dataset.ShardInfo
 	for shards(&s) {
 		m.Shards = append(m.Shards, s)
 	}
@@ -209,5 +211,5 @@ func (fn *writeDistillManifestFn) ProcessElement(ctx context.Context, _ []byte, 
 	if err != nil {
 		return err
 	}
-	return storage.WriteFile(ctx, storage.Join(fn.Root, transforms.ManifestFile), append(data, '\n'))
+	return storage.WriteFile(ctx, storage.Join(fn.Root, dataset.ManifestFile), append(data, '\n'))
 }

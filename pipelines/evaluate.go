@@ -14,7 +14,9 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/transforms"
 )
@@ -50,7 +52,7 @@ type EvaluateOptions struct {
 	// (one of Models) gated against it.
 	Champion   string
 	Challenger string
-	Gate       transforms.GateConfig
+	Gate       report.GateConfig
 	Output     string // report folder (local or gs://)
 
 	LengthEdges []int32 // token-length slice bounds
@@ -66,7 +68,7 @@ type EvaluateOptions struct {
 
 // EvaluateResult is the written report.
 type EvaluateResult struct {
-	Report *transforms.Report
+	Report *report.Report
 	Dir    string
 }
 
@@ -78,15 +80,15 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if o.Data == "" || len(o.Models) == 0 || o.Output == "" {
 		return nil, fmt.Errorf("evaluate needs --data, at least one --model and --output")
 	}
-	man, err := transforms.ReadManifest(ctx, o.Data)
+	man, err := dataset.ReadManifest(ctx, o.Data)
 	if err != nil {
 		return nil, err
 	}
 	split := o.Split
 	if split == "" {
-		split = transforms.SplitTest
+		split = dataset.SplitTest
 		if len(man.ShardsOf(split)) == 0 {
-			split = transforms.SplitValidation
+			split = dataset.SplitValidation
 		}
 	}
 	shards := man.ShardsOf(split)
@@ -95,7 +97,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	}
 	models := append([]NamedModel(nil), o.Models...)
 	if o.Champion != "" {
-		models = append(models, NamedModel{Name: "champion", Dir: o.Champion})
+		models = append(models, NamedModel{Name: ChampionModel, Dir: o.Champion})
 	}
 	seen := map[string]bool{}
 	for _, m := range models {
@@ -147,12 +149,12 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		return nil, err
 	}
 
-	rep := &transforms.Report{Schema: transforms.ReportSchema, CreatedAt: time.Now().UTC().Format(time.RFC3339), Dataset: o.Data, Split: split}
+	rep := &report.Report{Schema: report.Schema, CreatedAt: time.Now().UTC().Format(time.RFC3339), Dataset: o.Data, Split: split}
 	seqLen := o.SpeedSeqLen
 	if seqLen <= 0 {
 		seqLen = medianLength(man, split)
 	}
-	byName := map[string]*transforms.ModelReport{}
+	byName := map[string]*report.ModelReport{}
 	for _, m := range models {
 		mr, err := describeModel(ctx, m, o, seqLen)
 		if err != nil {
@@ -182,17 +184,17 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	}
 	rep.Examples = rep.Models[0].Metrics.Examples
 	for _, m := range rep.Models[1:] {
-		rep.Comparisons = append(rep.Comparisons, transforms.Compare(rep.Models[0], m))
+		rep.Comparisons = append(rep.Comparisons, report.Compare(rep.Models[0], m))
 	}
 	if o.Challenger != "" {
 		ch := byName[o.Challenger] // checked before the run
-		g := transforms.Gate(o.Gate, *ch, byName["champion"])
+		g := report.Gate(o.Gate, *ch, byName[ChampionModel])
 		rep.Gate = &g
-		if champ := byName["champion"]; champ != nil {
-			rep.Comparisons = append(rep.Comparisons, transforms.Compare(*champ, *ch))
+		if champ := byName[ChampionModel]; champ != nil {
+			rep.Comparisons = append(rep.Comparisons, report.Compare(*champ, *ch))
 		}
 	}
-	if err := transforms.WriteReport(ctx, o.Output, rep); err != nil {
+	if err := report.Write(ctx, o.Output, rep); err != nil {
 		return nil, err
 	}
 	return &EvaluateResult{Report: rep, Dir: o.Output}, nil
@@ -242,7 +244,7 @@ func loadModelConfig(ctx context.Context, dir string) (*model.Config, error) {
 }
 
 // medianLength is the median token length of a split, from the manifest's histogram.
-func medianLength(m *transforms.Manifest, split string) int {
+func medianLength(m *dataset.Manifest, split string) int {
 	sp := m.Splits[split]
 	var seen int64
 	for i, c := range sp.LengthHistogram {
@@ -256,15 +258,15 @@ func medianLength(m *transforms.Manifest, split string) int {
 
 // describeModel loads a model to count its parameters and time it, and reads
 // its size and training log.
-func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen int) (*transforms.ModelReport, error) {
-	mr := &transforms.ModelReport{Name: nm.Name, Dir: nm.Dir}
+func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen int) (*report.ModelReport, error) {
+	mr := &report.ModelReport{Name: nm.Name, Dir: nm.Dir}
 	if st, err := storage.Stat(ctx, storage.Join(nm.Dir, model.SafetensorsFile)); err == nil {
 		mr.SizeBytes = st.Size
 	}
-	if data, err := storage.ReadFile(ctx, storage.Join(nm.Dir, "training_log.jsonl")); err == nil {
+	if data, err := storage.ReadFile(ctx, storage.Join(nm.Dir, report.PublishedTrainLogFile)); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
-			var e transforms.LogEntry
+			var e report.LogEntry
 			if json.Unmarshal(sc.Bytes(), &e) == nil {
 				mr.TrainingLog = append(mr.TrainingLog, e)
 			}
@@ -296,7 +298,7 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
 	}
-	mr.Speed = transforms.Speed{Threads: sp.Threads, LatencyP50Ms: ms(sp.LatencyP50), LatencyP95Ms: ms(sp.LatencyP95), ExamplesPerSec: sp.ExamplesPerSec, SeqLen: seqLen}
+	mr.Speed = report.Speed{Threads: sp.Threads, LatencyP50Ms: ms(sp.LatencyP50), LatencyP95Ms: ms(sp.LatencyP95), ExamplesPerSec: sp.ExamplesPerSec, SeqLen: seqLen}
 	slog.Info("evaluate: speed", "model", nm.Name, "p50_ms", mr.Speed.LatencyP50Ms, "examples_per_s", mr.Speed.ExamplesPerSec, "threads", sp.Threads, "seq_len", seqLen)
 	return mr, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/storage/gcstest"
 	"github.com/beamtune/beamtune/transforms"
 )
@@ -84,7 +85,7 @@ func comparableManifest(t *testing.T, srv *gcstest.Server, dir string) (string, 
 	if err != nil {
 		return "", err
 	}
-	m, err := transforms.ParseManifest(data, dir)
+	m, err := dataset.ParseManifest(data, dir)
 	if err != nil {
 		t.Fatalf("%s/manifest.json is visible but does not parse: %v", dir, err)
 	}
@@ -492,7 +493,7 @@ func TestPrepareShardWriteFailureLeavesNoManifest(t *testing.T) {
 	}
 	var blocked string
 	for _, s := range clean.Manifest.Shards {
-		if s.Split == transforms.SplitTrain && strings.Contains(s.Path, "part-00003-of-") {
+		if s.Split == dataset.SplitTrain && strings.Contains(s.Path, "part-00003-of-") {
 			blocked = s.Path
 		}
 	}

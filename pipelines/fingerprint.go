@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 )
 
@@ -17,7 +18,7 @@ func PrepareFingerprint(ctx context.Context, o PrepareOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tok, err := storage.ReadFile(ctx, storage.Join(o.ModelDir, "tokenizer.json"))
+	tok, err := storage.ReadFile(ctx, storage.Join(o.ModelDir, model.TokenizerFile))
 	if err != nil {
 		return "", fmt.Errorf("tokenizer: %w", err)
 	}

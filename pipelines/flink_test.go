@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -157,7 +160,7 @@ func headLines(t *testing.T, src, dst string, n int, extra ...string) {
 	}
 }
 
-func shardSums(m *transforms.Manifest) string {
+func shardSums(m *dataset.Manifest) string {
 	var out []string
 	for _, s := range m.Shards {
 		out = append(out, s.Path+" "+s.SHA256)
@@ -249,10 +252,10 @@ func asJSON(v any) string {
 
 // portableChain is what prepare -> train -> evaluate produced on one runner.
 type portableChain struct {
-	prep  *transforms.Manifest
+	prep  *dataset.Manifest
 	data  string
 	train *TrainResult
-	eval  *transforms.Report
+	eval  *report.Report
 }
 
 // runChain prepares the tiny corpus, trains two three-step trials of
@@ -291,7 +294,7 @@ func runChain(t *testing.T, js *jobServer, runner, modelDir, trainTSV, devTSV, o
 		return err
 	})
 
-	cfg := transforms.DefaultTrainConfig()
+	cfg := trainer.DefaultConfig()
 	cfg.MaxSteps = 3
 	cfg.BatchSize = 8
 	cfg.LogEvery = 1
@@ -310,7 +313,7 @@ func runChain(t *testing.T, js *jobServer, runner, modelDir, trainTSV, devTSV, o
 
 	stage("evaluate", func(ctx context.Context) error {
 		res, err := RunEvaluate(ctx, EvaluateOptions{
-			Data: c.data, Split: transforms.SplitValidation, Output: filepath.Join(out, "report"),
+			Data: c.data, Split: dataset.SplitValidation, Output: filepath.Join(out, "report"),
 			Models: []NamedModel{{Name: "teacher", Dir: c.train.ModelDir}},
 			Seed:   1, InferBatch: 16, Device: "cpu", Threads: 1, SpeedRuns: 1, Runner: runner,
 		})
@@ -345,8 +348,8 @@ func compareChains(t *testing.T, name string, want, got *portableChain) {
 		}
 	}
 
-	trials := func(r *TrainResult) map[string]transforms.TrialResult {
-		m := map[string]transforms.TrialResult{}
+	trials := func(r *TrainResult) map[string]trainer.TrialResult {
+		m := map[string]trainer.TrialResult{}
 		for _, tr := range r.Trials {
 			m[tr.Trial] = tr
 		}
@@ -383,8 +386,8 @@ func compareChains(t *testing.T, name string, want, got *portableChain) {
 	if len(gm.Slices) == 0 {
 		t.Errorf("%s: the report has no slices", name)
 	}
-	if got.eval.Examples != want.eval.Examples || got.eval.Examples != got.prep.Splits[transforms.SplitValidation].Rows {
-		t.Errorf("%s: report scored %d examples, prism %d, validation split has %d", name, got.eval.Examples, want.eval.Examples, got.prep.Splits[transforms.SplitValidation].Rows)
+	if got.eval.Examples != want.eval.Examples || got.eval.Examples != got.prep.Splits[dataset.SplitValidation].Rows {
+		t.Errorf("%s: report scored %d examples, prism %d, validation split has %d", name, got.eval.Examples, want.eval.Examples, got.prep.Splits[dataset.SplitValidation].Rows)
 	}
 }
 

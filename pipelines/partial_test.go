@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/beamtune/beamtune/transforms"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 // iterate turns a slice into a Beam side-input iterator.
@@ -32,7 +33,7 @@ func TestNothingPublishedFromPartialInput(t *testing.T) {
 	dir := t.TempDir()
 
 	sel := &selectBestFn{Output: dir, Name: "teacher", Trials: 2}
-	err := sel.ProcessElement(ctx, nil, iterate([]transforms.TrialResult{{Trial: "lr=1e-4", BestAccuracy: 0.9, BestDir: filepath.Join(dir, "best")}}))
+	err := sel.ProcessElement(ctx, nil, iterate([]trainer.TrialResult{{Trial: "lr=1e-4", BestAccuracy: 0.9, BestDir: filepath.Join(dir, "best")}}))
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 trials finished") {
 		t.Errorf("a sweep with a missing trial: error %v", err)
 	}
@@ -42,20 +43,20 @@ func TestNothingPublishedFromPartialInput(t *testing.T) {
 		}
 	}
 
-	man := &writeDistillManifestFn{Root: dir, Base: transforms.Manifest{Schema: transforms.ManifestSchema}, Shards: 3}
-	err = man.ProcessElement(ctx, nil, iterate([]transforms.ShardInfo{{Split: "train", Path: "a"}, {Split: "validation", Path: "b"}}))
+	man := &writeDistillManifestFn{Root: dir, Base: dataset.Manifest{Schema: dataset.ManifestSchema}, Shards: 3}
+	err = man.ProcessElement(ctx, nil, iterate([]dataset.ShardInfo{{Split: "train", Path: "a"}, {Split: "validation", Path: "b"}}))
 	if err == nil || !strings.Contains(err.Error(), "2 of 3 shards written") {
 		t.Errorf("a teacher pass with a missing shard: error %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, transforms.ManifestFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, dataset.ManifestFile)); err == nil {
 		t.Error("a distillation manifest was written for part of the shards")
 	}
 	// All shards there: the manifest is written.
 	man.Shards = 2
-	if err := man.ProcessElement(ctx, nil, iterate([]transforms.ShardInfo{{Split: "train", Path: "a"}, {Split: "validation", Path: "b"}})); err != nil {
+	if err := man.ProcessElement(ctx, nil, iterate([]dataset.ShardInfo{{Split: "train", Path: "a"}, {Split: "validation", Path: "b"}})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, transforms.ManifestFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, dataset.ManifestFile)); err != nil {
 		t.Errorf("complete teacher pass: %v", err)
 	}
 }

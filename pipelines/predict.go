@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/transforms"
 )
@@ -43,8 +45,8 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !transforms.Published(ctx, o.Model) {
-		return nil, fmt.Errorf("%s is not a completely published model folder (no %s)", o.Model, transforms.CompleteMarker)
+	if !storage.Published(ctx, o.Model) {
+		return nil, fmt.Errorf("%s is not a completely published model folder (no %s)", o.Model, storage.CompleteMarker)
 	}
 	labels := cfg.Labels()
 	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
@@ -63,27 +65,30 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	records, bad, _ := beam.ParDo3(s.Scope("Read"), &transforms.ReadRecordsFn{}, inputs)
 	records = beam.Reshuffle(s.Scope("Spread"), records)
 	labelCol := beam.Create(s.Scope("ModelLabels"), labels)
-	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, "tokenizer.json"), MaxLength: o.MaxLength},
+	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, model.TokenizerFile), MaxLength: o.MaxLength},
 		records, beam.SideInput{Input: labelCol})
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Model, o.BatchSize, o.Device, o.Threads
 	preds := beam.ParDo(s.Scope("Predict"), fn, examples)
 	keyed := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyPredictionsFn{Shards: o.Shards}, preds)
-	written := beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels}, beam.GroupByKey(s, keyed))
-	_ = written
-	deadLetter := storage.Join(o.Output, "rejects.jsonl")
+	beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels}, beam.GroupByKey(s, keyed))
+	deadLetter := storage.Join(o.Output, dataset.DeadLetterFile)
 	beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: deadLetter},
 		beam.GroupByKey(s, beam.ParDo(s, keyDeadLetter, beam.Flatten(s, bad, badLabels))))
 	if _, err := run(ctx, o.Runner, p); err != nil {
 		return nil, err
 	}
 	res := &PredictResult{}
-	res.Files, err = storage.Glob(ctx, storage.Join(o.Output, "predictions-*.jsonl"))
+	res.Files, err = storage.Glob(ctx, storage.Join(o.Output, transforms.PredictionsGlob))
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(res.Files)
-	if ok, _ := storage.Exists(ctx, deadLetter); ok {
+	ok, err := storage.Exists(ctx, deadLetter)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
 		res.DeadLetter = deadLetter
 	}
 	return res, nil

@@ -18,6 +18,8 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/transforms"
 )
@@ -76,7 +78,7 @@ func DefaultPrepareOptions() PrepareOptions {
 
 // PrepareResult is what RunPrepare produced.
 type PrepareResult struct {
-	Manifest *transforms.Manifest
+	Manifest *dataset.Manifest
 	Skipped  bool // the output already held a manifest for the same inputs and options
 }
 
@@ -89,7 +91,7 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokPath := storage.Join(o.ModelDir, "tokenizer.json")
+	tokPath := storage.Join(o.ModelDir, model.TokenizerFile)
 	tokData, err := storage.ReadFile(ctx, tokPath)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -99,7 +101,7 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if old, err := transforms.ReadManifest(ctx, o.Output); err == nil && old.Fingerprint == fp {
+	if old, err := dataset.ReadManifest(ctx, o.Output); err == nil && old.Fingerprint == fp {
 		slog.Info("prepare: output already holds this dataset; nothing to do", "output", o.Output, "fingerprint", fp[:12])
 		// Chunks a run could not delete (its deletes kept failing, or it
 		// reported failure after its manifest landed) are removed here:
@@ -123,7 +125,7 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := transforms.ReadManifest(ctx, o.Output)
+	m, err := dataset.ReadManifest(ctx, o.Output)
 	if err != nil {
 		return nil, fmt.Errorf("prepare finished but its manifest cannot be read: %w", err)
 	}
@@ -190,7 +192,7 @@ func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFil
 	for _, g := range []struct {
 		pats  []string
 		split string
-	}{{o.Inputs, ""}, {o.Train, transforms.SplitTrain}, {o.Validation, transforms.SplitValidation}, {o.Test, transforms.SplitTest}} {
+	}{{o.Inputs, ""}, {o.Train, dataset.SplitTrain}, {o.Validation, dataset.SplitValidation}, {o.Test, dataset.SplitTest}} {
 		if err := add(g.pats, g.split); err != nil {
 			return nil, err
 		}
@@ -210,7 +212,10 @@ func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFil
 func prepareFingerprint(ctx context.Context, o PrepareOptions, files []transforms.InputFile, tokSHA string) (string, error) {
 	h := sha256.New()
 	o.Output = "" // where the data goes does not change what it is
-	cfg, _ := json.Marshal(o)
+	cfg, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint of the options: %w", err)
+	}
 	h.Write(cfg)
 	h.Write([]byte(tokSHA))
 	for _, f := range files {
@@ -244,12 +249,12 @@ func planShards(ctx context.Context, o PrepareOptions, files []transforms.InputF
 		}
 		switch split := f.Parse.Split; {
 		case split == "":
-			est[transforms.SplitTrain] += size * o.Fractions.Train
-			est[transforms.SplitValidation] += size * o.Fractions.Validation
-			est[transforms.SplitTest] += size * o.Fractions.Test
-		case split == transforms.SplitTrain && o.ValidationFromTrain > 0:
-			est[transforms.SplitTrain] += size * (1 - o.ValidationFromTrain)
-			est[transforms.SplitValidation] += size * o.ValidationFromTrain
+			est[dataset.SplitTrain] += size * o.Fractions.Train
+			est[dataset.SplitValidation] += size * o.Fractions.Validation
+			est[dataset.SplitTest] += size * o.Fractions.Test
+		case split == dataset.SplitTrain && o.ValidationFromTrain > 0:
+			est[dataset.SplitTrain] += size * (1 - o.ValidationFromTrain)
+			est[dataset.SplitValidation] += size * o.ValidationFromTrain
 		default:
 			est[split] += size
 		}
@@ -268,7 +273,10 @@ func isGzip(ctx context.Context, path string) (bool, error) {
 	}
 	defer r.Close()
 	var magic [2]byte
-	n, _ := io.ReadFull(r, magic[:])
+	n, err := io.ReadFull(r, magic[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false, fmt.Errorf("input %s: %w", path, err)
+	}
 	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b, nil
 }
 
@@ -307,7 +315,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 		byShard, beam.SideInput{Input: labels})
 	st := beam.Combine(s.Scope("Stats"), &transforms.StatsFn{}, shardStats)
 
-	deadLetter := dataDir + "/rejects.jsonl"
+	deadLetter := dataDir + "/" + dataset.DeadLetterFile
 	written := beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: storage.Join(o.Output, deadLetter)},
 		beam.GroupByKey(s, beam.ParDo(s, keyDeadLetter, allBad)))
 
@@ -318,7 +326,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 	if err != nil {
 		return nil, err
 	}
-	base := transforms.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg}
+	base := dataset.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg}
 	base.Tokenizer.Path, base.Tokenizer.SHA256, base.Tokenizer.MaxLength = tokPath, tokSHA, o.MaxLength
 	base.Rejected.DeadLetter = deadLetter
 	beam.ParDo0(s.Scope("WriteManifest"), &transforms.WriteManifestFn{Root: o.Output, Base: base, MaxBadFraction: o.MaxBadFraction, Inputs: len(files)},

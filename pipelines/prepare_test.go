@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/transforms"
@@ -41,15 +42,15 @@ func sampleSST2Options(modelDir, out string) PrepareOptions {
 }
 
 // shardRows reads every shard of a split.
-func shardRows(t *testing.T, out string, m *transforms.Manifest, split string) []transforms.ShardRow {
+func shardRows(t *testing.T, out string, m *dataset.Manifest, split string) []dataset.ShardRow {
 	t.Helper()
-	var rows []transforms.ShardRow
+	var rows []dataset.ShardRow
 	for _, s := range m.ShardsOf(split) {
 		data, err := storage.ReadFile(context.Background(), storage.Join(out, s.Path))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := transforms.ReadShardRows(data)
+		r, err := dataset.ReadShardRows(data)
 		if err != nil {
 			t.Fatalf("%s: %v", s.Path, err)
 		}
@@ -66,7 +67,7 @@ func shardRows(t *testing.T, out string, m *transforms.Manifest, split string) [
 	return rows
 }
 
-func readDeadLetter(t *testing.T, out string, m *transforms.Manifest) []transforms.BadRecord {
+func readDeadLetter(t *testing.T, out string, m *dataset.Manifest) []transforms.BadRecord {
 	t.Helper()
 	if m.Rejected.DeadLetter == "" {
 		return nil
@@ -150,7 +151,7 @@ func TestPrepareCorruptedCopy(t *testing.T) {
 		t.Errorf("manifest: rejected %d of %d read, want 5 of 45", m.Rejected.Total, m.RecordsRead)
 	}
 	seen := map[string]bool{}
-	for _, split := range []string{transforms.SplitTrain, transforms.SplitValidation, transforms.SplitTest} {
+	for _, split := range []string{dataset.SplitTrain, dataset.SplitValidation, dataset.SplitTest} {
 		for _, r := range shardRows(t, o.Output, m, split) {
 			seen[r.Text] = true
 		}
@@ -256,7 +257,7 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 	base.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
 	base.ModelDir = modelDir
 	base.ShardBytes = 32 << 10 // several shards per split
-	results := map[string]*transforms.Manifest{}
+	results := map[string]*dataset.Manifest{}
 	for _, runner := range []string{"prism", "direct", "universal"} {
 		if runner == "universal" {
 			useJobServer(t)
@@ -283,7 +284,7 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 			}
 		}
 	}
-	sums := func(m *transforms.Manifest) []string {
+	sums := func(m *dataset.Manifest) []string {
 		var out []string
 		for _, s := range m.Shards {
 			out = append(out, s.Path+" "+s.SHA256)

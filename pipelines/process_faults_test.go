@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/beamtune/beamtune/transforms"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/storage"
 )
 
 // Process faults: a prepare or a publish/promotion killed with SIGKILL at
@@ -101,7 +102,7 @@ func publishVersion(ctx context.Context, reg Registry, runID string) error {
 		return err
 	}
 	dst := reg.RunDir(runID) + "/student"
-	if err := transforms.PublishDir(ctx, src, dst, nil); err != nil {
+	if err := storage.PublishDir(ctx, src, dst, nil); err != nil {
 		return err
 	}
 	_, gen, err := reg.ReadChampion(ctx)
@@ -123,7 +124,7 @@ func checkChampionComplete(t *testing.T, reg Registry) (runID string) {
 	if c == nil {
 		return ""
 	}
-	if !transforms.Published(ctx, c.Model) {
+	if !storage.Published(ctx, c.Model) {
 		t.Fatalf("CHAMPION points at %s, which has no completion marker", c.Model)
 	}
 	var cfg struct {
@@ -190,7 +191,7 @@ func TestPromoteSIGKILL(t *testing.T) {
 // whose every shard exists with its recorded size and checksum.
 func checkManifestComplete(t *testing.T, dir string) bool {
 	t.Helper()
-	m, err := transforms.ReadManifest(context.Background(), dir)
+	m, err := dataset.ReadManifest(context.Background(), dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/beamtune/beamtune/storage"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // The model registry is a folder on storage (local or gs://):
@@ -41,9 +40,9 @@ type Registry struct {
 }
 
 func (r Registry) dir() string                { return storage.Join(r.Root, r.Name) }
-func (r Registry) championPath() string       { return storage.Join(r.dir(), "CHAMPION") }
-func (r Registry) leasePath() string          { return storage.Join(r.dir(), "LEASE") }
-func (r Registry) RunDir(runID string) string { return storage.Join(r.dir(), "runs", runID) }
+func (r Registry) championPath() string       { return storage.Join(r.dir(), championFile) }
+func (r Registry) leasePath() string          { return storage.Join(r.dir(), leaseFile) }
+func (r Registry) RunDir(runID string) string { return storage.Join(r.dir(), runsDir, runID) }
 
 // ChampionSchema versions the CHAMPION pointer.
 const ChampionSchema = "beamtune.champion/v1"
@@ -85,8 +84,8 @@ func (r Registry) ReadChampion(ctx context.Context) (*Champion, int64, error) {
 // folder without its completion marker. Returns ErrPromotionConflict when
 // another run won.
 func (r Registry) Promote(ctx context.Context, c Champion, seen int64) error {
-	if !transforms.Published(ctx, c.Model) {
-		return fmt.Errorf("promote: %s is not a completely published model (no %s)", c.Model, transforms.CompleteMarker)
+	if !storage.Published(ctx, c.Model) {
+		return fmt.Errorf("promote: %s is not a completely published model (no %s)", c.Model, storage.CompleteMarker)
 	}
 	c.Schema = ChampionSchema
 	if c.PromotedAt == "" {
@@ -229,6 +228,9 @@ func (l *Lease) KeepRenewed(ctx context.Context, lost func(error)) {
 
 // leaseHolder names this process in a lease.
 func leaseHolder(runID string) string {
-	host, _ := os.Hostname()
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host" // the lease still names the run and the process
+	}
 	return fmt.Sprintf("%s@%s/%d", runID, host, os.Getpid())
 }

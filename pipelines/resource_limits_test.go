@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -162,7 +163,7 @@ func TestPrepareTwoGiBLine(t *testing.T) {
 		if !ok {
 			t.Fatalf("prepare failed:\n%s", tail(out))
 		}
-		m, err := transforms.ReadManifest(t.Context(), o.Output)
+		m, err := dataset.ReadManifest(t.Context(), o.Output)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +171,7 @@ func TestPrepareTwoGiBLine(t *testing.T) {
 			t.Fatalf("manifest: %d read, %d rejected (%v); want 41 read, 1 too_long", m.RecordsRead, m.Rejected.Total, m.Rejected.ByKind)
 		}
 		checkDeadLetter(t, o.Output, in, 22) // header, 20 rows, then the giant line
-		rows := shardRows(t, o.Output, m, transforms.SplitTrain)
+		rows := shardRows(t, o.Output, m, dataset.SplitTrain)
 		for _, r := range rows {
 			delete(good, r.Text)
 		}

@@ -17,7 +17,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -45,11 +47,11 @@ type RetrainConfig struct {
 	Registry string `yaml:"registry" json:"registry"` // registry root, local or gs://
 	Model    string `yaml:"model" json:"model"`       // pretrained folder: tokenizer and teacher initialisation
 
-	Prepare  RetrainPrepare        `yaml:"prepare" json:"prepare"`
-	Train    RetrainTrain          `yaml:"train" json:"train"`
-	Distill  RetrainDistill        `yaml:"distill" json:"distill"`
-	Evaluate RetrainEvaluate       `yaml:"evaluate" json:"evaluate"`
-	Gate     transforms.GateConfig `yaml:"gate" json:"gate"`
+	Prepare  RetrainPrepare    `yaml:"prepare" json:"prepare"`
+	Train    RetrainTrain      `yaml:"train" json:"train"`
+	Distill  RetrainDistill    `yaml:"distill" json:"distill"`
+	Evaluate RetrainEvaluate   `yaml:"evaluate" json:"evaluate"`
+	Gate     report.GateConfig `yaml:"gate" json:"gate"`
 
 	// Operational: not part of the run id.
 	LeaseTTL string `yaml:"lease_ttl" json:"-"` // e.g. "6h"; a run's lease is renewed every third of it
@@ -82,18 +84,18 @@ type RetrainPrepare struct {
 
 // RetrainTrain is the teacher's recipe.
 type RetrainTrain struct {
-	transforms.TrainConfig `yaml:",inline" json:"config"`
-	Sweep                  map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
+	trainer.Config `yaml:",inline" json:"config"`
+	Sweep          map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
 }
 
 // RetrainDistill is the student's recipe; distillation is on when
 // student_layers or student_init is set.
 type RetrainDistill struct {
-	transforms.TrainConfig `yaml:",inline" json:"config"`
-	StudentLayers          []int               `yaml:"student_layers" json:"student_layers,omitempty"`
-	StudentInit            string              `yaml:"student_init" json:"student_init,omitempty"`
-	Sweep                  map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
-	InferBatch             int                 `yaml:"infer_batch" json:"infer_batch"`
+	trainer.Config `yaml:",inline" json:"config"`
+	StudentLayers  []int               `yaml:"student_layers" json:"student_layers,omitempty"`
+	StudentInit    string              `yaml:"student_init" json:"student_init,omitempty"`
+	Sweep          map[string][]string `yaml:"sweep" json:"sweep,omitempty"`
+	InferBatch     int                 `yaml:"infer_batch" json:"infer_batch"`
 }
 
 func (d RetrainDistill) enabled() bool { return len(d.StudentLayers) > 0 || d.StudentInit != "" }
@@ -114,10 +116,10 @@ func DefaultRetrainConfig() RetrainConfig {
 		Model: model.DefaultModelDir(),
 		Prepare: RetrainPrepare{Format: po.Format, Header: po.Header, Fractions: po.Fractions, Salt: po.Salt,
 			MaxLength: po.MaxLength, MaxRecordBytes: po.MaxRecordBytes, MaxBadFraction: po.MaxBadFraction, ShardBytes: po.ShardBytes},
-		Train:    RetrainTrain{TrainConfig: transforms.DefaultTrainConfig()},
-		Distill:  RetrainDistill{TrainConfig: transforms.DefaultTrainConfig(), InferBatch: 64},
+		Train:    RetrainTrain{Config: trainer.DefaultConfig()},
+		Distill:  RetrainDistill{Config: trainer.DefaultConfig(), InferBatch: 64},
 		Evaluate: RetrainEvaluate{InferBatch: 64, Seed: 1},
-		Gate:     transforms.DefaultGate(),
+		Gate:     report.DefaultGate(),
 		LeaseTTL: "6h",
 		Device:   "auto",
 	}
@@ -172,8 +174,8 @@ func (c RetrainConfig) validate() error {
 	}
 	switch c.Evaluate.Challenger {
 	case "":
-	case "teacher":
-	case "student":
+	case TeacherModel:
+	case StudentModel:
 		if !c.Distill.enabled() {
 			return errors.New("evaluate.challenger is student but distill has no student_layers or student_init")
 		}
@@ -206,9 +208,9 @@ func (c RetrainConfig) challenger() string {
 		return c.Evaluate.Challenger
 	}
 	if c.Distill.enabled() {
-		return "student"
+		return StudentModel
 	}
-	return "teacher"
+	return TeacherModel
 }
 
 func (c RetrainConfig) prepareOptions(output string) PrepareOptions {
@@ -261,35 +263,66 @@ type RetrainResult struct {
 	Report   string        `json:"report"`             // report.html of the evaluation
 }
 
-// StageSchema versions the stage markers.
-const StageSchema = "beamtune.stage/v1"
+// StageSchema versions the stage markers. v2 has typed outputs per stage
+// (v1 kept a map of strings); a marker of another version is not trusted,
+// so its stage runs again.
+const StageSchema = "beamtune.stage/v2"
 
-// stageMarker is <run>/stages/<stage>.json.
-type stageMarker struct {
-	Schema      string            `json:"schema"`
-	Stage       string            `json:"stage"`
-	RunID       string            `json:"run_id"`
-	Fingerprint string            `json:"fingerprint"`
-	FinishedAt  string            `json:"finished_at"`
-	Seconds     float64           `json:"seconds"`
-	Outputs     map[string]string `json:"outputs,omitempty"`
+// stageMarker is <run>/stages/<stage>.json: the stage's fingerprint and
+// what it hands the later stages (Outputs, one type per stage).
+type stageMarker[T any] struct {
+	Schema      string  `json:"schema"`
+	Stage       string  `json:"stage"`
+	RunID       string  `json:"run_id"`
+	Fingerprint string  `json:"fingerprint"`
+	FinishedAt  string  `json:"finished_at"`
+	Seconds     float64 `json:"seconds"`
+	Outputs     T       `json:"outputs"`
 }
 
-func hashOf(parts ...any) string {
+// prepareOutputs is what the prepare stage hands on.
+type prepareOutputs struct {
+	Data               string `json:"data"` // the prepared dataset folder
+	DatasetFingerprint string `json:"dataset_fingerprint"`
+}
+
+// modelOutputs is what the train and distill stages hand on.
+type modelOutputs struct {
+	Model string `json:"model"` // the published model folder
+	Trial string `json:"trial"` // the winning trial
+}
+
+// evaluateOutputs is what the evaluate stage hands to promotion: the gate's
+// verdict on the challenger against the champion of that generation.
+type evaluateOutputs struct {
+	Report             string   `json:"report"` // the report folder
+	ChampionRun        string   `json:"champion_run,omitempty"`
+	ChampionGeneration int64    `json:"champion_generation"`
+	Accuracy           float64  `json:"accuracy"` // the challenger's
+	MacroF1            float64  `json:"macro_f1"`
+	Verdict            string   `json:"verdict"` // report.VerdictBlessed or report.VerdictRejected
+	Reasons            []string `json:"reasons,omitempty"`
+}
+
+// hashOf fingerprints parts by their JSON encodings.
+func hashOf(parts ...any) (string, error) {
 	h := sha256.New()
 	for _, p := range parts {
-		b, _ := json.Marshal(p)
+		b, err := json.Marshal(p)
+		if err != nil {
+			return "", fmt.Errorf("fingerprint: %w", err)
+		}
 		h.Write(b)
 		h.Write([]byte{0})
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // modelFingerprint identifies a model folder by the size and version of its
 // config and weights, without reading the weights.
 func modelFingerprint(ctx context.Context, dir string) (string, error) {
 	var parts []string
-	for _, name := range []string{"config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json"} {
+	for _, name := range []string{model.ConfigFile, model.SafetensorsFile, model.PytorchFile, model.TokenizerFile} {
 		st, err := storage.Stat(ctx, storage.Join(dir, name))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -302,7 +335,7 @@ func modelFingerprint(ctx context.Context, dir string) (string, error) {
 	if len(parts) == 0 {
 		return "", fmt.Errorf("model %s: no config.json or weights", dir)
 	}
-	return hashOf(parts), nil
+	return hashOf(parts)
 }
 
 // RetrainRunID computes the run id of a configuration against the inputs
@@ -323,7 +356,11 @@ func retrainRunID(ctx context.Context, c RetrainConfig) (id, prepareFP string, e
 	if err != nil {
 		return "", "", err
 	}
-	return "r-" + hashOf(c, pfp, mfp)[:12], pfp, nil
+	h, err := hashOf(c, pfp, mfp)
+	if err != nil {
+		return "", "", err
+	}
+	return "r-" + h[:12], pfp, nil
 }
 
 // RunRetrain runs (or resumes, or confirms) one retrain under the model's
@@ -334,7 +371,10 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	ttl, _ := c.leaseTTL()
+	ttl, err := c.leaseTTL()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
 	runID, prepFP, err := retrainRunID(ctx, c)
 	if err != nil {
 		return nil, err
@@ -379,37 +419,41 @@ type retrainRun struct {
 
 func (r *retrainRun) path(elem ...string) string { return storage.Join(r.res.RunDir, elem...) }
 
-// stage runs fn unless the stage's marker holds fingerprint fp; either way
-// it returns the marker's outputs.
-func (r *retrainRun) stage(ctx context.Context, name, fp string, fn func() (map[string]string, error)) (map[string]string, error) {
-	markerPath := r.path("stages", name+".json")
+// runStage runs fn as stage name of run r unless the stage's marker holds
+// fingerprint fp; either way it returns the stage's outputs.
+func runStage[T any](ctx context.Context, r *retrainRun, name, fp string, fn func() (T, error)) (T, error) {
+	var zero T
+	markerPath := r.path(stagesDir, name+".json")
 	if data, err := storage.ReadFile(ctx, markerPath); err == nil {
-		var m stageMarker
-		if json.Unmarshal(data, &m) == nil && m.Fingerprint == fp {
+		var m stageMarker[T]
+		if json.Unmarshal(data, &m) == nil && m.Schema == StageSchema && m.Fingerprint == fp {
 			slog.Info("retrain: stage already done", "stage", name, "finished_at", m.FinishedAt)
 			r.res.Stages = append(r.res.Stages, StageResult{Stage: name, Skipped: true, Seconds: m.Seconds})
 			return m.Outputs, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return zero, err
 	}
 	slog.Info("retrain: stage starts", "stage", name)
 	start := time.Now()
 	out, err := fn()
 	if err != nil {
-		return nil, fmt.Errorf("stage %s: %w", name, err)
+		return zero, fmt.Errorf("stage %s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
-	m := stageMarker{Schema: StageSchema, Stage: name, RunID: r.res.RunID, Fingerprint: fp,
+	m := stageMarker[T]{Schema: StageSchema, Stage: name, RunID: r.res.RunID, Fingerprint: fp,
 		FinishedAt: time.Now().UTC().Format(time.RFC3339), Seconds: secs, Outputs: out}
-	data, _ := json.MarshalIndent(m, "", "  ")
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return zero, fmt.Errorf("stage %s: marker: %w", name, err)
+	}
 	if err := storage.WriteFile(ctx, markerPath, append(data, '\n')); err != nil {
-		return nil, err
+		return zero, err
 	}
 	r.res.Stages = append(r.res.Stages, StageResult{Stage: name, Seconds: secs})
 	if r.o.afterStage != nil {
 		if err := r.o.afterStage(name); err != nil {
-			return nil, err
+			return zero, err
 		}
 	}
 	return out, nil
@@ -418,52 +462,64 @@ func (r *retrainRun) stage(ctx context.Context, name, fp string, fn func() (map[
 func (r *retrainRun) run(ctx context.Context) error {
 	c := r.c
 	// The resolved configuration, for whoever reads the run folder later.
-	cfgJSON, _ := json.MarshalIndent(c, "", "  ")
-	if err := storage.WriteFile(ctx, r.path("retrain.json"), append(cfgJSON, '\n')); err != nil {
+	cfgJSON, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("retrain.json: %w", err)
+	}
+	if err := storage.WriteFile(ctx, r.path(retrainConfigFile), append(cfgJSON, '\n')); err != nil {
 		return err
 	}
 
 	po := c.prepareOptions(r.path("data"))
-	if _, err := r.stage(ctx, "prepare", hashOf("prepare", r.prepFP), func() (map[string]string, error) {
+	prepFP, err := hashOf("prepare", r.prepFP)
+	if err != nil {
+		return err
+	}
+	if _, err := runStage(ctx, r, "prepare", prepFP, func() (prepareOutputs, error) {
 		po.Runner = r.o.Runner
 		res, err := RunPrepare(ctx, po)
 		if err != nil {
-			return nil, err
+			return prepareOutputs{}, err
 		}
-		return map[string]string{"data": po.Output, "dataset_fingerprint": res.Manifest.Fingerprint}, nil
+		return prepareOutputs{Data: po.Output, DatasetFingerprint: res.Manifest.Fingerprint}, nil
 	}); err != nil {
 		return err
 	}
 
-	trainFP := hashOf("train", r.prepFP, c.Model, c.Train)
-	if _, err := r.stage(ctx, "train", trainFP, func() (map[string]string, error) {
-		res, err := RunTrain(ctx, TrainOptions{Data: po.Output, Init: c.Model, Output: r.res.RunDir, Name: "teacher",
-			Config: c.Train.TrainConfig, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
+	trainFP, err := hashOf("train", r.prepFP, c.Model, c.Train)
+	if err != nil {
+		return err
+	}
+	if _, err := runStage(ctx, r, "train", trainFP, func() (modelOutputs, error) {
+		res, err := RunTrain(ctx, TrainOptions{Data: po.Output, Init: c.Model, Output: r.res.RunDir, Name: TeacherModel,
+			Config: c.Train.Config, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
 		if err != nil {
-			return nil, err
+			return modelOutputs{}, err
 		}
-		return map[string]string{"model": res.ModelDir, "trial": res.Best.Trial}, nil
+		return modelOutputs{Model: res.ModelDir, Trial: res.Best.Trial}, nil
 	}); err != nil {
 		return err
 	}
-	teacher := r.path("teacher")
-	models := []NamedModel{{Name: "teacher", Dir: teacher}}
+	teacher := r.path(TeacherModel)
+	models := []NamedModel{{Name: TeacherModel, Dir: teacher}}
 
 	lastFP := trainFP
 	if c.Distill.enabled() {
-		lastFP = hashOf("distill", trainFP, c.Distill)
-		if _, err := r.stage(ctx, "distill", lastFP, func() (map[string]string, error) {
+		if lastFP, err = hashOf("distill", trainFP, c.Distill); err != nil {
+			return err
+		}
+		if _, err := runStage(ctx, r, "distill", lastFP, func() (modelOutputs, error) {
 			res, err := RunDistill(ctx, DistillOptions{Data: po.Output, Teacher: teacher, StudentLayers: c.Distill.StudentLayers,
-				StudentInit: c.Distill.StudentInit, Output: r.res.RunDir, Config: c.Distill.TrainConfig, Sweep: c.Distill.Sweep,
+				StudentInit: c.Distill.StudentInit, Output: r.res.RunDir, Config: c.Distill.Config, Sweep: c.Distill.Sweep,
 				InferBatch: c.Distill.InferBatch, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
 			if err != nil {
-				return nil, err
+				return modelOutputs{}, err
 			}
-			return map[string]string{"model": res.Student.ModelDir, "trial": res.Student.Best.Trial}, nil
+			return modelOutputs{Model: res.Student.ModelDir, Trial: res.Student.Best.Trial}, nil
 		}); err != nil {
 			return err
 		}
-		models = append(models, NamedModel{Name: "student", Dir: r.path("student")})
+		models = append(models, NamedModel{Name: StudentModel, Dir: r.path(StudentModel)})
 	}
 
 	// Evaluate against the champion as it is now; the marker remembers its
@@ -474,11 +530,11 @@ func (r *retrainRun) run(ctx context.Context) error {
 	}
 	challenger := c.challenger()
 	reportDir := r.path("report")
-	r.res.Report = storage.Join(reportDir, "report.html")
+	r.res.Report = storage.Join(reportDir, report.HTMLFile)
 	if champ != nil && champ.RunID == r.res.RunID {
 		// A rerun after this run's own promotion: its evaluation stands
 		// (its fingerprint named the champion it beat, not itself).
-		r.res.Verdict, r.res.Promoted, r.res.Champion = "blessed", true, champ
+		r.res.Verdict, r.res.Promoted, r.res.Champion = report.VerdictBlessed, true, champ
 		r.res.Stages = append(r.res.Stages, StageResult{Stage: "evaluate", Skipped: true}, StageResult{Stage: "promote", Skipped: true})
 		slog.Info("retrain: this run is the champion already; nothing to do", "run_id", r.res.RunID)
 		return nil
@@ -487,35 +543,33 @@ func (r *retrainRun) run(ctx context.Context) error {
 	if champ != nil {
 		champDir, champRun = champ.Model, champ.RunID
 	}
-	evalOut, err := r.stage(ctx, "evaluate", hashOf("evaluate", lastFP, c.Evaluate, c.Gate, champRun, champGen), func() (map[string]string, error) {
+	evalFP, err := hashOf("evaluate", lastFP, c.Evaluate, c.Gate, champRun, champGen)
+	if err != nil {
+		return err
+	}
+	verdict, err := runStage(ctx, r, "evaluate", evalFP, func() (evaluateOutputs, error) {
 		res, err := RunEvaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
 			Champion: champDir, Challenger: challenger, Gate: c.Gate, Output: reportDir, Seed: c.Evaluate.Seed,
 			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Runner: r.o.Runner})
 		if err != nil {
-			return nil, err
+			return evaluateOutputs{}, err
 		}
-		out := map[string]string{"report": reportDir, "champion_run": champRun, "champion_generation": fmt.Sprint(champGen)}
+		out := evaluateOutputs{Report: reportDir, ChampionRun: champRun, ChampionGeneration: champGen, Verdict: report.VerdictBlessed}
 		for _, m := range res.Report.Models {
 			if m.Name == challenger {
-				out["accuracy"] = fmt.Sprint(m.Metrics.Accuracy)
-				out["macro_f1"] = fmt.Sprint(m.Metrics.MacroF1)
+				out.Accuracy, out.MacroF1 = m.Metrics.Accuracy, m.Metrics.MacroF1
 			}
 		}
-		out["verdict"] = "blessed"
 		if g := res.Report.Gate; g != nil {
-			out["verdict"] = g.Verdict
-			out["reasons"] = strings.Join(g.Reasons, "; ")
+			out.Verdict, out.Reasons = g.Verdict, g.Reasons
 		}
 		return out, nil
 	})
 	if err != nil {
 		return err
 	}
-	r.res.Verdict = evalOut["verdict"]
-	if evalOut["reasons"] != "" {
-		r.res.Reasons = strings.Split(evalOut["reasons"], "; ")
-	}
-	if r.res.Verdict != "blessed" {
+	r.res.Verdict, r.res.Reasons = verdict.Verdict, verdict.Reasons
+	if r.res.Verdict != report.VerdictBlessed {
 		slog.Info("retrain: not promoted: the gate rejected the challenger", "reasons", r.res.Reasons)
 		r.res.Champion = champ
 		return nil
@@ -523,10 +577,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	if r.o.beforePromote != nil {
 		r.o.beforePromote()
 	}
-	var acc, f1 float64
-	fmt.Sscan(evalOut["accuracy"], &acc)
-	fmt.Sscan(evalOut["macro_f1"], &f1)
-	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: acc, MacroF1: f1}
+	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1}
 	if champ != nil {
 		next.Previous = champ.RunID
 	}
@@ -536,7 +587,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	}
 	r.res.Stages = append(r.res.Stages, StageResult{Stage: "promote", Seconds: time.Since(start).Seconds()})
 	r.res.Promoted, r.res.Champion = true, &next
-	slog.Info("retrain: promoted", "run_id", r.res.RunID, "model", next.Model, "accuracy", acc)
+	slog.Info("retrain: promoted", "run_id", r.res.RunID, "model", next.Model, "accuracy", next.Accuracy)
 	return nil
 }
 

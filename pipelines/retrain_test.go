@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/storage/gcstest"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 func TestRetrainConfigErrors(t *testing.T) {
@@ -145,7 +145,7 @@ func publishFakeModel(t *testing.T, dst string) {
 	if err := os.WriteFile(filepath.Join(src, "config.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := transforms.PublishDir(context.Background(), src, dst, nil); err != nil {
+	if err := storage.PublishDir(context.Background(), src, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -237,7 +237,7 @@ func tinyRetrain(t *testing.T, registry string, seed int64, distill bool) Retrai
 	c.Evaluate.SpeedRuns = 2
 	// The point here is the machinery, not the quality of six steps: the
 	// gate lets any challenger through unless a test says otherwise.
-	c.Gate = transforms.GateConfig{MaxAccuracyDrop: 100, MaxMacroF1Drop: 100, MaxClassRecallDrop: 100}
+	c.Gate = report.GateConfig{MaxAccuracyDrop: 100, MaxMacroF1Drop: 100, MaxClassRecallDrop: 100}
 	c.Threads = 2
 	c.Device = "cpu"
 	return c
@@ -287,7 +287,7 @@ func TestRetrainResumeAndSkip(t *testing.T) {
 	}
 	// A challenger the gate rejects leaves the champion alone, with exit code 0.
 	strict := tinyRetrain(t, root, 2, false)
-	strict.Gate = transforms.GateConfig{MinAccuracy: 101}
+	strict.Gate = report.GateConfig{MinAccuracy: 101}
 	rej, err := RunRetrain(ctx, RetrainOptions{Config: strict})
 	if err != nil || RetrainExitCode(err) != 0 {
 		t.Fatalf("rejected run: %v", err)
@@ -377,7 +377,7 @@ func TestRetrainConcurrentPromotionGCS(t *testing.T) {
 		t.Fatalf("%d runs promoted, want exactly 1 (errors %v)", won, errs)
 	}
 	champ, _, err := Registry{Root: root, Name: "sst2"}.ReadChampion(ctx)
-	if err != nil || champ == nil || !transforms.Published(ctx, champ.Model) {
+	if err != nil || champ == nil || !storage.Published(ctx, champ.Model) {
 		t.Fatalf("CHAMPION %+v (%v) does not point at a published model", champ, err)
 	}
 	// The loser, run again, now evaluates against the winner.

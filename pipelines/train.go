@@ -11,13 +11,15 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, []byte, func(*transforms.TrialResult) bool, error](&selectBestFn{})
-	register.Iter1[transforms.TrialResult]()
+	register.DoFn3x1[context.Context, []byte, func(*trainer.TrialResult) bool, error](&selectBestFn{})
+	register.Iter1[trainer.TrialResult]()
 	beam.RegisterType(reflect.TypeOf((*selectBestFn)(nil)).Elem())
 }
 
@@ -28,7 +30,7 @@ type TrainOptions struct {
 	Output string // run folder: NAME-trials/<trial>/..., the published model NAME/, NAME-trials.json
 	Name   string // published model folder under Output ("teacher", "student")
 
-	Config transforms.TrainConfig
+	Config trainer.Config
 	// Sweep maps a hyperparameter to the values to try; every combination is
 	// a trial, trained in parallel on its own worker.
 	Sweep         map[string][]string
@@ -41,46 +43,46 @@ type TrainOptions struct {
 
 // TrainResult is the chosen trial and every trial's record.
 type TrainResult struct {
-	Best     transforms.TrialResult   `json:"best"`
-	Trials   []transforms.TrialResult `json:"trials"`
-	ModelDir string                   `json:"model_dir"` // the published HF folder
+	Best     trainer.TrialResult   `json:"best"`
+	Trials   []trainer.TrialResult `json:"trials"`
+	ModelDir string                `json:"model_dir"` // the published HF folder
 }
 
 // sweepable lists the hyperparameters --sweep may vary, with how to set each.
-var sweepable = map[string]func(*transforms.TrainConfig, string) error{
-	"lr": func(c *transforms.TrainConfig, v string) (err error) { c.LR, err = strconv.ParseFloat(v, 64); return },
-	"seed": func(c *transforms.TrainConfig, v string) (err error) {
+var sweepable = map[string]func(*trainer.Config, string) error{
+	"lr": func(c *trainer.Config, v string) (err error) { c.LR, err = strconv.ParseFloat(v, 64); return },
+	"seed": func(c *trainer.Config, v string) (err error) {
 		c.Seed, err = strconv.ParseInt(v, 10, 64)
 		return
 	},
-	"batch_size": func(c *transforms.TrainConfig, v string) (err error) { c.BatchSize, err = strconv.Atoi(v); return },
-	"epochs":     func(c *transforms.TrainConfig, v string) (err error) { c.Epochs, err = strconv.Atoi(v); return },
-	"max_steps": func(c *transforms.TrainConfig, v string) (err error) {
+	"batch_size": func(c *trainer.Config, v string) (err error) { c.BatchSize, err = strconv.Atoi(v); return },
+	"epochs":     func(c *trainer.Config, v string) (err error) { c.Epochs, err = strconv.Atoi(v); return },
+	"max_steps": func(c *trainer.Config, v string) (err error) {
 		c.MaxSteps, err = strconv.ParseInt(v, 10, 64)
 		return
 	},
-	"warmup_ratio": func(c *transforms.TrainConfig, v string) (err error) {
+	"warmup_ratio": func(c *trainer.Config, v string) (err error) {
 		c.WarmupRatio, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"weight_decay": func(c *transforms.TrainConfig, v string) (err error) {
+	"weight_decay": func(c *trainer.Config, v string) (err error) {
 		c.WeightDecay, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"grad_accum": func(c *transforms.TrainConfig, v string) (err error) { c.GradAccum, err = strconv.Atoi(v); return },
-	"temperature": func(c *transforms.TrainConfig, v string) (err error) {
+	"grad_accum": func(c *trainer.Config, v string) (err error) { c.GradAccum, err = strconv.Atoi(v); return },
+	"temperature": func(c *trainer.Config, v string) (err error) {
 		c.Temperature, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"alpha": func(c *transforms.TrainConfig, v string) (err error) {
+	"alpha": func(c *trainer.Config, v string) (err error) {
 		c.Alpha, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"max_grad_norm": func(c *transforms.TrainConfig, v string) (err error) {
+	"max_grad_norm": func(c *trainer.Config, v string) (err error) {
 		c.MaxGradNorm, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"hidden_mse": func(c *transforms.TrainConfig, v string) (err error) {
+	"hidden_mse": func(c *trainer.Config, v string) (err error) {
 		c.HiddenMSE, err = strconv.ParseFloat(v, 64)
 		return
 	},
@@ -111,16 +113,16 @@ func ParseSweep(specs []string) (map[string][]string, error) {
 }
 
 // trials expands the sweep into one job per combination, in a fixed order.
-func trials(o TrainOptions) ([]transforms.TrainJob, error) {
+func trials(o TrainOptions) ([]trainer.Job, error) {
 	keys := make([]string, 0, len(o.Sweep))
 	for k := range o.Sweep {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	jobs := []transforms.TrainJob{{Config: o.Config}}
+	jobs := []trainer.Job{{Config: o.Config}}
 	names := []string{""}
 	for _, k := range keys {
-		var nj []transforms.TrainJob
+		var nj []trainer.Job
 		var nn []string
 		for i, j := range jobs {
 			for _, v := range o.Sweep[k] {
@@ -157,7 +159,7 @@ func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 		return nil, fmt.Errorf("train needs --data, --init and --output")
 	}
 	if o.Name == "" {
-		o.Name = "teacher"
+		o.Name = TeacherModel
 	}
 	jobs, err := trials(o)
 	if err != nil {
@@ -189,9 +191,9 @@ type selectBestFn struct {
 	Trials       int // how many trials the sweep has
 }
 
-func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results func(*transforms.TrialResult) bool) error {
-	var all []transforms.TrialResult
-	var r transforms.TrialResult
+func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results func(*trainer.TrialResult) bool) error {
+	var all []trainer.TrialResult
+	var r trainer.TrialResult
 	for results(&r) {
 		all = append(all, r)
 	}
@@ -216,9 +218,9 @@ func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results fu
 		return err
 	}
 	trialsPath := storage.Join(fn.Output, fn.Name+"-trials.json")
-	err = transforms.PublishDir(ctx, best.BestDir, dst, map[string]string{
-		"training_log.jsonl": storage.Join(best.Output, "log.jsonl"),
-		"train_config.json":  storage.Join(best.Output, "config.json"),
+	err = storage.PublishDir(ctx, best.BestDir, dst, map[string]string{
+		report.PublishedTrainLogFile: storage.Join(best.Output, report.TrainLogFile),
+		trainer.PublishedJobFile:     storage.Join(best.Output, trainer.JobFile),
 	})
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", dst, err)

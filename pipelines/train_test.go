@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -60,7 +64,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	}
 	t.Logf("prepared %d training rows", prep.Manifest.Splits["train"].Rows)
 
-	cfg := transforms.DefaultTrainConfig()
+	cfg := trainer.DefaultConfig()
 	cfg.Epochs = 1
 	cfg.LR = 1.5e-4
 	cfg.BatchSize = 8
@@ -76,7 +80,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	if teacher.Best.BestAccuracy < 0.80 {
 		t.Errorf("teacher dev accuracy %.4f < 0.80", teacher.Best.BestAccuracy)
 	}
-	if !transforms.Published(context.Background(), teacher.ModelDir) {
+	if !storage.Published(context.Background(), teacher.ModelDir) {
 		t.Errorf("teacher folder %s is not published", teacher.ModelDir)
 	}
 	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.json", "training_log.jsonl", "train_config.json"} {
@@ -115,7 +119,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hman, err := transforms.ReadManifest(context.Background(), hres.Data)
+	hman, err := dataset.ReadManifest(context.Background(), hres.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +140,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	ev, err := RunEvaluate(context.Background(), EvaluateOptions{
 		Data: po.Output, Split: "validation", Output: filepath.Join(dir, "report"),
 		Models:   []NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "student", Dir: dres.Student.ModelDir}},
-		Champion: teacher.ModelDir, Challenger: "student", Gate: transforms.DefaultGate(),
+		Champion: teacher.ModelDir, Challenger: "student", Gate: report.DefaultGate(),
 		Seed: 1, InferBatch: 64, Device: "cpu", Threads: 2, SpeedRuns: 10,
 	})
 	if err != nil {

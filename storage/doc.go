@@ -158,4 +158,37 @@
 // Store, and [NewGCSClient] builds a client for an emulator endpoint and/or
 // with a custom http.RoundTripper (proxies, recording). Package gcstest
 // runs an in-process fake GCS behind a fault-injecting proxy for tests.
+//
+// # Scope and imports
+//
+// The package owns everything about where bytes live: routing a path to the
+// local file system or GCS, reading, atomic writing and compare-and-swap,
+// stat, glob and removal, copying folders in and out ([LocalDir],
+// [UploadDir]), the GCS client with its retry guard and options, and saying
+// how it authenticates without leaking credentials ([AuthMode], [Redact]).
+// It knows nothing about what the bytes mean (models, datasets, reports).
+//
+// It may import only the standard library and the Cloud Storage client
+// libraries (cloud.google.com/go/storage and the modules that come with it:
+// google.golang.org/api, github.com/googleapis/gax-go/v2, and the codes and
+// status packages of google.golang.org/grpc). It must not import any other
+// beamtune package: the rest of beamtune imports storage, never the other
+// way round. Its tests may also use storage/gcstest, which imports storage.
 package storage
+
+// Where things are:
+//
+//	storage.go    Store, Default, Info, Writer, ErrPrecondition, ErrTooLarge
+//	client.go     building the GCS client (SetGCSClient, NewGCSClient)
+//	paths.go      IsGCS, ParseGCS, Join, routing a path to a backend
+//	read.go       Open, OpenMaybeGzip, ReadFile*, ReadFileWithGeneration
+//	write.go      Create, WriteFile, WriteFileIfGeneration, Copy
+//	meta.go       Stat, Exists, Remove, RemoveAll, Glob
+//	default.go    the package-level functions, on Default()
+//	helpers.go    error wrapping and small reader helpers
+//	local.go      the local-file-system backend; lock_*.go its file locks
+//	gcs.go        the GCS backend
+//	guard.go      the transport that bounds GCS retries (RetryError)
+//	options.go    GCSOptions, SetGCSOptions
+//	auth.go       AuthMode, Redact
+//	dirs.go       LocalDir, UploadDir

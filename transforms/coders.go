@@ -6,6 +6,8 @@ import (
 	"reflect"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 // Java runners (Flink, Spark) decode and re-encode Beam schema rows between
@@ -20,10 +22,10 @@ func init() {
 		reflect.TypeOf(InputFile{}),
 		reflect.TypeOf(Stats{}),
 		reflect.TypeOf(labelSet{}),
-		reflect.TypeOf(TrainJob{}),
+		reflect.TypeOf(trainer.Job{}),
 		reflect.TypeOf(Prediction{}),
 		reflect.TypeOf(Example{}),
-		reflect.TypeOf(Metrics{}),
+		reflect.TypeOf(report.Metrics{}),
 		reflect.TypeOf(ModelMetrics{}),
 		reflect.TypeOf(ModelSliceMetrics{}),
 		reflect.TypeOf(metricsAccum{}),

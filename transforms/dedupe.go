@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 )
 
 func init() {
@@ -23,17 +24,10 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*DedupeEvent)(nil)).Elem())
 }
 
-// Split names.
-const (
-	SplitTrain      = "train"
-	SplitValidation = "validation"
-	SplitTest       = "test"
-)
-
 // splitRank orders splits for leakage resolution: a text found in several
 // splits stays in the highest-ranked one (test, then validation), so
 // evaluation data is never thinned to keep training data.
-var splitRank = map[string]int{SplitTrain: 0, SplitValidation: 1, SplitTest: 2}
+var splitRank = map[string]int{dataset.SplitTrain: 0, dataset.SplitValidation: 1, dataset.SplitTest: 2}
 
 // NormalizeText is the dedupe key of a text: lower case, runs of white space
 // collapsed to one space, trimmed. "It 's  GOOD " and "it 's good" are duplicates.
@@ -120,11 +114,11 @@ func AssignSplit(salt, key string, f Fractions) string {
 	u := float64(x>>11) / float64(1<<53) // uniform in [0,1)
 	switch {
 	case u < f.Train:
-		return SplitTrain
+		return dataset.SplitTrain
 	case u < f.Train+f.Validation:
-		return SplitValidation
+		return dataset.SplitValidation
 	default:
-		return SplitTest
+		return dataset.SplitTest
 	}
 }
 
@@ -148,7 +142,7 @@ func (fn *KeyByTextFn) Assign(r *Record) string {
 	switch {
 	case r.Split == "":
 		r.Split = AssignSplit(fn.Salt, k, fn.Fractions)
-	case r.Split == SplitTrain && fn.ValidationFromTrain > 0:
+	case r.Split == dataset.SplitTrain && fn.ValidationFromTrain > 0:
 		// The same hash as AssignSplit, so duplicates move together.
 		r.Split = AssignSplit(fn.Salt, k, Fractions{Validation: fn.ValidationFromTrain, Train: 1 - fn.ValidationFromTrain})
 	}
@@ -231,7 +225,7 @@ func ResolveCopies(copies []DedupeCopy) (keep int, events []DedupeEvent) {
 		}
 		kept = append(kept, i)
 	}
-	for _, split := range []string{SplitTrain, SplitValidation, SplitTest} {
+	for _, split := range []string{dataset.SplitTrain, dataset.SplitValidation, dataset.SplitTest} {
 		if n := leaked[split]; n > 0 {
 			events = append(events, DedupeEvent{Kind: "leakage", Split: split, Rows: n})
 		}

@@ -5,20 +5,22 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/beamtune/beamtune/dataset"
 )
 
 func TestKeyByTextValidationFromTrain(t *testing.T) {
 	fn := &KeyByTextFn{Salt: "s", ValidationFromTrain: 0.1}
 	counts := map[string]int{}
 	for i := range 5000 {
-		for _, split := range []string{SplitTrain, SplitTest} {
+		for _, split := range []string{dataset.SplitTrain, dataset.SplitTest} {
 			r := Record{Text: fmt.Sprintf("text number %d", i), Split: split}
 			var got Record
 			fn.ProcessElement(r, func(_ string, x Record) { got = x })
-			if split == SplitTest && got.Split != SplitTest {
+			if split == dataset.SplitTest && got.Split != dataset.SplitTest {
 				t.Fatalf("a test record moved to %s", got.Split)
 			}
-			if split == SplitTrain {
+			if split == dataset.SplitTrain {
 				counts[got.Split]++
 				// Deterministic: the same text always lands in the same split.
 				var again Record
@@ -29,10 +31,10 @@ func TestKeyByTextValidationFromTrain(t *testing.T) {
 			}
 		}
 	}
-	if v := counts[SplitValidation]; v < 400 || v > 600 {
+	if v := counts[dataset.SplitValidation]; v < 400 || v > 600 {
 		t.Errorf("validation got %d of 5000 training texts, want about 500", v)
 	}
-	if counts[SplitTrain]+counts[SplitValidation] != 5000 {
+	if counts[dataset.SplitTrain]+counts[dataset.SplitValidation] != 5000 {
 		t.Errorf("training texts lost: %v", counts)
 	}
 }
@@ -46,7 +48,7 @@ func TestAssignSplitProportions(t *testing.T) {
 	for i := range n {
 		counts[AssignSplit("beamtune", fmt.Sprintf("row %d", i), f)]++
 	}
-	for split, want := range map[string]float64{SplitTrain: 0.8, SplitValidation: 0.1, SplitTest: 0.1} {
+	for split, want := range map[string]float64{dataset.SplitTrain: 0.8, dataset.SplitValidation: 0.1, dataset.SplitTest: 0.1} {
 		got := float64(counts[split]) / float64(n)
 		if got < want-0.01 || got > want+0.01 {
 			t.Errorf("%s: %.3f of keys, want %.2f±0.01", split, got, want)

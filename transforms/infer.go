@@ -1,10 +1,7 @@
 package transforms
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"reflect"
@@ -12,13 +9,15 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, ShardInfo, func(ShardInfo), error](&TeacherLogitsFn{})
-	register.DoFn3x1[context.Context, ShardInfo, func(Prediction), error](&PredictShardFn{})
+	register.DoFn3x1[context.Context, dataset.ShardInfo, func(dataset.ShardInfo), error](&TeacherLogitsFn{})
+	register.DoFn3x1[context.Context, dataset.ShardInfo, func(Prediction), error](&PredictShardFn{})
 	register.Emitter1[Prediction]()
 	beam.RegisterType(reflect.TypeOf((*Prediction)(nil)).Elem())
 }
@@ -67,33 +66,16 @@ func (im *inferModel) teardown() {
 	}
 }
 
-// logits runs the model over a shard's rows, keeping the [CLS] vectors of
-// the hidden states in layers (none when nil).
-func (im *inferModel) logits(ctx context.Context, root string, s ShardInfo, layers []int) ([]ShardRow, EvalResult, error) {
-	data, err := storage.ReadFile(ctx, storage.Join(root, s.Path))
-	if err != nil {
-		return nil, EvalResult{}, err
+// scorer scores rows with the loaded model, keeping the [CLS] vectors of
+// hidden states layers (none when nil): one caller at a time, on a locked
+// thread.
+func (im *inferModel) scorer(layers []int) trainer.Scorer {
+	return func(rows *dataset.Rows) (trainer.EvalResult, error) {
+		im.mu.Lock()
+		defer im.mu.Unlock()
+		defer model.LockThread()()
+		return trainer.EvaluateHidden(im.m, rows, im.BatchSize, layers)
 	}
-	rows, err := ReadShardRows(data)
-	if err != nil {
-		return nil, EvalResult{}, fmt.Errorf("%s: %w", s.Path, err)
-	}
-	var r Rows
-	r.Append(rows)
-	ev, err := im.run(&r, layers)
-	if err != nil {
-		return nil, EvalResult{}, fmt.Errorf("%s: %w", s.Path, err)
-	}
-	inferRows.Inc(ctx, int64(len(rows)))
-	return rows, ev, nil
-}
-
-// run scores rows with the loaded model, one caller at a time, on a locked thread.
-func (im *inferModel) run(rows *Rows, layers []int) (EvalResult, error) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	defer model.LockThread()()
-	return EvaluateHidden(im.m, rows, im.BatchSize, layers)
 }
 
 var inferRows = beam.NewCounter("beamtune.infer", "rows")
@@ -114,39 +96,14 @@ type TeacherLogitsFn struct {
 func (fn *TeacherLogitsFn) Setup(ctx context.Context) error { return fn.setup(ctx) }
 func (fn *TeacherLogitsFn) Teardown()                       { fn.teardown() }
 
-func (fn *TeacherLogitsFn) ProcessElement(ctx context.Context, s ShardInfo, emit func(ShardInfo)) error {
-	rows, ev, err := fn.logits(ctx, fn.InRoot, s, fn.HiddenLayers)
+func (fn *TeacherLogitsFn) ProcessElement(ctx context.Context, s dataset.ShardInfo, emit func(dataset.ShardInfo)) error {
+	out, err := trainer.TeacherShard(ctx, fn.scorer(fn.HiddenLayers), fn.InRoot, fn.OutRoot, fn.OutDir, s)
 	if err != nil {
 		return err
 	}
-	for i := range rows {
-		rows[i].TeacherLogits = ev.Logits[i]
-		if ev.Hidden != nil {
-			rows[i].TeacherHidden = ev.Hidden[i]
-		}
-	}
-	var buf bytes.Buffer
-	if err := WriteShardRows(&buf, rows); err != nil {
-		return err
-	}
-	out := s
-	out.Path = fmt.Sprintf("%s/%s/%s", fn.OutDir, s.Split, baseName(s.Path))
-	if err := storage.WriteFile(ctx, storage.Join(fn.OutRoot, out.Path), buf.Bytes()); err != nil {
-		return err
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	out.Bytes, out.SHA256 = int64(buf.Len()), hex.EncodeToString(sum[:])
+	inferRows.Inc(ctx, out.Rows)
 	emit(out)
 	return nil
-}
-
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // Prediction is one scored example.
@@ -170,14 +127,15 @@ type PredictShardFn struct {
 func (fn *PredictShardFn) Setup(ctx context.Context) error { return fn.setup(ctx) }
 func (fn *PredictShardFn) Teardown()                       { fn.teardown() }
 
-func (fn *PredictShardFn) ProcessElement(ctx context.Context, s ShardInfo, emit func(Prediction)) error {
-	rows, ev, err := fn.logits(ctx, fn.Root, s, nil)
+func (fn *PredictShardFn) ProcessElement(ctx context.Context, s dataset.ShardInfo, emit func(Prediction)) error {
+	rows, ev, err := trainer.ScoreShard(ctx, fn.scorer(nil), fn.Root, s)
 	if err != nil {
 		return err
 	}
+	inferRows.Inc(ctx, int64(len(rows)))
 	for i, r := range rows {
 		p := Softmax(ev.Logits[i])
-		emit(Prediction{Model: fn.Name, ID: r.ID, Label: r.Label, Pred: int32(argmax(ev.Logits[i])), Probs: p, Length: r.Length, Text: r.Text})
+		emit(Prediction{Model: fn.Name, ID: r.ID, Label: r.Label, Pred: int32(trainer.Argmax(ev.Logits[i])), Probs: p, Length: r.Length, Text: r.Text})
 	}
 	return nil
 }

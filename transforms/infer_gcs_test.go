@@ -5,7 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/storage/gcstest"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 // TestModelFolderOnGCS publishes a model folder to gs:// (fake GCS, real
@@ -13,27 +17,27 @@ import (
 // local copy.
 func TestModelFolderOnGCS(t *testing.T) {
 	ctx := context.Background()
-	rptFakeGCS(t, "bt-models")
+	gcstest.Start(t, "bt-models")
 	local := filepath.Join("..", "testdata", "parity", "tiny-bert")
 	remote := "gs://bt-models/tiny/teacher"
-	if err := PublishDir(ctx, local, remote, nil); err != nil {
+	if err := storage.PublishDir(ctx, local, remote, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !Published(ctx, remote) {
+	if !storage.Published(ctx, remote) {
 		t.Fatal("published folder lacks its completion marker")
 	}
-	rows := &Rows{}
-	rows.Append([]ShardRow{
+	rows := &dataset.Rows{}
+	rows.Append([]dataset.ShardRow{
 		{ID: "a", Label: 0, InputIDs: []int32{5, 17, 300, 4}, Length: 4},
 		{ID: "b", Label: 2, InputIDs: []int32{9, 8, 7, 6, 5, 4, 3}, Length: 7},
 	})
-	var got [2]EvalResult
+	var got [2]trainer.EvalResult
 	for i, dir := range []string{local, remote} {
 		im := &inferModel{ModelDir: dir, Device: "cpu", Threads: 1}
 		if err := im.setup(ctx); err != nil {
 			t.Fatalf("%s: %v", dir, err)
 		}
-		ev, err := im.run(rows, nil)
+		ev, err := im.scorer(nil)(rows)
 		im.teardown()
 		if err != nil {
 			t.Fatal(err)
@@ -47,7 +51,7 @@ func TestModelFolderOnGCS(t *testing.T) {
 			}
 		}
 	}
-	if _, err := storage.Stat(ctx, remote+"/model.safetensors"); err != nil {
+	if _, err := storage.Stat(ctx, remote+"/"+model.SafetensorsFile); err != nil {
 		t.Fatal(err)
 	}
 }

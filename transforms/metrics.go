@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/report"
 )
 
 // Classification metrics, computed two ways that must agree:
@@ -29,13 +30,13 @@ import (
 // share their weights.)
 
 func init() {
-	register.Combiner3[metricsAccum, Prediction, Metrics](&MetricsFn{})
+	register.Combiner3[metricsAccum, Prediction, report.Metrics](&MetricsFn{})
 	register.Function1x2(keyPredictionByModel)
 	register.Function2x1(toModelMetrics)
 	register.DoFn2x0[Prediction, func(metricsSliceKey, Prediction)](&keyPredictionBySliceFn{})
 	register.Emitter2[metricsSliceKey, Prediction]()
 	register.Function2x1(toModelSliceMetrics)
-	for _, t := range []any{metricsAccum{}, Metrics{}, ModelMetrics{}, ModelSliceMetrics{}, SliceMetrics{}, metricsSliceKey{}} {
+	for _, t := range []any{metricsAccum{}, report.Metrics{}, ModelMetrics{}, ModelSliceMetrics{}, report.SliceMetrics{}, metricsSliceKey{}} {
 		beam.RegisterType(reflect.TypeOf(t))
 	}
 }
@@ -56,15 +57,15 @@ const (
 
 // ModelMetrics is one model's metrics, as EvaluateMetrics emits them.
 type ModelMetrics struct {
-	Model   string  `json:"model"`
-	Metrics Metrics `json:"metrics"`
+	Model   string         `json:"model"`
+	Metrics report.Metrics `json:"metrics"`
 }
 
 // ModelSliceMetrics is one model's metrics on one slice of the evaluation set,
 // as SliceMetricsOf emits them.
 type ModelSliceMetrics struct {
-	Model string       `json:"model"`
-	Slice SliceMetrics `json:"slice"`
+	Model string              `json:"model"`
+	Slice report.SliceMetrics `json:"slice"`
 }
 
 // MetricsFn combines predictions into Metrics.
@@ -259,17 +260,17 @@ func addInts(dst, src []int64) {
 	}
 }
 
-func (fn *MetricsFn) ExtractOutput(a metricsAccum) (Metrics, error) {
+func (fn *MetricsFn) ExtractOutput(a metricsAccum) (report.Metrics, error) {
 	if err := fn.shape(&a); err != nil {
-		return Metrics{}, err
+		return report.Metrics{}, err
 	}
 	k := len(fn.Labels)
 	n := a.Examples
-	m := Metrics{
+	m := report.Metrics{
 		Examples:  n,
 		Labels:    append([]string(nil), fn.Labels...),
 		Confusion: make([][]int64, k),
-		PerClass:  make([]ClassMetrics, k),
+		PerClass:  make([]report.ClassMetrics, k),
 	}
 	support := make([]int64, k)
 	predicted := make([]int64, k)
@@ -285,7 +286,7 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (Metrics, error) {
 	var correct int64
 	for i := range k {
 		correct += tp[i]
-		m.PerClass[i] = ClassMetrics{
+		m.PerClass[i] = report.ClassMetrics{
 			Label:     fn.Labels[i],
 			Precision: ratio(tp[i], predicted[i]),
 			Recall:    ratio(tp[i], support[i]),
@@ -305,9 +306,9 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (Metrics, error) {
 		m.LogLoss = a.LogLoss / float64(n)
 	}
 
-	m.Reliability = make([]ReliabilityBin, CalibrationBins)
+	m.Reliability = make([]report.ReliabilityBin, CalibrationBins)
 	for i := range CalibrationBins {
-		bin := ReliabilityBin{Lower: binEdge(i), Upper: binEdge(i + 1), Count: a.BinCount[i]}
+		bin := report.ReliabilityBin{Lower: binEdge(i), Upper: binEdge(i + 1), Count: a.BinCount[i]}
 		if c := a.BinCount[i]; c > 0 {
 			bin.Confidence = a.BinConf[i] / float64(c)
 			bin.Accuracy = float64(a.BinCorrect[i]) / float64(c)
@@ -316,7 +317,7 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (Metrics, error) {
 		m.Reliability[i] = bin
 	}
 	for i, hits := range a.TopKHits {
-		m.TopK = append(m.TopK, TopK{K: i + 2, Accuracy: ratio(hits, n)})
+		m.TopK = append(m.TopK, report.TopK{K: i + 2, Accuracy: ratio(hits, n)})
 	}
 
 	if len(a.Boot) > 0 {
@@ -382,12 +383,12 @@ func macroF1(tp, support, predicted []int64) float64 {
 
 // percentileInterval is the 95% percentile interval of a bootstrap
 // distribution; the zero Interval when there are no replicates.
-func percentileInterval(vals []float64) Interval {
+func percentileInterval(vals []float64) report.Interval {
 	if len(vals) == 0 {
-		return Interval{}
+		return report.Interval{}
 	}
 	sort.Float64s(vals)
-	return Interval{Low: percentile(vals, 0.025), High: percentile(vals, 0.975)}
+	return report.Interval{Low: percentile(vals, 0.025), High: percentile(vals, 0.975)}
 }
 
 // percentile interpolates linearly between the closest ranks of sorted
@@ -545,7 +546,7 @@ var poissonOneCDF = func() []uint64 {
 // against, and a way to score predictions outside a pipeline. bootstrap is
 // the number of replicates (0: DefaultBootstrap; < 0: no intervals). Scoring
 // rules are MetricsFn's.
-func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int64) Metrics {
+func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int64) report.Metrics {
 	k := len(labels)
 	if bootstrap == 0 {
 		bootstrap = DefaultBootstrap
@@ -625,7 +626,7 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 		}
 	}
 
-	m := Metrics{Examples: int64(n), Labels: append([]string(nil), labels...), Confusion: confusion}
+	m := report.Metrics{Examples: int64(n), Labels: append([]string(nil), labels...), Confusion: confusion}
 	var correct int64
 	f1 := make([]float64, k)
 	for i := 0; i < k; i++ {
@@ -636,7 +637,7 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 		}
 		tp := confusion[i][i]
 		correct += tp
-		cm := ClassMetrics{Label: labels[i], Support: row}
+		cm := report.ClassMetrics{Label: labels[i], Support: row}
 		if col > 0 {
 			cm.Precision = float64(tp) / float64(col)
 		}
@@ -657,17 +658,17 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 			m.WeightedF1 += float64(m.PerClass[i].Support) * f1[i] / float64(n)
 		}
 		for i := range ks {
-			m.TopK = append(m.TopK, TopK{K: ks[i], Accuracy: float64(topHits[i]) / float64(n)})
+			m.TopK = append(m.TopK, report.TopK{K: ks[i], Accuracy: float64(topHits[i]) / float64(n)})
 		}
 	} else {
 		for i := range ks {
-			m.TopK = append(m.TopK, TopK{K: ks[i]})
+			m.TopK = append(m.TopK, report.TopK{K: ks[i]})
 		}
 	}
 	m.MacroF1 = macroF1OfConfusion(confusion)
 
 	for b := 0; b < CalibrationBins; b++ {
-		rb := ReliabilityBin{Lower: float64(b) / CalibrationBins, Upper: float64(b+1) / CalibrationBins, Count: binN[b]}
+		rb := report.ReliabilityBin{Lower: float64(b) / CalibrationBins, Upper: float64(b+1) / CalibrationBins, Count: binN[b]}
 		if binN[b] > 0 {
 			rb.Confidence = binConf[b] / float64(binN[b])
 			rb.Accuracy = float64(binRight[b]) / float64(binN[b])
@@ -706,8 +707,8 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 		sort.Float64s(accs)
 		sort.Float64s(f1s)
 		if len(accs) > 0 {
-			m.AccuracyCI = Interval{Low: percentile(accs, 0.025), High: percentile(accs, 0.975)}
-			m.MacroF1CI = Interval{Low: percentile(f1s, 0.025), High: percentile(f1s, 0.975)}
+			m.AccuracyCI = report.Interval{Low: percentile(accs, 0.025), High: percentile(accs, 0.975)}
+			m.MacroF1CI = report.Interval{Low: percentile(f1s, 0.025), High: percentile(f1s, 0.975)}
 		}
 	}
 	return m
@@ -750,7 +751,7 @@ func EvaluateMetrics(s beam.Scope, preds beam.PCollection, labels []string, seed
 
 func keyPredictionByModel(p Prediction) (string, Prediction) { return p.Model, p }
 
-func toModelMetrics(model string, m Metrics) ModelMetrics {
+func toModelMetrics(model string, m report.Metrics) ModelMetrics {
 	return ModelMetrics{Model: model, Metrics: m}
 }
 
@@ -823,6 +824,6 @@ func (fn *keyPredictionBySliceFn) ProcessElement(p Prediction, emit func(metrics
 	emit(metricsSliceKey{Model: p.Model, Column: "label", Value: fn.Labels[p.Label]}, p)
 }
 
-func toModelSliceMetrics(k metricsSliceKey, m Metrics) ModelSliceMetrics {
-	return ModelSliceMetrics{Model: k.Model, Slice: SliceMetrics{Column: k.Column, Value: k.Value, Metrics: m}}
+func toModelSliceMetrics(k metricsSliceKey, m report.Metrics) ModelSliceMetrics {
+	return ModelSliceMetrics{Model: k.Model, Slice: report.SliceMetrics{Column: k.Column, Value: k.Value, Metrics: m}}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/coder"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/beamtune/beamtune/report"
 )
 
 func init() {
@@ -30,7 +31,7 @@ func pred(id string, label, p int32, probs ...float32) Prediction {
 }
 
 // combine runs MetricsFn over preds in one accumulator.
-func combine(t testing.TB, fn *MetricsFn, preds []Prediction) Metrics {
+func combine(t testing.TB, fn *MetricsFn, preds []Prediction) report.Metrics {
 	t.Helper()
 	a := fn.CreateAccumulator()
 	var err error
@@ -48,7 +49,7 @@ func combine(t testing.TB, fn *MetricsFn, preds []Prediction) Metrics {
 
 // both returns the combiner's and ComputeMetrics's metrics, failing when they
 // differ: every hand-checked case checks both implementations.
-func both(t *testing.T, preds []Prediction, labels []string) Metrics {
+func both(t *testing.T, preds []Prediction, labels []string) report.Metrics {
 	t.Helper()
 	m := combine(t, &MetricsFn{Labels: labels, Bootstrap: 100, Seed: 3}, preds)
 	want := ComputeMetrics(preds, labels, 100, 3)
@@ -64,7 +65,7 @@ func near(a, b, tol float64) bool {
 
 // diffMetrics describes the first difference between two Metrics: counts and
 // intervals must match exactly, other floats within tol (relative).
-func diffMetrics(got, want Metrics, tol float64) string {
+func diffMetrics(got, want report.Metrics, tol float64) string {
 	f := func(name string, g, w float64) string {
 		if !near(g, w, tol) {
 			return fmt.Sprintf("%s = %.17g, want %.17g", name, g, w)
@@ -172,7 +173,7 @@ func TestMetricsThreeClassByHand(t *testing.T) {
 	//   a: 3/5 = 0.6,  3/4 = 0.75, 6/9 = 2/3
 	//   b: 2/3,        2/3,        4/6 = 2/3
 	//   c: 1/2,        1/3,        2/5 = 0.4
-	wantClass := []ClassMetrics{
+	wantClass := []report.ClassMetrics{
 		{Label: "a", Precision: 0.6, Recall: 0.75, F1: 2.0 / 3, Support: 4},
 		{Label: "b", Precision: 2.0 / 3, Recall: 2.0 / 3, F1: 2.0 / 3, Support: 3},
 		{Label: "c", Precision: 0.5, Recall: 1.0 / 3, F1: 0.4, Support: 3},
@@ -341,7 +342,7 @@ func TestMetricsTopK(t *testing.T) {
 		pred("e", 3, 0, q...), pred("f", 1, 0, q...),
 	}
 	m := both(t, rows, []string{"w", "x", "y", "z"})
-	want := []TopK{{K: 2, Accuracy: 0.5}, {K: 3, Accuracy: 4.0 / 6}}
+	want := []report.TopK{{K: 2, Accuracy: 0.5}, {K: 3, Accuracy: 4.0 / 6}}
 	if len(m.TopK) != 2 || m.TopK[0].K != 2 || m.TopK[1].K != 3 {
 		t.Fatalf("top-k = %+v, want %+v", m.TopK, want)
 	}
@@ -626,11 +627,11 @@ func TestMetricsIntervals(t *testing.T) {
 	}
 	// Disabled bootstrap: no intervals.
 	m := ComputeMetrics(threeClass(), labels, -1, 1)
-	if m.AccuracyCI != (Interval{}) {
+	if m.AccuracyCI != (report.Interval{}) {
 		t.Errorf("bootstrap -1: interval %+v", m.AccuracyCI)
 	}
 	m = combine(t, &MetricsFn{Labels: labels, Bootstrap: -1}, threeClass())
-	if m.AccuracyCI != (Interval{}) {
+	if m.AccuracyCI != (report.Interval{}) {
 		t.Errorf("MetricsFn bootstrap -1: interval %+v", m.AccuracyCI)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 func init() {
@@ -55,16 +57,16 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 	}
 	// Sort by length so a batch pads little; the order of outputs is free.
 	sort.Slice(fn.buf, func(i, j int) bool { return fn.buf[i].Length < fn.buf[j].Length })
-	var rows Rows
+	var rows dataset.Rows
 	for _, e := range fn.buf {
-		rows.Append([]ShardRow{{ID: e.ID, Label: e.Label, InputIDs: e.InputIDs, TokenTypeIDs: e.TokenTypeIDs, Length: e.Length, Text: e.Text}})
+		rows.Append([]dataset.ShardRow{{ID: e.ID, Label: e.Label, InputIDs: e.InputIDs, TokenTypeIDs: e.TokenTypeIDs, Length: e.Length, Text: e.Text}})
 	}
-	ev, err := fn.run(&rows, nil)
+	ev, err := fn.scorer(nil)(&rows)
 	if err != nil {
 		return err
 	}
 	for i, e := range fn.buf {
-		emit(Prediction{Model: fn.Name, ID: e.ID, Label: e.Label, Pred: int32(argmax(ev.Logits[i])), Probs: Softmax(ev.Logits[i]), Length: e.Length, Text: e.Text})
+		emit(Prediction{Model: fn.Name, ID: e.ID, Label: e.Label, Pred: int32(trainer.Argmax(ev.Logits[i])), Probs: Softmax(ev.Logits[i]), Length: e.Length, Text: e.Text})
 	}
 	inferRows.Inc(ctx, int64(len(fn.buf)))
 	fn.buf = fn.buf[:0]
@@ -79,6 +81,12 @@ func (fn *KeyPredictionsFn) ProcessElement(p Prediction, emit func(int, Predicti
 	h.Write([]byte(p.ID))
 	emit(int(h.Sum32()%uint32(max(1, fn.Shards))), p)
 }
+
+// Prediction files: predictions-00000-of-00004.jsonl, one PredictionRow a line.
+const (
+	predictionsFile = "predictions-%05d-of-%05d.jsonl"
+	PredictionsGlob = "predictions-*.jsonl"
+)
 
 // PredictionRow is one line of predict's JSONL output.
 type PredictionRow struct {
@@ -119,7 +127,7 @@ func (fn *WritePredictionsFn) ProcessElement(ctx context.Context, shard int, pre
 			return err
 		}
 	}
-	path := storage.Join(fn.Dir, fmt.Sprintf("predictions-%05d-of-%05d.jsonl", shard, fn.Shards))
+	path := storage.Join(fn.Dir, fmt.Sprintf(predictionsFile, shard, fn.Shards))
 	if err := storage.WriteFile(ctx, path, buf.Bytes()); err != nil {
 		return err
 	}

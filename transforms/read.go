@@ -17,19 +17,20 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model/tokenizer"
 	"github.com/beamtune/beamtune/storage"
 )
 
 func init() {
-	register.DoFn5x1[context.Context, InputFile, func(Record), func(BadRecord), func(FileFingerprint), error](&ReadRecordsFn{})
-	register.DoFn6x1[context.Context, InputFile, func(SpillRef), func(BadRecord), func(FileFingerprint), func(string), error](&SpillRecordsFn{})
+	register.DoFn5x1[context.Context, InputFile, func(Record), func(BadRecord), func(dataset.FileFingerprint), error](&ReadRecordsFn{})
+	register.DoFn6x1[context.Context, InputFile, func(SpillRef), func(BadRecord), func(dataset.FileFingerprint), func(string), error](&SpillRecordsFn{})
 	register.Emitter1[SpillRef]()
 	register.Emitter1[string]()
 	register.Emitter1[Record]()
 	register.Emitter1[BadRecord]()
-	register.Emitter1[FileFingerprint]()
-	beam.RegisterType(reflect.TypeOf((*FileFingerprint)(nil)).Elem())
+	register.Emitter1[dataset.FileFingerprint]()
+	beam.RegisterType(reflect.TypeOf((*dataset.FileFingerprint)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*InputFile)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*Record)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*BadRecord)(nil)).Elem())
@@ -47,7 +48,7 @@ type InputFile struct {
 type ReadRecordsFn struct{}
 
 // ProcessElement reads one file.
-func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit func(Record), emitBad func(BadRecord), emitFile func(FileFingerprint)) error {
+func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit func(Record), emitBad func(BadRecord), emitFile func(dataset.FileFingerprint)) error {
 	fp, err := readInput(ctx, in, func(r *Record) error { emit(*r); return nil }, emitBad)
 	if err != nil {
 		return err
@@ -58,21 +59,21 @@ func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit 
 
 // readInput parses one file, handing each good record to use and each bad
 // one to emitBad, and returns the file's fingerprint.
-func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitBad func(BadRecord)) (FileFingerprint, error) {
+func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitBad func(BadRecord)) (dataset.FileFingerprint, error) {
 	raw, err := storage.Open(ctx, in.Path)
 	if err != nil {
-		return FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
+		return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
 	}
 	defer raw.Close()
 	h := sha256.New()
 	counted := &countingReader{r: io.TeeReader(raw, h)}
 	r, err := maybeGunzip(counted)
 	if err != nil {
-		return FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
+		return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
 	}
 	p, err := NewParser(r, in.Path, in.Parse)
 	if err != nil {
-		return FileFingerprint{}, err
+		return dataset.FileFingerprint{}, err
 	}
 	var good, rejected int64
 	for {
@@ -81,11 +82,11 @@ func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitB
 			break
 		}
 		if err != nil {
-			return FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
+			return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
 		}
 		if rec != nil {
 			if err := use(rec); err != nil {
-				return FileFingerprint{}, err
+				return dataset.FileFingerprint{}, err
 			}
 			good++
 		} else {
@@ -99,9 +100,9 @@ func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitB
 	readBad.Inc(ctx, rejected)
 	// Drain what the parser did not need (gzip trailers) so the hash covers the file.
 	if _, err := io.Copy(io.Discard, counted); err != nil {
-		return FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
+		return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
 	}
-	return FileFingerprint{Path: in.Path, Split: in.Parse.Split, Bytes: counted.n, SHA256: hex.EncodeToString(h.Sum(nil)), Records: good, Rejected: rejected}, nil
+	return dataset.FileFingerprint{Path: in.Path, Split: in.Parse.Split, Bytes: counted.n, SHA256: hex.EncodeToString(h.Sum(nil)), Records: good, Rejected: rejected}, nil
 }
 
 // SpillRecordsFn is prepare's per-record pass over one input file: parse,
@@ -136,7 +137,7 @@ func (fn *SpillRecordsFn) Setup(ctx context.Context) error {
 
 // ProcessElement reads, tokenizes and spills one file.
 func (fn *SpillRecordsFn) ProcessElement(ctx context.Context, in InputFile, emitRef func(SpillRef), emitBad func(BadRecord),
-	emitFile func(FileFingerprint), emitLabel func(string)) error {
+	emitFile func(dataset.FileFingerprint), emitLabel func(string)) error {
 	release, err := acquireHeavy(ctx) // see heavy: at most one file per CPU in memory
 	if err != nil {
 		return err
@@ -341,13 +342,3 @@ var (
 	readRecords = beam.NewCounter("beamtune.prepare", "records_read")
 	readBad     = beam.NewCounter("beamtune.prepare", "records_rejected")
 )
-
-// FileFingerprint is the content hash of one input file, for the manifest.
-type FileFingerprint struct {
-	Path     string `json:"path"`
-	Split    string `json:"split,omitempty"` // the split the input named
-	Bytes    int64  `json:"bytes"`
-	SHA256   string `json:"sha256"`
-	Records  int64  `json:"records"`  // good records read
-	Rejected int64  `json:"rejected"` // records sent to the dead letter while reading
-}

@@ -20,29 +20,26 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model/tokenizer"
 	"github.com/beamtune/beamtune/storage"
-	"github.com/parquet-go/parquet-go"
 )
 
 func init() {
 	register.Combiner3[Stats, Stats, Stats](&StatsFn{})
 	register.DoFn2x0[SpillRef, func(string, SpillRef)](&RouteSpillFn{})
-	register.DoFn7x1[context.Context, string, func(*SpillRef) bool, func(*[]string) bool, func(ShardInfo), func(Stats), func(DedupeEvent), error](&WriteShardFn{})
+	register.DoFn7x1[context.Context, string, func(*SpillRef) bool, func(*[]string) bool, func(dataset.ShardInfo), func(Stats), func(DedupeEvent), error](&WriteShardFn{})
 	register.Emitter2[string, SpillRef]()
-	register.Emitter1[ShardInfo]()
+	register.Emitter1[dataset.ShardInfo]()
 	register.Emitter1[Stats]()
 	register.Iter1[SpillRef]()
 	register.Iter1[Stats]()
-	beam.RegisterType(reflect.TypeOf((*ShardInfo)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*dataset.ShardInfo)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*Stats)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*SplitStats)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*SpillRef)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*ShardPlan)(nil)).Elem())
 }
-
-// LengthBucket is the width, in tokens, of the length histogram's buckets.
-const LengthBucket = 8
 
 // SplitStats summarises one split's examples.
 type SplitStats struct {
@@ -71,7 +68,7 @@ func (a *Stats) Add(e Example) {
 	}
 	s.Rows++
 	s.Labels[e.Label]++
-	b := int(e.Length) / LengthBucket
+	b := int(e.Length) / dataset.LengthBucket
 	for len(s.Lengths) <= b {
 		s.Lengths = append(s.Lengths, 0)
 	}
@@ -127,79 +124,7 @@ func exampleBytes(e Example) int64 {
 	return int64(4*len(e.InputIDs)+4*len(e.TokenTypeIDs)+len(e.ID)+len(e.Text)) + 16
 }
 
-// ShardRow is the Parquet schema of a shard (one row per example).
-type ShardRow struct {
-	ID           string  `parquet:"id"`
-	Label        int32   `parquet:"label"`
-	InputIDs     []int32 `parquet:"input_ids,list"`
-	TokenTypeIDs []int32 `parquet:"token_type_ids,list"` // empty unless the task has text pairs
-	Length       int32   `parquet:"length"`
-	Truncated    bool    `parquet:"truncated"`
-	Text         string  `parquet:"text"` // empty unless --keep_text
-	// TeacherLogits are the teacher's logits in distillation shards, empty otherwise.
-	TeacherLogits []float32 `parquet:"teacher_logits,list"`
-	// TeacherHidden are the teacher's [CLS] vectors of the layers named by the
-	// manifest's teacher_hidden_layers, concatenated, when the distillation
-	// uses a hidden-state loss; empty otherwise.
-	TeacherHidden []float32 `parquet:"teacher_hidden,list"`
-}
-
-// ShardInfo describes one written shard, for the manifest.
-type ShardInfo struct {
-	Split     string `json:"split"`
-	Path      string `json:"path"` // relative to the manifest's folder
-	Rows      int64  `json:"rows"`
-	Bytes     int64  `json:"bytes"`
-	SHA256    string `json:"sha256"`
-	MinLength int32  `json:"min_length"`
-	MaxLength int32  `json:"max_length"`
-}
-
 var shardsWritten = beam.NewCounter("beamtune.prepare", "shards_written")
-
-// WriteShardRows encodes rows as a zstd-compressed Parquet file.
-func WriteShardRows(w io.Writer, rows []ShardRow) error {
-	pw := newShardWriter(w)
-	if _, err := pw.Write(rows); err != nil {
-		return err
-	}
-	return pw.Close()
-}
-
-// newShardWriter is the one Parquet writer configuration of shards.
-func newShardWriter(w io.Writer) *parquet.GenericWriter[ShardRow] {
-	return parquet.NewGenericWriter[ShardRow](w, parquet.Compression(&parquet.Zstd))
-}
-
-// ReadShardRows decodes a shard written by WriteShardRows.
-func ReadShardRows(data []byte) ([]ShardRow, error) {
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		return nil, err
-	}
-	r := parquet.NewGenericReader[ShardRow](f)
-	defer r.Close()
-	rows := make([]ShardRow, f.NumRows())
-	// In chunks: one Read of every row decodes each column's values for all
-	// of them at once (a 24-byte parquet.Value per float), which for the
-	// teacher_hidden column of full SST-2 peaked at 4.5 GB for a 301 MB file.
-	const chunk = 1024
-	n := 0
-	for n < len(rows) {
-		k, err := r.Read(rows[n:min(n+chunk, len(rows))])
-		n += k
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if k == 0 {
-			return nil, fmt.Errorf("parquet reader stopped at row %d of %d", n, len(rows))
-		}
-	}
-	return rows[:n], nil
-}
 
 // Shards without a shuffle of the rows.
 //
@@ -234,7 +159,7 @@ type ShardPlan struct {
 // PlanShards gives each split ceil(estimate / target) shards, at least one.
 func PlanShards(estimates map[string]int64, target int64) ShardPlan {
 	p := ShardPlan{Shards: map[string]int{}}
-	for _, split := range []string{SplitTrain, SplitValidation, SplitTest} {
+	for _, split := range []string{dataset.SplitTrain, dataset.SplitValidation, dataset.SplitTest} {
 		n := 1
 		if target > 0 && estimates[split] > target {
 			n = int((estimates[split] + target - 1) / target)
@@ -522,7 +447,7 @@ func (r *shardRows) label(e *rowEntry) string {
 }
 
 // row decodes an entry's record into a shard row; label is the label text.
-func (r *shardRows) row(e *rowEntry) (row ShardRow, label []byte, err error) {
+func (r *shardRows) row(e *rowEntry) (row dataset.ShardRow, label []byte, err error) {
 	c := cursor{b: r.chunks[e.chunk], i: int(e.off)}
 	_, _, label = c.key()
 	row.ID = string(c.take(c.uvarint()))
@@ -604,7 +529,7 @@ func (fn *RouteSpillFn) ProcessElement(ref SpillRef, emit func(string, SpillRef)
 		return
 	}
 	nj := fn.Plan.Count(ref.Split)
-	for _, split := range []string{SplitTrain, SplitValidation, SplitTest} {
+	for _, split := range []string{dataset.SplitTrain, dataset.SplitValidation, dataset.SplitTest} {
 		if split == ref.Split {
 			continue
 		}
@@ -632,7 +557,7 @@ type WriteShardFn struct {
 }
 
 func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs func(*SpillRef) bool, vocab func(*[]string) bool,
-	emit func(ShardInfo), emitStats func(Stats), emitEvent func(DedupeEvent)) error {
+	emit func(dataset.ShardInfo), emitStats func(Stats), emitEvent func(DedupeEvent)) error {
 	split, shard, err := parseShardKey(key)
 	if err != nil {
 		return err
@@ -757,8 +682,8 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 	var st Stats
 	// Rows are decoded a batch at a time: the Parquet writer copies them
 	// into its column buffers, so only the entries and chunk bytes stay.
-	pw := newShardWriter(cw)
-	batch := make([]ShardRow, 0, 1024)
+	pw := dataset.NewShardWriter(cw)
+	batch := make([]dataset.ShardRow, 0, 1024)
 	fail := func(err error) error {
 		w.Abort()
 		return fmt.Errorf("shard %s: %w", rel, err)
@@ -793,7 +718,7 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("shard %s: %w", rel, err)
 	}
-	info := ShardInfo{Split: split, Path: rel, Rows: int64(len(es)), Bytes: cw.n, SHA256: hex.EncodeToString(sum.Sum(nil)),
+	info := dataset.ShardInfo{Split: split, Path: rel, Rows: int64(len(es)), Bytes: cw.n, SHA256: hex.EncodeToString(sum.Sum(nil)),
 		MinLength: es[0].length, MaxLength: es[len(es)-1].length}
 	shardsWritten.Inc(ctx, 1)
 	emit(info)

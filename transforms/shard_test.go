@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model/tokenizer"
 )
 
@@ -50,11 +51,11 @@ func TestShardRanges(t *testing.T) {
 }
 
 func TestPlanShards(t *testing.T) {
-	p := PlanShards(map[string]int64{SplitTrain: 100, SplitValidation: 10}, 30)
-	if p.Count(SplitTrain) != 4 || p.Count(SplitValidation) != 1 || p.Count(SplitTest) != 1 {
+	p := PlanShards(map[string]int64{dataset.SplitTrain: 100, dataset.SplitValidation: 10}, 30)
+	if p.Count(dataset.SplitTrain) != 4 || p.Count(dataset.SplitValidation) != 1 || p.Count(dataset.SplitTest) != 1 {
 		t.Errorf("plan %v, want train 4, validation 1, test 1", p.Shards)
 	}
-	if p := PlanShards(map[string]int64{SplitTrain: 100}, 0); p.Count(SplitTrain) != 1 {
+	if p := PlanShards(map[string]int64{dataset.SplitTrain: 100}, 0); p.Count(dataset.SplitTrain) != 1 {
 		t.Errorf("no target: %v, want one shard", p.Shards)
 	}
 }
@@ -118,8 +119,8 @@ func testTokenizer(t *testing.T) string {
 }
 
 type handRun struct {
-	shards map[string]ShardInfo // path -> info
-	rows   map[string][]ShardRow
+	shards map[string]dataset.ShardInfo // path -> info
+	rows   map[string][]dataset.ShardRow
 	events map[string]int64 // kind/split -> rows
 	stats  Stats
 }
@@ -140,7 +141,7 @@ func prepareByHand(t *testing.T, tokPath string, files []InputFile, plan ShardPl
 	labelSet := map[string]bool{}
 	for _, f := range files {
 		err := spill.ProcessElement(ctx, f, func(r SpillRef) { refs = append(refs, r) }, func(b BadRecord) { t.Errorf("bad record %+v", b) },
-			func(FileFingerprint) {}, func(l string) { labelSet[l] = true })
+			func(dataset.FileFingerprint) {}, func(l string) { labelSet[l] = true })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +156,7 @@ func prepareByHand(t *testing.T, tokPath string, files []InputFile, plan ShardPl
 	for _, r := range refs {
 		route.ProcessElement(r, func(k string, r SpillRef) { groups[k] = append(groups[k], r) })
 	}
-	res := handRun{shards: map[string]ShardInfo{}, rows: map[string][]ShardRow{}, events: map[string]int64{}}
+	res := handRun{shards: map[string]dataset.ShardInfo{}, rows: map[string][]dataset.ShardRow{}, events: map[string]int64{}}
 	w := &WriteShardFn{Root: out, Dir: "data", Plan: plan}
 	for key, g := range groups {
 		sort.Slice(g, func(i, j int) bool { return (g[i].Path < g[j].Path) != reverse })
@@ -176,7 +177,7 @@ func prepareByHand(t *testing.T, tokPath string, files []InputFile, plan ShardPl
 			return true
 		}
 		err := w.ProcessElement(ctx, key, next, vocab,
-			func(s ShardInfo) { res.shards[s.Path] = s },
+			func(s dataset.ShardInfo) { res.shards[s.Path] = s },
 			func(s Stats) { res.stats = StatsFn{}.MergeAccumulators(res.stats, s) },
 			func(e DedupeEvent) { res.events[e.Kind+"/"+e.Split] += e.Rows })
 		if err != nil {
@@ -188,7 +189,7 @@ func prepareByHand(t *testing.T, tokPath string, files []InputFile, plan ShardPl
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := ReadShardRows(data)
+		rows, err := dataset.ReadShardRows(data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,8 +233,8 @@ func TestSpilledShards(t *testing.T) {
 	cfg := func(split string) ParseConfig {
 		return ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}, Label: "label"}, Split: split}
 	}
-	files := []InputFile{{Path: write("train.tsv", train), Parse: cfg(SplitTrain)}, {Path: write("test.tsv", test), Parse: cfg(SplitTest)}}
-	plan := ShardPlan{Shards: map[string]int{SplitTrain: 3, SplitTest: 2, SplitValidation: 1}}
+	files := []InputFile{{Path: write("train.tsv", train), Parse: cfg(dataset.SplitTrain)}, {Path: write("test.tsv", test), Parse: cfg(dataset.SplitTest)}}
+	plan := ShardPlan{Shards: map[string]int{dataset.SplitTrain: 3, dataset.SplitTest: 2, dataset.SplitValidation: 1}}
 
 	base := prepareByHand(t, tok, files, plan, 1<<30, false)
 	want := map[string]int64{"duplicate/train": 1, "leakage/train": 1, "conflict_resolved/train": 2, "conflict_dropped/train": 2}
@@ -268,7 +269,7 @@ func TestSpilledShards(t *testing.T) {
 			t.Errorf("%q kept as %s, want the copy on line %s", text, ids[text], line)
 		}
 	}
-	if got := base.stats.Splits[SplitTrain].Rows + base.stats.Splits[SplitTest].Rows; got != 300+60+1+1+1 {
+	if got := base.stats.Splits[dataset.SplitTrain].Rows + base.stats.Splits[dataset.SplitTest].Rows; got != 300+60+1+1+1 {
 		t.Errorf("stats count %d rows, want 363", got)
 	}
 	found := false
@@ -323,42 +324,5 @@ func TestSpillChunkRejectsForeignFiles(t *testing.T) {
 	row, label, err := r.row(&r.entries[0])
 	if err != nil || row.ID != "id" || string(label) != "1" || row.Text != "x" || len(row.InputIDs) != 2 || row.Length != 2 {
 		t.Errorf("decoded %+v label %q err %v", row, label, err)
-	}
-}
-
-// TestShardRowsRoundTripInChunks: ReadShardRows reads a shard in chunks of
-// 1,024 rows; every row of a 2,500-row shard (with teacher logits and [CLS]
-// vectors, as in a distillation dataset) must come back whole and in order.
-func TestShardRowsRoundTripInChunks(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	var want []ShardRow
-	for i := range 2500 {
-		r := ShardRow{ID: fmt.Sprintf("row-%04d", i), Label: int32(i % 2), Length: int32(2 + i%30)}
-		for range r.Length {
-			r.InputIDs = append(r.InputIDs, int32(rng.IntN(30000)))
-		}
-		r.TeacherLogits = []float32{rng.Float32(), rng.Float32()}
-		for range 3 * 8 {
-			r.TeacherHidden = append(r.TeacherHidden, rng.Float32())
-		}
-		want = append(want, r)
-	}
-	var buf strings.Builder
-	if err := WriteShardRows(&buf, want); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadShardRows([]byte(buf.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("read %d rows, wrote %d", len(got), len(want))
-	}
-	for i := range want {
-		g, w := got[i], want[i]
-		if g.ID != w.ID || g.Label != w.Label || g.Length != w.Length || fmt.Sprint(g.InputIDs) != fmt.Sprint(w.InputIDs) ||
-			fmt.Sprint(g.TeacherLogits) != fmt.Sprint(w.TeacherLogits) || fmt.Sprint(g.TeacherHidden) != fmt.Sprint(w.TeacherHidden) {
-			t.Fatalf("row %d differs:\n got %+v\nwant %+v", i, g, w)
-		}
 	}
 }

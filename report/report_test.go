@@ -1,4 +1,4 @@
-package transforms
+package report
 
 import (
 	"bytes"
@@ -22,9 +22,9 @@ import (
 
 // go test ./transforms -run Report -update-report rewrites the golden files
 // under testdata/report/ from the fixtures (review the diff before keeping).
-var rptUpdateGolden = flag.Bool("update-report", false, "rewrite testdata/report golden files")
+var updateGolden = flag.Bool("update-report", false, "rewrite testdata/report golden files")
 
-const rptGoldenDir = "../testdata/report"
+const goldenDir = "../testdata/report"
 
 // ---------------------------------------------------------------------------
 // Fixtures. Built by hand from confusion matrices (not through metrics.go,
@@ -32,10 +32,10 @@ const rptGoldenDir = "../testdata/report"
 // dev (872 examples, teacher and distilled student) and AG News test (7,600
 // examples, 4 classes, champion and a rejected challenger).
 
-// rptTestMetrics derives precision, recall, F1, accuracy and the F1
+// testMetrics derives precision, recall, F1, accuracy and the F1
 // averages from a confusion matrix; the caller adds what a matrix does not
 // determine (intervals, log loss, calibration, top-k).
-func rptTestMetrics(labels []string, cm [][]int64) Metrics {
+func testMetrics(labels []string, cm [][]int64) Metrics {
 	k := len(labels)
 	m := Metrics{Labels: labels, Confusion: cm}
 	var total, correct int64
@@ -83,10 +83,10 @@ func rptTestMetrics(labels []string, cm [][]int64) Metrics {
 	return m
 }
 
-// rptTestReliability spreads n predictions over 15 equal-width bins from
+// testReliability spreads n predictions over 15 equal-width bins from
 // minConf up, most of them confident, with accuracy a little below the
 // confidence (the usual over-confidence of fine-tuned transformers).
-func rptTestReliability(n int64, minConf, overconf float64) []ReliabilityBin {
+func testReliability(n int64, minConf, overconf float64) []ReliabilityBin {
 	const bins = 15
 	var out []ReliabilityBin
 	weights := make([]float64, bins)
@@ -117,10 +117,10 @@ func rptTestReliability(n int64, minConf, overconf float64) []ReliabilityBin {
 	return out
 }
 
-// rptTestLog is a training log: a train loss every `every` steps decaying
+// testLog is a training log: a train loss every `every` steps decaying
 // towards floor with deterministic noise, an eval every evalEvery steps
 // that bottoms out and creeps up (mild over-fitting), as real runs do.
-func rptTestLog(steps, every, evalEvery int, start, floor, tau float64, phase float64) []LogEntry {
+func testLog(steps, every, evalEvery int, start, floor, tau float64, phase float64) []LogEntry {
 	var log []LogEntry
 	perEpoch := float64(steps) / 3
 	for s := every; s <= steps; s += every {
@@ -140,12 +140,12 @@ func rptTestLog(steps, every, evalEvery int, start, floor, tau float64, phase fl
 	return log
 }
 
-// rptTestSlices are token-length slices whose counts add up to the model's.
-func rptTestSlices(labels []string, parts [][][]int64) []SliceMetrics {
+// testSlices are token-length slices whose counts add up to the model's.
+func testSlices(labels []string, parts [][][]int64) []SliceMetrics {
 	names := []string{"1-16", "17-32", "33+"}
 	var out []SliceMetrics
 	for i, cm := range parts {
-		m := rptTestMetrics(labels, cm)
+		m := testMetrics(labels, cm)
 		m.ECE = 0.02 + 0.01*float64(i)
 		m.LogLoss = 0.25 + 0.05*float64(i)
 		out = append(out, SliceMetrics{Column: "length", Value: names[i], Metrics: m})
@@ -164,23 +164,23 @@ func rptTestSlices(labels []string, parts [][][]int64) []SliceMetrics {
 			}
 			cm = append(cm, row)
 		}
-		m := rptTestMetrics(labels, cm)
+		m := testMetrics(labels, cm)
 		m.AccuracyCI, m.MacroF1CI = Interval{}, Interval{}
 		out = append(out, SliceMetrics{Column: "label", Value: l, Metrics: m})
 	}
 	return out
 }
 
-// rptFixtureBinary: SST-2 dev, a MiniLM teacher and a 3-layer student with
+// fixtureBinary: SST-2 dev, a MiniLM teacher and a 3-layer student with
 // training logs, one comparison and a blessed gate with no champion yet.
-func rptFixtureBinary() *Report {
+func fixtureBinary() *Report {
 	labels := []string{"negative", "positive"}
-	teacher := rptTestMetrics(labels, [][]int64{{389, 39}, {37, 407}})
+	teacher := testMetrics(labels, [][]int64{{389, 39}, {37, 407}})
 	teacher.LogLoss, teacher.ECE = 0.2412, 0.0187
-	teacher.Reliability = rptTestReliability(872, 0.5, 0.01)
-	student := rptTestMetrics(labels, [][]int64{{378, 50}, {44, 400}})
+	teacher.Reliability = testReliability(872, 0.5, 0.01)
+	student := testMetrics(labels, [][]int64{{378, 50}, {44, 400}})
 	student.LogLoss, student.ECE = 0.2871, 0.0312
-	student.Reliability = rptTestReliability(872, 0.5, 0.02)
+	student.Reliability = testReliability(872, 0.5, 0.02)
 	return &Report{
 		CreatedAt: "2025-06-01T11:02:03Z",
 		Dataset:   "gs://bt-data/prepared/sst2",
@@ -191,15 +191,15 @@ func rptFixtureBinary() *Report {
 				Name: "teacher", Dir: "gs://bt-models/sst2/teacher", Params: 22713216, Layers: 6, SizeBytes: 90864192,
 				Speed:       Speed{Threads: 2, LatencyP50Ms: 11.84, LatencyP95Ms: 14.02, ExamplesPerSec: 152.3, SeqLen: 128},
 				Metrics:     teacher,
-				Slices:      rptTestSlices(labels, [][][]int64{{{120, 8}, {9, 131}}, {{180, 19}, {17, 190}}, {{89, 12}, {11, 86}}}),
-				TrainingLog: rptTestLog(600, 10, 60, 0.70, 0.18, 110, 0),
+				Slices:      testSlices(labels, [][][]int64{{{120, 8}, {9, 131}}, {{180, 19}, {17, 190}}, {{89, 12}, {11, 86}}}),
+				TrainingLog: testLog(600, 10, 60, 0.70, 0.18, 110, 0),
 			},
 			{
 				Name: "student", Dir: "gs://bt-models/sst2/student", Params: 11357952, Layers: 3, SizeBytes: 22990848,
 				Speed:       Speed{Threads: 2, LatencyP50Ms: 3.91, LatencyP95Ms: 4.77, ExamplesPerSec: 488.6, SeqLen: 128},
 				Metrics:     student,
-				Slices:      rptTestSlices(labels, [][][]int64{{{118, 10}, {11, 129}}, {{175, 24}, {21, 186}}, {{85, 16}, {12, 85}}}),
-				TrainingLog: rptTestLog(900, 10, 90, 0.72, 0.22, 160, 1.3),
+				Slices:      testSlices(labels, [][][]int64{{{118, 10}, {11, 129}}, {{175, 24}, {21, 186}}, {{85, 16}, {12, 85}}}),
+				TrainingLog: testLog(900, 10, 90, 0.72, 0.22, 160, 1.3),
 			},
 		},
 		Comparisons: []Comparison{{
@@ -219,11 +219,11 @@ func rptFixtureBinary() *Report {
 	}
 }
 
-// rptFixtureAGNews: 4 classes, top-k, a champion without a training log and
+// fixtureAGNews: 4 classes, top-k, a champion without a training log and
 // a challenger the gate rejects on accuracy and one class's recall.
-func rptFixtureAGNews() *Report {
+func fixtureAGNews() *Report {
 	labels := []string{"World", "Sports", "Business", "Sci/Tech"}
-	champ := rptTestMetrics(labels, [][]int64{
+	champ := testMetrics(labels, [][]int64{
 		{1735, 40, 75, 50},
 		{12, 1868, 10, 10},
 		{45, 12, 1640, 203},
@@ -231,8 +231,8 @@ func rptFixtureAGNews() *Report {
 	})
 	champ.LogLoss, champ.ECE = 0.2795, 0.0243
 	champ.TopK = []TopK{{K: 2, Accuracy: 0.9712}, {K: 3, Accuracy: 0.9905}}
-	champ.Reliability = rptTestReliability(7600, 0.25, 0.012)
-	chall := rptTestMetrics(labels, [][]int64{
+	champ.Reliability = testReliability(7600, 0.25, 0.012)
+	chall := testMetrics(labels, [][]int64{
 		{1720, 45, 80, 55},
 		{15, 1862, 12, 11},
 		{50, 14, 1590, 246},
@@ -240,7 +240,7 @@ func rptFixtureAGNews() *Report {
 	})
 	chall.LogLoss, chall.ECE = 0.3104, 0.0391
 	chall.TopK = []TopK{{K: 2, Accuracy: 0.9655}, {K: 3, Accuracy: 0.9887}}
-	chall.Reliability = rptTestReliability(7600, 0.25, 0.025)
+	chall.Reliability = testReliability(7600, 0.25, 0.025)
 	dAcc := 100 * (chall.Accuracy - champ.Accuracy)
 	dF1 := 100 * (chall.MacroF1 - champ.MacroF1)
 	var checks []GateCheck
@@ -262,7 +262,7 @@ func rptFixtureAGNews() *Report {
 		}
 	}
 	return &Report{
-		Schema:    ReportSchema,
+		Schema:    Schema,
 		CreatedAt: "2025-06-02T08:30:00Z",
 		Dataset:   "/data/prepared/ag_news",
 		Split:     "test",
@@ -277,7 +277,7 @@ func rptFixtureAGNews() *Report {
 				Name: "challenger", Dir: "/runs/ag_news/distill-7/best", Params: 11359492, Layers: 3, SizeBytes: 45437972,
 				Speed:       Speed{Threads: 2, LatencyP50Ms: 6.2, LatencyP95Ms: 7.9, ExamplesPerSec: 301.4, SeqLen: 128},
 				Metrics:     chall,
-				TrainingLog: rptTestLog(1500, 15, 150, 1.39, 0.25, 260, 0.4),
+				TrainingLog: testLog(1500, 15, 150, 1.39, 0.25, 260, 0.4),
 			},
 		},
 		Comparisons: []Comparison{{
@@ -289,9 +289,9 @@ func rptFixtureAGNews() *Report {
 	}
 }
 
-// rptFixtureMany stresses the layout: 20 classes (one with a long label),
+// fixtureMany stresses the layout: 20 classes (one with a long label),
 // three models, a long training log that the chart thins, and no gate.
-func rptFixtureMany() *Report {
+func fixtureMany() *Report {
 	const k = 20
 	labels := make([]string, k)
 	for i := range labels {
@@ -309,35 +309,35 @@ func rptFixtureMany() *Report {
 				cm[i][(i+1+int(w)%3)%k]++
 			}
 		}
-		m := rptTestMetrics(labels, cm)
+		m := testMetrics(labels, cm)
 		m.LogLoss, m.ECE = 0.41+0.05*float64(mi), 0.03+0.01*float64(mi)
 		m.TopK = []TopK{{2, 0.97}, {3, 0.985}, {4, 0.99}, {5, 0.995}}
 		if mi < 2 {
-			m.Reliability = rptTestReliability(4000, 0.05, 0.01*float64(mi+1))
+			m.Reliability = testReliability(4000, 0.05, 0.01*float64(mi+1))
 		}
 		mr := ModelReport{Name: name, Dir: "/models/" + name, Params: int64(22e6 / (mi + 1)), Layers: 6 / (mi + 1) * 2 / 2, SizeBytes: int64(88e6 / (mi + 1)), Metrics: m}
 		if mi == 1 {
-			mr.TrainingLog = rptTestLog(6000, 2, 20, 3.0, 0.4, 900, 0.7) // 3,000 train and 300 eval points
+			mr.TrainingLog = testLog(6000, 2, 20, 3.0, 0.4, 900, 0.7) // 3,000 train and 300 eval points
 		}
 		r.Models = append(r.Models, mr)
 	}
 	return r
 }
 
-var rptFixtures = []struct {
+var fixtures = []struct {
 	name   string
 	build  func() *Report
 	golden bool // pinned under testdata/report/<name> (the stress fixture is too big to commit)
 }{
-	{"binary", rptFixtureBinary, true},
-	{"agnews", rptFixtureAGNews, true},
-	{"many", rptFixtureMany, false},
+	{"binary", fixtureBinary, true},
+	{"agnews", fixtureAGNews, true},
+	{"many", fixtureMany, false},
 }
 
 // ---------------------------------------------------------------------------
 // HTML parsing helpers (shared with report_browser_test.go).
 
-func rptParseHTML(t *testing.T, page []byte) *xhtml.Node {
+func parseHTML(t *testing.T, page []byte) *xhtml.Node {
 	t.Helper()
 	doc, err := xhtml.Parse(bytes.NewReader(page))
 	if err != nil {
@@ -346,7 +346,7 @@ func rptParseHTML(t *testing.T, page []byte) *xhtml.Node {
 	return doc
 }
 
-func rptAttr(n *xhtml.Node, key string) string {
+func attrOf(n *xhtml.Node, key string) string {
 	for _, a := range n.Attr {
 		if a.Key == key {
 			return a.Val
@@ -355,8 +355,8 @@ func rptAttr(n *xhtml.Node, key string) string {
 	return ""
 }
 
-func rptHasClass(n *xhtml.Node, class string) bool {
-	for _, c := range strings.Fields(rptAttr(n, "class")) {
+func hasClass(n *xhtml.Node, class string) bool {
+	for _, c := range strings.Fields(attrOf(n, "class")) {
 		if c == class {
 			return true
 		}
@@ -364,7 +364,7 @@ func rptHasClass(n *xhtml.Node, class string) bool {
 	return false
 }
 
-func rptFindAll(n *xhtml.Node, match func(*xhtml.Node) bool) []*xhtml.Node {
+func findAll(n *xhtml.Node, match func(*xhtml.Node) bool) []*xhtml.Node {
 	var out []*xhtml.Node
 	var walk func(*xhtml.Node)
 	walk = func(n *xhtml.Node) {
@@ -379,21 +379,21 @@ func rptFindAll(n *xhtml.Node, match func(*xhtml.Node) bool) []*xhtml.Node {
 	return out
 }
 
-func rptByID(t *testing.T, doc *xhtml.Node, id string) *xhtml.Node {
+func byID(t *testing.T, doc *xhtml.Node, id string) *xhtml.Node {
 	t.Helper()
-	found := rptFindAll(doc, func(n *xhtml.Node) bool { return rptAttr(n, "id") == id })
+	found := findAll(doc, func(n *xhtml.Node) bool { return attrOf(n, "id") == id })
 	if len(found) != 1 {
 		t.Fatalf("want exactly one element with id %q, found %d", id, len(found))
 	}
 	return found[0]
 }
 
-// rptElems returns n's descendants with tag (and class, when not "").
-func rptElems(n *xhtml.Node, tag, class string) []*xhtml.Node {
-	return rptFindAll(n, func(e *xhtml.Node) bool { return e.Data == tag && (class == "" || rptHasClass(e, class)) })
+// elems returns n's descendants with tag (and class, when not "").
+func elems(n *xhtml.Node, tag, class string) []*xhtml.Node {
+	return findAll(n, func(e *xhtml.Node) bool { return e.Data == tag && (class == "" || hasClass(e, class)) })
 }
 
-func rptText(n *xhtml.Node) string {
+func textOf(n *xhtml.Node) string {
 	var b strings.Builder
 	var walk func(*xhtml.Node)
 	walk = func(n *xhtml.Node) {
@@ -408,28 +408,28 @@ func rptText(n *xhtml.Node) string {
 	return b.String()
 }
 
-// rptSVGTitle is the text of the chart's own <title> (its first child).
-func rptSVGTitle(svg *xhtml.Node) string {
+// svgTitle is the text of the chart's own <title> (its first child).
+func svgTitle(svg *xhtml.Node) string {
 	for c := svg.FirstChild; c != nil; c = c.NextSibling {
 		if c.Type == xhtml.ElementNode && c.Data == "title" {
-			return rptText(c)
+			return textOf(c)
 		}
 	}
 	return ""
 }
 
-// rptCheckCharts asserts the charts of a rendered report (from RenderHTML
+// checkCharts asserts the charts of a rendered report (from RenderHTML
 // or from a browser's DOM) are present with real content. It returns the
 // number of SVG charts.
-func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
+func checkCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 	t.Helper()
-	ids := rptIDs(r.Models)
+	ids := chartIDs(r.Models)
 	for i, m := range r.Models {
 		// (a) loss curves, or the note for a model without a log.
-		lossEl := rptByID(t, doc, "loss-"+ids[i])
+		lossEl := byID(t, doc, "loss-"+ids[i])
 		if len(m.TrainingLog) == 0 {
-			if lossEl.Data != "p" || rptText(lossEl) != "no training log" {
-				t.Errorf("%s: want <p>no training log</p>, got <%s>%q", m.Name, lossEl.Data, rptText(lossEl))
+			if lossEl.Data != "p" || textOf(lossEl) != "no training log" {
+				t.Errorf("%s: want <p>no training log</p>, got <%s>%q", m.Name, lossEl.Data, textOf(lossEl))
 			}
 		} else {
 			var nTrain, nEval int
@@ -441,30 +441,30 @@ func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 					nEval++
 				}
 			}
-			if lossEl.Data != "svg" || !rptHasClass(lossEl, "loss-chart") || !strings.Contains(rptSVGTitle(lossEl), m.Name) {
-				t.Fatalf("%s: loss chart is <%s class=%q> titled %q", m.Name, lossEl.Data, rptAttr(lossEl, "class"), rptSVGTitle(lossEl))
+			if lossEl.Data != "svg" || !hasClass(lossEl, "loss-chart") || !strings.Contains(svgTitle(lossEl), m.Name) {
+				t.Fatalf("%s: loss chart is <%s class=%q> titled %q", m.Name, lossEl.Data, attrOf(lossEl, "class"), svgTitle(lossEl))
 			}
-			train := rptElems(lossEl, "polyline", "train")
-			eval := rptElems(lossEl, "polyline", "eval")
+			train := elems(lossEl, "polyline", "train")
+			eval := elems(lossEl, "polyline", "eval")
 			if len(train) != 1 || len(eval) != 1 {
 				t.Fatalf("%s: want one train and one eval polyline, got %d and %d", m.Name, len(train), len(eval))
 			}
 			// Long logs are thinned to 1,200 train points; markers only
 			// up to 200 evals.
-			if got := len(strings.Fields(rptAttr(train[0], "points"))); got != min(nTrain, 1200) || got < 50 {
+			if got := len(strings.Fields(attrOf(train[0], "points"))); got != min(nTrain, 1200) || got < 50 {
 				t.Errorf("%s: train polyline has %d points, log has %d train entries", m.Name, got, nTrain)
 			}
-			if got := len(strings.Fields(rptAttr(eval[0], "points"))); got != nEval || got < 5 {
+			if got := len(strings.Fields(attrOf(eval[0], "points"))); got != nEval || got < 5 {
 				t.Errorf("%s: eval polyline has %d points, log has %d eval entries", m.Name, got, nEval)
 			}
-			if got, want := len(rptElems(lossEl, "circle", "eval")), nEval; nEval <= 200 && got != want || nEval > 200 && got != 0 {
+			if got, want := len(elems(lossEl, "circle", "eval")), nEval; nEval <= 200 && got != want || nEval > 200 && got != 0 {
 				t.Errorf("%s: %d eval markers for %d evals", m.Name, got, nEval)
 			}
 			// Axes: at least 3 labelled ticks each way plus axis titles and a legend.
-			texts := rptElems(lossEl, "text", "")
+			texts := elems(lossEl, "text", "")
 			var all []string
 			for _, x := range texts {
-				all = append(all, rptText(x))
+				all = append(all, textOf(x))
 			}
 			joined := strings.Join(all, "|")
 			for _, want := range []string{"step", "loss", "train loss", "validation loss"} {
@@ -479,19 +479,19 @@ func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 
 		// (b) confusion heat map: K×K cells, each labelled with its count.
 		k := len(m.Metrics.Confusion)
-		cm := rptByID(t, doc, "confusion-"+ids[i])
-		cells := rptElems(cm, "rect", "cell")
+		cm := byID(t, doc, "confusion-"+ids[i])
+		cells := elems(cm, "rect", "cell")
 		if len(cells) != k*k {
 			t.Errorf("%s: %d confusion cells, want %d", m.Name, len(cells), k*k)
 		}
 		var counts []string
-		for _, x := range rptElems(cm, "text", "cell-text") {
-			counts = append(counts, rptText(x))
+		for _, x := range elems(cm, "text", "cell-text") {
+			counts = append(counts, textOf(x))
 		}
 		var want []string
 		for _, row := range m.Metrics.Confusion {
 			for _, v := range row {
-				want = append(want, rptThousands(v))
+				want = append(want, thousands(v))
 			}
 		}
 		// Cells too small for a readable number (many classes) carry it in
@@ -504,13 +504,13 @@ func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 		}
 		// The diagonal of a good model is the darkest part of each row.
 		for r := 0; r < k; r++ {
-			if fill := rptAttr(cells[r*k+r], "fill"); fill == rptBlue(0) {
+			if fill := attrOf(cells[r*k+r], "fill"); fill == blueShade(0) {
 				t.Errorf("%s: diagonal cell %d is unshaded", m.Name, r)
 			}
 		}
 
 		// (c) reliability: one bar per non-empty bin, a diagonal.
-		rel := rptByID(t, doc, "reliability-"+ids[i])
+		rel := byID(t, doc, "reliability-"+ids[i])
 		nonEmpty := 0
 		for _, b := range m.Metrics.Reliability {
 			if b.Count > 0 {
@@ -518,51 +518,51 @@ func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 			}
 		}
 		if nonEmpty == 0 {
-			if rel.Data != "p" || rptText(rel) != "no reliability bins" {
-				t.Errorf("%s: no bins but <%s>%q", m.Name, rel.Data, rptText(rel))
+			if rel.Data != "p" || textOf(rel) != "no reliability bins" {
+				t.Errorf("%s: no bins but <%s>%q", m.Name, rel.Data, textOf(rel))
 			}
 			continue
 		}
-		if got := len(rptElems(rel, "rect", "bin")); got != nonEmpty {
+		if got := len(elems(rel, "rect", "bin")); got != nonEmpty {
 			t.Errorf("%s: %d reliability bars, want %d (one per non-empty bin)", m.Name, got, nonEmpty)
 		}
-		if got := len(rptElems(rel, "rect", "count")); got != nonEmpty {
+		if got := len(elems(rel, "rect", "count")); got != nonEmpty {
 			t.Errorf("%s: %d count bars, want %d", m.Name, got, nonEmpty)
 		}
-		if len(rptElems(rel, "line", "diagonal")) != 1 {
+		if len(elems(rel, "line", "diagonal")) != 1 {
 			t.Errorf("%s: reliability diagram has no diagonal", m.Name)
 		}
 	}
 
 	// (d) per-class F1: one bar per model and class.
-	f1 := rptByID(t, doc, "f1-per-class")
+	f1 := byID(t, doc, "f1-per-class")
 	want := 0
 	for _, m := range r.Models {
 		want += len(m.Metrics.PerClass)
 	}
-	if got := len(rptElems(f1, "rect", "bar")); got != want {
+	if got := len(elems(f1, "rect", "bar")); got != want {
 		t.Errorf("per-class F1 chart has %d bars, want %d", got, want)
 	}
 
 	// Every chart is addressable and titled.
-	svgs := rptElems(doc, "svg", "chart")
+	svgs := elems(doc, "svg", "chart")
 	for _, s := range svgs {
-		if rptAttr(s, "id") == "" || rptSVGTitle(s) == "" {
-			t.Errorf("chart without id or <title>: class=%q", rptAttr(s, "class"))
+		if attrOf(s, "id") == "" || svgTitle(s) == "" {
+			t.Errorf("chart without id or <title>: class=%q", attrOf(s, "class"))
 		}
 	}
 
 	// (e) gate verdict and comparison tables.
 	if r.Gate != nil {
-		v := rptByID(t, doc, "verdict")
-		if !rptHasClass(v, r.Gate.Verdict) {
-			t.Errorf("verdict banner class %q, want %q", rptAttr(v, "class"), r.Gate.Verdict)
+		v := byID(t, doc, "verdict")
+		if !hasClass(v, r.Gate.Verdict) {
+			t.Errorf("verdict banner class %q, want %q", attrOf(v, "class"), r.Gate.Verdict)
 		}
-		if got := len(rptElems(doc, "span", "pill")); got != len(r.Gate.Checks) {
+		if got := len(elems(doc, "span", "pill")); got != len(r.Gate.Checks) {
 			t.Errorf("%d check pills, want %d", got, len(r.Gate.Checks))
 		}
 	}
-	if got, want := len(rptFindAll(doc, func(n *xhtml.Node) bool { return n.Data == "table" && rptHasClass(n, "comparisons") })), min(len(r.Comparisons), 1); got != want {
+	if got, want := len(findAll(doc, func(n *xhtml.Node) bool { return n.Data == "table" && hasClass(n, "comparisons") })), min(len(r.Comparisons), 1); got != want {
 		t.Errorf("%d comparison tables, want %d", got, want)
 	}
 	return len(svgs)
@@ -571,12 +571,12 @@ func rptCheckCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 // ---------------------------------------------------------------------------
 
 func TestReportHTMLCharts(t *testing.T) {
-	for _, f := range rptFixtures {
+	for _, f := range fixtures {
 		t.Run(f.name, func(t *testing.T) {
 			r := f.build()
 			page := RenderHTML(r)
-			doc := rptParseHTML(t, page)
-			n := rptCheckCharts(t, doc, r)
+			doc := parseHTML(t, page)
+			n := checkCharts(t, doc, r)
 			// Loss charts only for models with a log, reliability only with
 			// bins, confusion per model, one F1 chart.
 			want := len(r.Models) + 1
@@ -601,7 +601,7 @@ func TestReportHTMLCharts(t *testing.T) {
 // TestReportHTMLSelfContained: nothing on the page may fetch anything or run
 // code, so it renders offline, from a bucket or an attachment.
 func TestReportHTMLSelfContained(t *testing.T) {
-	page := string(RenderHTML(rptFixtureAGNews()))
+	page := string(RenderHTML(fixtureAGNews()))
 	for _, bad := range []string{"<script", "<link", "<img", "<iframe", "src=", "href=", "url(", "@import", "http://", "https://", "javascript:"} {
 		if strings.Contains(strings.ToLower(page), bad) {
 			t.Errorf("page contains %q", bad)
@@ -619,7 +619,7 @@ func TestReportHTMLSelfContained(t *testing.T) {
 // path: they must come out as text, never as markup.
 func TestReportHTMLEscapes(t *testing.T) {
 	evil := `<script>alert("x")</script>&amp;'`
-	r := rptFixtureBinary()
+	r := fixtureBinary()
 	r.Dataset = evil
 	r.Models[0].Name = evil
 	r.Models[0].Metrics.Labels[0] = evil
@@ -632,17 +632,17 @@ func TestReportHTMLEscapes(t *testing.T) {
 	if bytes.Contains(page, []byte("<script")) {
 		t.Fatal("unescaped <script> in the page")
 	}
-	doc := rptParseHTML(t, page)
-	if n := len(rptElems(doc, "script", "")); n != 0 {
+	doc := parseHTML(t, page)
+	if n := len(elems(doc, "script", "")); n != 0 {
 		t.Fatalf("%d script elements", n)
 	}
 	// The text survives intact: the parser decodes it back.
-	text := rptText(doc)
+	text := textOf(doc)
 	if c := strings.Count(text, evil); c < 8 {
 		t.Errorf("hostile text appears %d times as text, want it everywhere it was used", c)
 	}
 	// The id derived from the name is safe too.
-	if id := rptIDs(r.Models)[0]; strings.ContainsAny(id, `<>"'& `) {
+	if id := chartIDs(r.Models)[0]; strings.ContainsAny(id, `<>"'& `) {
 		t.Errorf("unsafe id %q", id)
 	}
 	md := string(RenderMarkdown(r))
@@ -654,7 +654,7 @@ func TestReportHTMLEscapes(t *testing.T) {
 // TestReportHTMLDegrades: missing data gives notes, NaN never reaches an
 // SVG attribute, zero-count bins are skipped.
 func TestReportHTMLDegrades(t *testing.T) {
-	r := rptFixtureAGNews()
+	r := fixtureAGNews()
 	ch := &r.Models[1]
 	ch.TrainingLog = []LogEntry{{Kind: "train", Step: 10, Loss: math.NaN()}, {Kind: "eval", Step: 10, Loss: math.Inf(1)}}
 	ch.Metrics.Reliability = []ReliabilityBin{{Lower: 0, Upper: 0.5}, {Lower: 0.5, Upper: 1}}
@@ -663,15 +663,15 @@ func TestReportHTMLDegrades(t *testing.T) {
 	ch.Metrics.ECE = math.NaN()
 	r.Models[0].Metrics.Reliability[14].Count = 0 // one empty bin among full ones
 	page := RenderHTML(r)
-	doc := rptParseHTML(t, page)
-	ids := rptIDs(r.Models)
+	doc := parseHTML(t, page)
+	ids := chartIDs(r.Models)
 	for id, want := range map[string]string{
 		"loss-" + ids[0]:        "no training log",
 		"loss-" + ids[1]:        "the training log has no loss values",
 		"reliability-" + ids[1]: "no reliability bins",
 		"confusion-" + ids[1]:   "no confusion matrix",
 	} {
-		if got := rptText(rptByID(t, doc, id)); got != want {
+		if got := textOf(byID(t, doc, id)); got != want {
 			t.Errorf("%s: %q, want %q", id, got, want)
 		}
 	}
@@ -681,10 +681,10 @@ func TestReportHTMLDegrades(t *testing.T) {
 			nonEmpty++
 		}
 	}
-	if got := len(rptElems(rptByID(t, doc, "reliability-"+ids[0]), "rect", "bin")); got != nonEmpty {
+	if got := len(elems(byID(t, doc, "reliability-"+ids[0]), "rect", "bin")); got != nonEmpty {
 		t.Errorf("%d bars for %d non-empty bins", got, nonEmpty)
 	}
-	if got := len(rptElems(rptByID(t, doc, "f1-per-class"), "rect", "bar")); got != 4 {
+	if got := len(elems(byID(t, doc, "f1-per-class"), "rect", "bar")); got != 4 {
 		t.Errorf("F1 chart: %d bars, want the champion's 4", got)
 	}
 	if bytes.Contains(page, []byte("NaN")) || bytes.Contains(page, []byte("Inf")) {
@@ -692,8 +692,8 @@ func TestReportHTMLDegrades(t *testing.T) {
 	}
 	// A single-point log still draws (as a dot), an empty report still renders.
 	r.Models[1].TrainingLog = []LogEntry{{Kind: "train", Step: 5, Loss: 0.5}}
-	doc = rptParseHTML(t, RenderHTML(r))
-	if len(rptElems(rptByID(t, doc, "loss-"+ids[1]), "circle", "train")) != 1 {
+	doc = parseHTML(t, RenderHTML(r))
+	if len(elems(byID(t, doc, "loss-"+ids[1]), "circle", "train")) != 1 {
 		t.Error("one-point training log does not show its point")
 	}
 	for _, empty := range []*Report{{}, nil} {
@@ -705,7 +705,7 @@ func TestReportHTMLDegrades(t *testing.T) {
 }
 
 func TestReportMarkdown(t *testing.T) {
-	md := string(RenderMarkdown(rptFixtureBinary()))
+	md := string(RenderMarkdown(fixtureBinary()))
 	for _, want := range []string{
 		"# Evaluation report\n",
 		"- Dataset: gs://bt-data/prepared/sst2\n",
@@ -729,7 +729,7 @@ func TestReportMarkdown(t *testing.T) {
 			t.Errorf("Markdown lacks %q", want)
 		}
 	}
-	ag := string(RenderMarkdown(rptFixtureAGNews()))
+	ag := string(RenderMarkdown(fixtureAGNews()))
 	for _, want := range []string{
 		"## Promotion gate: ❌ **REJECTED**\n",
 		"Challenger **challenger** against champion **champion**.",
@@ -750,27 +750,27 @@ func TestReportMarkdown(t *testing.T) {
 }
 
 // TestReportGolden pins the JSON encoding (the v1 schema on disk) and the
-// Markdown; ReadReport must also read the committed JSON back to the
+// Markdown; Read must also read the committed JSON back to the
 // fixture, so a change that breaks old reports fails here.
 func TestReportGolden(t *testing.T) {
 	ctx := context.Background()
-	for _, f := range rptFixtures {
+	for _, f := range fixtures {
 		if !f.golden {
 			continue
 		}
 		t.Run(f.name, func(t *testing.T) {
 			dir := t.TempDir()
 			r := f.build()
-			if err := WriteReport(ctx, dir, r); err != nil {
+			if err := Write(ctx, dir, r); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join(rptGoldenDir, f.name)
-			for _, name := range []string{ReportJSONFile, ReportMarkdownFile} {
+			golden := filepath.Join(goldenDir, f.name)
+			for _, name := range []string{JSONFile, MarkdownFile} {
 				got, err := os.ReadFile(filepath.Join(dir, name))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if *rptUpdateGolden {
+				if *updateGolden {
 					if err := os.MkdirAll(golden, 0o755); err != nil {
 						t.Fatal(err)
 					}
@@ -787,11 +787,11 @@ func TestReportGolden(t *testing.T) {
 					t.Errorf("%s differs from %s (run with -update-report and review the diff)", name, filepath.Join(golden, name))
 				}
 			}
-			back, err := ReadReport(ctx, golden)
+			back, err := Read(ctx, golden)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.Schema = ReportSchema
+			r.Schema = Schema
 			if !reflect.DeepEqual(back, r) {
 				t.Error("committed report.json does not read back to the fixture")
 			}
@@ -802,27 +802,27 @@ func TestReportGolden(t *testing.T) {
 func TestReportJSONRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "eval", "run-1") // created on demand
-	r := rptFixtureBinary()
-	if err := WriteReport(ctx, dir, r); err != nil {
+	r := fixtureBinary()
+	if err := Write(ctx, dir, r); err != nil {
 		t.Fatal(err)
 	}
 	if r.Schema != "" {
-		t.Error("WriteReport modified the caller's report")
+		t.Error("Write modified the caller's report")
 	}
-	back, err := ReadReport(ctx, dir)
+	back, err := Read(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Schema = ReportSchema
+	r.Schema = Schema
 	if !reflect.DeepEqual(back, r) {
 		t.Error("report does not round-trip")
 	}
-	data, _ := os.ReadFile(filepath.Join(dir, ReportJSONFile))
+	data, _ := os.ReadFile(filepath.Join(dir, JSONFile))
 	if !bytes.HasPrefix(data, []byte("{\n  \"schema\": \"beamtune.report/v1\",\n")) {
 		t.Errorf("report.json is not indented with the schema first: %.60q", data)
 	}
 	// The Markdown and HTML on disk are the renderings of that report.
-	for name, want := range map[string][]byte{ReportMarkdownFile: RenderMarkdown(r), ReportHTMLFile: RenderHTML(r)} {
+	for name, want := range map[string][]byte{MarkdownFile: RenderMarkdown(r), HTMLFile: RenderHTML(r)} {
 		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, want) {
 			t.Errorf("%s on disk differs from the rendering", name)
 		}
@@ -839,22 +839,22 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		{`{"schema":"beamtune.report/v1"`, "unexpected end"},
 	} {
 		d := t.TempDir()
-		os.WriteFile(filepath.Join(d, ReportJSONFile), []byte(c.body), 0o644)
-		if _, err := ReadReport(ctx, d); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ReadReport(%s): %v, want error containing %q", c.body, err, c.want)
+		os.WriteFile(filepath.Join(d, JSONFile), []byte(c.body), 0o644)
+		if _, err := Read(ctx, d); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Read(%s): %v, want error containing %q", c.body, err, c.want)
 		}
 	}
-	if _, err := ReadReport(ctx, t.TempDir()); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Read(ctx, t.TempDir()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing report: %v, want fs.ErrNotExist", err)
 	}
-	if err := WriteReport(ctx, t.TempDir(), &Report{Schema: "beamtune.report/v0"}); err == nil {
-		t.Error("WriteReport accepted a foreign schema")
+	if err := Write(ctx, t.TempDir(), &Report{Schema: "beamtune.report/v0"}); err == nil {
+		t.Error("Write accepted a foreign schema")
 	}
 }
 
-// rptNoReportFiles fails if anything report-like (final or temporary)
+// noReportFiles fails if anything report-like (final or temporary)
 // exists under dir.
-func rptNoReportFiles(t *testing.T, dir string) {
+func noReportFiles(t *testing.T, dir string) {
 	t.Helper()
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && strings.Contains(d.Name(), "report.") && !d.IsDir() {
@@ -870,10 +870,10 @@ func TestReportWriteFailures(t *testing.T) {
 	t.Run("parent is a file", func(t *testing.T) {
 		root := t.TempDir()
 		os.WriteFile(filepath.Join(root, "file"), []byte("x"), 0o644)
-		if err := WriteReport(ctx, filepath.Join(root, "file", "eval"), rptFixtureBinary()); err == nil {
+		if err := Write(ctx, filepath.Join(root, "file", "eval"), fixtureBinary()); err == nil {
 			t.Fatal("no error")
 		}
-		rptNoReportFiles(t, root)
+		noReportFiles(t, root)
 	})
 
 	t.Run("read-only folder", func(t *testing.T) {
@@ -883,42 +883,42 @@ func TestReportWriteFailures(t *testing.T) {
 		dir := t.TempDir()
 		os.Chmod(dir, 0o555)
 		t.Cleanup(func() { os.Chmod(dir, 0o755) })
-		if err := WriteReport(ctx, dir, rptFixtureBinary()); err == nil {
+		if err := Write(ctx, dir, fixtureBinary()); err == nil {
 			t.Fatal("no error")
 		}
-		rptNoReportFiles(t, dir)
+		noReportFiles(t, dir)
 	})
 
 	t.Run("NaN refused before any write", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "eval")
-		r := rptFixtureBinary()
+		r := fixtureBinary()
 		r.Models[1].Speed.LatencyP95Ms = math.NaN()
-		err := WriteReport(ctx, dir, r)
+		err := Write(ctx, dir, r)
 		if err == nil || !strings.Contains(err.Error(), "report.models[1].speed.latency_p95_ms") {
 			t.Fatalf("err = %v, want it to name the NaN field", err)
 		}
-		rptNoReportFiles(t, filepath.Dir(dir))
+		noReportFiles(t, filepath.Dir(dir))
 	})
 
 	t.Run("cancelled context", func(t *testing.T) {
 		dir := t.TempDir()
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := WriteReport(cctx, dir, rptFixtureBinary()); !errors.Is(err, context.Canceled) {
+		if err := Write(cctx, dir, fixtureBinary()); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
-		rptNoReportFiles(t, dir)
+		noReportFiles(t, dir)
 	})
 
 	// report.json is written last: when the JSON itself cannot be written,
 	// no file named report.json appears and no temporary file is left.
 	t.Run("json write fails", func(t *testing.T) {
 		dir := t.TempDir()
-		os.Mkdir(filepath.Join(dir, ReportJSONFile), 0o755) // a folder in the way: rename fails
-		if err := WriteReport(ctx, dir, rptFixtureBinary()); err == nil {
+		os.Mkdir(filepath.Join(dir, JSONFile), 0o755) // a folder in the way: rename fails
+		if err := Write(ctx, dir, fixtureBinary()); err == nil {
 			t.Fatal("no error")
 		}
-		if st, err := os.Stat(filepath.Join(dir, ReportJSONFile)); err != nil || !st.IsDir() {
+		if st, err := os.Stat(filepath.Join(dir, JSONFile)); err != nil || !st.IsDir() {
 			t.Errorf("report.json: %v %v", st, err)
 		}
 		entries, _ := os.ReadDir(dir)
@@ -932,44 +932,44 @@ func TestReportWriteFailures(t *testing.T) {
 	// An earlier complete report stays intact when rewriting it fails midway.
 	t.Run("old report kept", func(t *testing.T) {
 		dir := t.TempDir()
-		old := rptFixtureAGNews()
-		if err := WriteReport(ctx, dir, old); err != nil {
+		old := fixtureAGNews()
+		if err := Write(ctx, dir, old); err != nil {
 			t.Fatal(err)
 		}
-		before, _ := os.ReadFile(filepath.Join(dir, ReportJSONFile))
-		os.Remove(filepath.Join(dir, ReportHTMLFile))
-		os.Mkdir(filepath.Join(dir, ReportHTMLFile), 0o755) // the HTML write fails
-		if err := WriteReport(ctx, dir, rptFixtureBinary()); err == nil {
+		before, _ := os.ReadFile(filepath.Join(dir, JSONFile))
+		os.Remove(filepath.Join(dir, HTMLFile))
+		os.Mkdir(filepath.Join(dir, HTMLFile), 0o755) // the HTML write fails
+		if err := Write(ctx, dir, fixtureBinary()); err == nil {
 			t.Fatal("no error")
 		}
-		after, _ := os.ReadFile(filepath.Join(dir, ReportJSONFile))
+		after, _ := os.ReadFile(filepath.Join(dir, JSONFile))
 		if !bytes.Equal(before, after) {
 			t.Error("report.json changed although the rewrite failed")
 		}
-		if _, err := ReadReport(ctx, dir); err != nil {
+		if _, err := Read(ctx, dir); err != nil {
 			t.Error(err)
 		}
 	})
 }
 
-// rptFakeGCS starts an in-process fake GCS server with one bucket and points
+// fakeGCS starts an in-process fake GCS server with one bucket and points
 // the storage package at it through a real client (gcstest, as storage's
 // own tests do), restoring the environment-based client afterwards.
-func rptFakeGCS(t *testing.T, bucket string) *gcstest.Server {
+func fakeGCS(t *testing.T, bucket string) *gcstest.Server {
 	t.Helper()
 	return gcstest.Start(t, bucket)
 }
 
 func TestReportWriteGCS(t *testing.T) {
 	ctx := context.Background()
-	rptFakeGCS(t, "bt-reports")
-	r := rptFixtureAGNews()
+	gcstest.Start(t, "bt-reports")
+	r := fixtureAGNews()
 	dir := "gs://bt-reports/ag_news/eval-7"
-	if err := WriteReport(ctx, dir, r); err != nil {
+	if err := Write(ctx, dir, r); err != nil {
 		t.Fatal(err)
 	}
 	local := t.TempDir()
-	if err := WriteReport(ctx, local, r); err != nil {
+	if err := Write(ctx, local, r); err != nil {
 		t.Fatal(err)
 	}
 	objs, err := storage.Glob(ctx, dir+"/*")
@@ -979,7 +979,7 @@ func TestReportWriteGCS(t *testing.T) {
 	if len(objs) != 3 {
 		t.Errorf("objects under %s: %v, want the 3 report files", dir, objs)
 	}
-	for _, name := range []string{ReportJSONFile, ReportMarkdownFile, ReportHTMLFile} {
+	for _, name := range []string{JSONFile, MarkdownFile, HTMLFile} {
 		got, err := storage.ReadFile(ctx, storage.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -989,7 +989,7 @@ func TestReportWriteGCS(t *testing.T) {
 			t.Errorf("%s: %d bytes from GCS, %d locally, contents differ", name, len(got), len(want))
 		}
 	}
-	back, err := ReadReport(ctx, dir)
+	back, err := Read(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -998,56 +998,56 @@ func TestReportWriteGCS(t *testing.T) {
 	}
 
 	// A missing bucket fails and publishes nothing.
-	if err := WriteReport(ctx, "gs://no-such-bucket/x", r); err == nil {
+	if err := Write(ctx, "gs://no-such-bucket/x", r); err == nil {
 		t.Error("write to a missing bucket succeeded")
 	}
-	if ok, err := storage.Exists(ctx, "gs://no-such-bucket/x/"+ReportJSONFile); ok {
+	if ok, err := storage.Exists(ctx, "gs://no-such-bucket/x/"+JSONFile); ok {
 		t.Errorf("report.json exists in a missing bucket (%v)", err)
 	}
 }
 
 func TestReportFormatting(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
-		{rptPct(0.912844), "91.28%"},
-		{rptPct(math.NaN()), "n/a"},
-		{rptFixed(-0.00001, 2), "0.00"},
-		{rptSigned(-0.0206, 2), "-0.02"},
-		{rptSigned(0.5, 1), "+0.5"},
-		{rptSigned(0, 2), "0.00"},
-		{rptSig(-2.6315789), "-2.632"},
-		{rptSig(97.7386), "97.74"},
-		{rptSig(12345.6), "12346"},
-		{rptSig(0.000123456), "0.0001235"},
-		{rptSig(85), "85"},
-		{rptThousands(7600), "7,600"},
-		{rptThousands(-1234567), "-1,234,567"},
-		{rptThousands(999), "999"},
-		{rptHuman(22713216), "22.71M"},
-		{rptHuman(4386), "4.4k"},
-		{rptHuman(1_200_000_000), "1.20B"},
-		{rptMB(90864192), "90.9"},
-		{rptMB(4_386_000), "4.39"},
-		{rptTickLabel(2000, 1000), "2k"},
-		{rptTickLabel(0.4, 0.2), "0.4"},
-		{rptTickLabel(0.25, 0.05), "0.25"},
-		{rptMD.Replace("a|b_c\nd<e>"), `a\|b\_c d&lt;e&gt;`},
+		{pct(0.912844), "91.28%"},
+		{pct(math.NaN()), "n/a"},
+		{fixed(-0.00001, 2), "0.00"},
+		{signed(-0.0206, 2), "-0.02"},
+		{signed(0.5, 1), "+0.5"},
+		{signed(0, 2), "0.00"},
+		{sig(-2.6315789), "-2.632"},
+		{sig(97.7386), "97.74"},
+		{sig(12345.6), "12346"},
+		{sig(0.000123456), "0.0001235"},
+		{sig(85), "85"},
+		{thousands(7600), "7,600"},
+		{thousands(-1234567), "-1,234,567"},
+		{thousands(999), "999"},
+		{human(22713216), "22.71M"},
+		{human(4386), "4.4k"},
+		{human(1_200_000_000), "1.20B"},
+		{megabytes(90864192), "90.9"},
+		{megabytes(4_386_000), "4.39"},
+		{tickLabel(2000, 1000), "2k"},
+		{tickLabel(0.4, 0.2), "0.4"},
+		{tickLabel(0.25, 0.05), "0.25"},
+		{mdEscaper.Replace("a|b_c\nd<e>"), `a\|b\_c d&lt;e&gt;`},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
 	}
-	ticks, step := rptTicks(0.18, 0.9, 6, false)
+	ticks, step := niceTicks(0.18, 0.9, 6, false)
 	if step != 0.1 || len(ticks) != 9 || math.Abs(ticks[0]-0.1) > 1e-9 || math.Abs(ticks[len(ticks)-1]-0.9) > 1e-9 {
 		t.Errorf("ticks %v step %v", ticks, step)
 	}
-	ticks, step = rptTicks(5, 600, 7, true)
+	ticks, step = niceTicks(5, 600, 7, true)
 	if step != 100 || ticks[0] != 0 || ticks[len(ticks)-1] != 600 {
 		t.Errorf("ticks %v step %v", ticks, step)
 	}
-	if ticks, _ = rptTicks(3, 3, 5, false); len(ticks) < 2 {
+	if ticks, _ = niceTicks(3, 3, 5, false); len(ticks) < 2 {
 		t.Errorf("degenerate range gave %v", ticks)
 	}
-	ids := rptIDs([]ModelReport{{Name: "Student v2"}, {Name: "student-v2"}, {Name: "ü"}})
+	ids := chartIDs([]ModelReport{{Name: "Student v2"}, {Name: "student-v2"}, {Name: "ü"}})
 	if !reflect.DeepEqual(ids, []string{"student-v2", "student-v2-2", "model-3"}) {
 		t.Errorf("ids %v", ids)
 	}

@@ -1,4 +1,4 @@
-package transforms
+package dataset
 
 import (
 	"strings"
@@ -21,10 +21,10 @@ func TestManifestCheckComplete(t *testing.T) {
 		m.Rejected.Total = 3
 		return m
 	}
-	if err := complete().checkComplete(2, 3); err != nil {
+	if err := complete().CheckComplete(2, 3); err != nil {
 		t.Fatalf("a complete manifest refused: %v", err)
 	}
-	if err := complete().checkComplete(0, 3); err != nil {
+	if err := complete().CheckComplete(0, 3); err != nil {
 		t.Fatalf("with the input count unchecked: %v", err)
 	}
 	for _, c := range []struct {
@@ -45,7 +45,7 @@ func TestManifestCheckComplete(t *testing.T) {
 	} {
 		m := complete()
 		inputs, dl := c.change(m)
-		err := m.checkComplete(inputs, dl)
+		err := m.CheckComplete(inputs, dl)
 		if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 			t.Errorf("%s: err %v, want %q", c.name, err, c.wantErr)
 		}

@@ -1,4 +1,4 @@
-package transforms
+package report
 
 import (
 	"bytes"
@@ -12,10 +12,10 @@ import (
 // a gate, slices and a training log.
 func fuzzReportSeed() []byte {
 	labels := []string{"neg", "<b>pos</b>"}
-	m := rptTestMetrics(labels, [][]int64{{3, 1}, {0, 4}})
+	m := testMetrics(labels, [][]int64{{3, 1}, {0, 4}})
 	m.Reliability = []ReliabilityBin{{Lower: 0.5, Upper: 0.75, Count: 3, Confidence: 0.6, Accuracy: 0.66}, {Lower: 0.75, Upper: 1, Count: 5, Confidence: 0.9, Accuracy: 1}}
 	r := &Report{
-		Schema: ReportSchema, CreatedAt: "2026-01-01T00:00:00Z", Dataset: "d", Split: "validation", Examples: 8,
+		Schema: Schema, CreatedAt: "2026-01-01T00:00:00Z", Dataset: "d", Split: "validation", Examples: 8,
 		Models: []ModelReport{
 			{Name: "teacher", Params: 10, Layers: 2, SizeBytes: 100, Speed: Speed{Threads: 2, ExamplesPerSec: 10}, Metrics: m,
 				Slices:      []SliceMetrics{{Column: "length", Value: "0-16", Metrics: m}},
@@ -32,11 +32,11 @@ func fuzzReportSeed() []byte {
 	return b
 }
 
-// FuzzReport feeds arbitrary bytes to ParseReport, the parse step of
-// ReadReport. Every error names the file. An accepted report has this
-// version's schema; written again (as WriteReport does) and parsed, it comes
+// FuzzReport feeds arbitrary bytes to Parse, the parse step of
+// Read. Every error names the file. An accepted report has this
+// version's schema; written again (as Write does) and parsed, it comes
 // back the same, with the written form a fixed point. Both renderers take it
-// without panicking (ReadReport + WriteReport regenerates them from any
+// without panicking (Read + Write regenerates them from any
 // report.json), and in the HTML no text from the file adds markup: the counts
 // of < > " ' are those of the same report with those characters replaced.
 func FuzzReport(f *testing.F) {
@@ -48,21 +48,21 @@ func FuzzReport(f *testing.F) {
 	f.Add([]byte(`{"models":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const src = "fuzz/report.json"
-		r, err := ParseReport(data, src)
+		r, err := Parse(data, src)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "report: "+src) {
 				t.Fatalf("error does not name the file: %v", err)
 			}
 			return
 		}
-		if r.Schema != ReportSchema {
+		if r.Schema != Schema {
 			t.Fatalf("accepted schema %q", r.Schema)
 		}
 		out, err := json.MarshalIndent(r, "", "  ")
 		if err != nil {
 			t.Fatalf("an accepted report cannot be written: %v", err)
 		}
-		back, err := ParseReport(out, "rewritten")
+		back, err := Parse(out, "rewritten")
 		if err != nil {
 			t.Fatalf("a written report is refused: %v\n%s", err, out)
 		}

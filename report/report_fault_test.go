@@ -1,4 +1,4 @@
-package transforms
+package report
 
 import (
 	"bytes"
@@ -16,18 +16,18 @@ import (
 // TestReportWriteGCSFaults writes reports to gs:// through gcstest's fault
 // proxy: transient faults of every kind are retried away and the files are
 // byte for byte what a local write gives; when writes keep failing,
-// WriteReport fails naming the object, and what is stored is still a
+// Write fails naming the object, and what is stored is still a
 // readable report (report.json, written last, is the old one or the new one,
 // whole).
 func TestReportWriteGCSFaults(t *testing.T) {
 	ctx := context.Background()
-	srv := rptFakeGCS(t, "bt-reports")
-	r := rptFixtureAGNews()
+	srv := gcstest.Start(t, "bt-reports")
+	r := fixtureAGNews()
 	local := t.TempDir()
-	if err := WriteReport(ctx, local, r); err != nil {
+	if err := Write(ctx, local, r); err != nil {
 		t.Fatal(err)
 	}
-	names := []string{ReportJSONFile, ReportMarkdownFile, ReportHTMLFile}
+	names := []string{JSONFile, MarkdownFile, HTMLFile}
 	localFile := func(dir, name string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -51,10 +51,10 @@ func TestReportWriteGCSFaults(t *testing.T) {
 			srv.Proxy.SetRules(uint64(i+1),
 				gcstest.Rule{Kinds: gcstest.Write, Fault: f, After: true, Limit: 1}, // a lost answer
 				gcstest.Rule{Fault: f, Limit: 2})
-			err := WriteReport(ctx, dir, r)
+			err := Write(ctx, dir, r)
 			srv.Proxy.Clear()
 			if err != nil {
-				t.Fatalf("WriteReport: %v (%s)", err, srv.Proxy.Summary())
+				t.Fatalf("Write: %v (%s)", err, srv.Proxy.Summary())
 			}
 			for _, name := range names {
 				if !bytes.Equal(stored(dir, name), localFile(local, name)) {
@@ -63,10 +63,10 @@ func TestReportWriteGCSFaults(t *testing.T) {
 			}
 			// Reading it back through faults too.
 			srv.Proxy.SetRules(uint64(i+100), gcstest.Rule{Fault: f, Limit: 2})
-			back, err := ReadReport(ctx, dir)
+			back, err := Read(ctx, dir)
 			srv.Proxy.Clear()
 			if err != nil || !reflect.DeepEqual(back, r) {
-				t.Fatalf("ReadReport: %v", err)
+				t.Fatalf("Read: %v", err)
 			}
 			if srv.Proxy.Injected(gcstest.AnyKind)-before < 3 {
 				t.Fatalf("only %d faults injected", srv.Proxy.Injected(gcstest.AnyKind)-before)
@@ -85,7 +85,7 @@ func TestReportWriteGCSFaults(t *testing.T) {
 		before := srv.Proxy.Injected(gcstest.AnyKind)
 		for round := range 5 {
 			srv.Proxy.SetRules(uint64(round), rules...)
-			err := WriteReport(ctx, dir, r)
+			err := Write(ctx, dir, r)
 			srv.Proxy.Clear()
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
@@ -103,28 +103,28 @@ func TestReportWriteGCSFaults(t *testing.T) {
 
 	t.Run("persistent", func(t *testing.T) {
 		dir := "gs://bt-reports/faults/persistent"
-		old := rptFixtureBinary()
+		old := fixtureBinary()
 		oldLocal := t.TempDir()
-		if err := WriteReport(ctx, oldLocal, old); err != nil {
+		if err := Write(ctx, oldLocal, old); err != nil {
 			t.Fatal(err)
 		}
 		// As read back (writing fills in defaults such as the schema).
-		oldBack, err := ReadReport(ctx, oldLocal)
+		oldBack, err := Read(ctx, oldLocal)
 		if err != nil {
 			t.Fatal(err)
 		}
-		newBack, err := ReadReport(ctx, local)
+		newBack, err := Read(ctx, local)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, f := range gcstest.Faults {
 			// Back to the old report, then: the first file gets through,
 			// every later upload fails.
-			if err := WriteReport(ctx, dir, old); err != nil {
+			if err := Write(ctx, dir, old); err != nil {
 				t.Fatal(err)
 			}
 			srv.Proxy.SetRules(uint64(i), gcstest.Rule{Kinds: gcstest.Write, Fault: f, Skip: 1})
-			err := WriteReport(ctx, dir, r)
+			err := Write(ctx, dir, r)
 			srv.Proxy.Clear()
 			// ShortRead and Truncate cut answers, not requests: every upload
 			// lands, and the client may recognize its bytes in GCS (success).
@@ -135,7 +135,7 @@ func TestReportWriteGCSFaults(t *testing.T) {
 			if landed {
 				for _, name := range names {
 					if !bytes.Equal(stored(dir, name), localFile(local, name)) {
-						t.Fatalf("%s: WriteReport succeeded but %s is not the new file", f, name)
+						t.Fatalf("%s: Write succeeded but %s is not the new file", f, name)
 					}
 				}
 			}
@@ -147,7 +147,7 @@ func TestReportWriteGCSFaults(t *testing.T) {
 			}
 			// A lost answer (short-read, truncate) means the upload itself
 			// went through: the new report may be complete already.
-			if back, err := ReadReport(ctx, dir); err != nil || !reflect.DeepEqual(back, oldBack) && !reflect.DeepEqual(back, newBack) {
+			if back, err := Read(ctx, dir); err != nil || !reflect.DeepEqual(back, oldBack) && !reflect.DeepEqual(back, newBack) {
 				t.Fatalf("%s: the report read back is neither the old nor the new one (%v)", f, err)
 			}
 		}

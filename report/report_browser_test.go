@@ -1,4 +1,4 @@
-package transforms
+package report
 
 // Renders report.html in headless Chromium (Debian's /usr/bin/chromium;
 // scripts/install-chromium.sh installs it) and checks what a person would
@@ -25,8 +25,8 @@ import (
 	"time"
 )
 
-// rptChromium returns the browser to use: $CHROMIUM, else Debian's path.
-func rptChromium(t *testing.T) string {
+// chromium returns the browser to use: $CHROMIUM, else Debian's path.
+func chromium(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("CHROMIUM")
 	if bin == "" {
@@ -38,12 +38,12 @@ func rptChromium(t *testing.T) string {
 	return bin
 }
 
-// rptRunChromium runs one headless Chromium on url with the given extra
+// runChromium runs one headless Chromium on url with the given extra
 // flags and returns its stdout and stderr. A fresh profile per run keeps
 // runs independent; HOME points at a temp dir so nothing lands in the real
 // home. The browser runs in its own process group, killed when it exits so
 // no helper process outlives the test.
-func rptRunChromium(t *testing.T, bin, url string, extra ...string) (stdout, stderr []byte) {
+func runChromium(t *testing.T, bin, url string, extra ...string) (stdout, stderr []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -66,12 +66,12 @@ func rptRunChromium(t *testing.T, bin, url string, extra ...string) (stdout, std
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers of our own group; ESRCH when none
 	}
 	if err != nil {
-		t.Fatalf("%s %s: %v\nstderr (tail):\n%s", bin, strings.Join(extra, " "), err, rptTail(errb.String(), 3000))
+		t.Fatalf("%s %s: %v\nstderr (tail):\n%s", bin, strings.Join(extra, " "), err, tail(errb.String(), 3000))
 	}
 	return out.Bytes(), errb.Bytes()
 }
 
-func rptTail(s string, n int) string {
+func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -81,9 +81,9 @@ func rptTail(s string, n int) string {
 // Chromium's log line: [pid:tid:MMDD/HHMMSS.micros:LEVEL:source] message.
 // Console messages come as "INFO:CONSOLE:<line>]" (Chromium 156) or
 // "INFO:CONSOLE(<line>)]" (older releases), whatever the console level.
-var rptChromiumLogLine = regexp.MustCompile(`^\[\d+:\d+:\d+/\d+\.\d+:([A-Z_]+):([^\]]*)\] `)
+var chromiumLogLine = regexp.MustCompile(`^\[\d+:\d+:\d+/\d+\.\d+:([A-Z_]+):([^\]]*)\] `)
 
-// rptConsoleProblems picks, from Chromium's stderr, the lines attributable
+// consoleProblems picks, from Chromium's stderr, the lines attributable
 // to the page: every console message (the report has no scripts, so
 // anything on its console is the browser reporting a problem: a CSP
 // violation by a script or remote asset that crept in, a failed load, a
@@ -91,13 +91,13 @@ var rptChromiumLogLine = regexp.MustCompile(`^\[\d+:\d+:\d+/\d+\.\d+:([A-Z_]+):(
 // the page's URL. The rest (D-Bus, GPU and sandbox chatter of a headless
 // browser in a container) is noise, counted so the log says what was
 // ignored.
-func rptConsoleProblems(stderr []byte, pageURL string) (problems []string, noise int) {
+func consoleProblems(stderr []byte, pageURL string) (problems []string, noise int) {
 	for _, line := range strings.Split(string(stderr), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue
 		}
-		m := rptChromiumLogLine.FindStringSubmatch(line)
+		m := chromiumLogLine.FindStringSubmatch(line)
 		switch {
 		case m != nil && strings.HasPrefix(m[2], "CONSOLE"):
 			problems = append(problems, line)
@@ -112,16 +112,16 @@ func rptConsoleProblems(stderr []byte, pageURL string) (problems []string, noise
 	return problems, noise
 }
 
-// rptPageServer serves pages on 127.0.0.1 and records every path asked for,
+// pageServer serves pages on 127.0.0.1 and records every path asked for,
 // so the test sees any request beyond the page itself.
-type rptPageServer struct {
+type pageServer struct {
 	*httptest.Server
 	mu    sync.Mutex
 	paths []string
 }
 
-func rptServe(t *testing.T, pages map[string][]byte) *rptPageServer {
-	s := &rptPageServer{}
+func serve(t *testing.T, pages map[string][]byte) *pageServer {
+	s := &pageServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.paths = append(s.paths, r.URL.Path)
@@ -138,18 +138,18 @@ func rptServe(t *testing.T, pages map[string][]byte) *rptPageServer {
 	return s
 }
 
-func (s *rptPageServer) requested() []string {
+func (s *pageServer) requested() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.paths...)
 }
 
-// rptCheckConsole runs Chromium on url, fails on page problems and returns
+// checkConsole runs Chromium on url, fails on page problems and returns
 // the dumped DOM.
-func rptCheckConsole(t *testing.T, bin, url string) []byte {
+func checkConsole(t *testing.T, bin, url string) []byte {
 	t.Helper()
-	dom, stderr := rptRunChromium(t, bin, url, "--dump-dom")
-	problems, noise := rptConsoleProblems(stderr, url)
+	dom, stderr := runChromium(t, bin, url, "--dump-dom")
+	problems, noise := consoleProblems(stderr, url)
 	t.Logf("chromium stderr: %d lines attributable to the page, %d lines of browser noise ignored", len(problems), noise)
 	for _, p := range problems {
 		t.Errorf("browser console: %s", p)
@@ -157,8 +157,8 @@ func rptCheckConsole(t *testing.T, bin, url string) []byte {
 	return dom
 }
 
-// rptRepoRoot is the module root (tests run in the package folder).
-func rptRepoRoot(t *testing.T) string {
+// repoRoot is the module root (tests run in the package folder).
+func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -170,10 +170,10 @@ func rptRepoRoot(t *testing.T) string {
 	return root
 }
 
-// rptCheckScreenshot decodes the PNG and checks it is a real rendering:
+// checkScreenshot decodes the PNG and checks it is a real rendering:
 // the requested size, many colours, no single colour covering nearly all
 // of it, and the colours of the charts' series actually painted.
-func rptCheckScreenshot(t *testing.T, path string, w, h int, mustHave map[string][3]uint8) {
+func checkScreenshot(t *testing.T, path string, w, h int, mustHave map[string][3]uint8) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -196,7 +196,7 @@ func rptCheckScreenshot(t *testing.T, path string, w, h int, mustHave map[string
 			c := [3]uint8{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8)}
 			colours[c]++
 			for name, want := range mustHave {
-				if rptNear(c, want, 14) {
+				if near(c, want, 14) {
 					found[name]++
 				}
 			}
@@ -221,7 +221,7 @@ func rptCheckScreenshot(t *testing.T, path string, w, h int, mustHave map[string
 	}
 }
 
-func rptNear(c, want [3]uint8, tol int) bool {
+func near(c, want [3]uint8, tol int) bool {
 	for i := range c {
 		d := int(c[i]) - int(want[i])
 		if d < -tol || d > tol {
@@ -231,46 +231,46 @@ func rptNear(c, want [3]uint8, tol int) bool {
 	return true
 }
 
-func rptHex(s string) [3]uint8 {
+func hexOf(s string) [3]uint8 {
 	var c [3]uint8
 	fmt.Sscanf(s, "#%02x%02x%02x", &c[0], &c[1], &c[2])
 	return c
 }
 
 func TestReportBrowser(t *testing.T) {
-	bin := rptChromium(t)
-	artifacts := filepath.Join(rptRepoRoot(t), "out", "test-artifacts")
+	bin := chromium(t)
+	artifacts := filepath.Join(repoRoot(t), "out", "test-artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range rptFixtures {
+	for _, f := range fixtures {
 		t.Run(f.name, func(t *testing.T) {
 			r := f.build()
 			dir := t.TempDir()
-			if err := WriteReport(context.Background(), dir, r); err != nil {
+			if err := Write(context.Background(), dir, r); err != nil {
 				t.Fatal(err)
 			}
-			page, err := os.ReadFile(filepath.Join(dir, ReportHTMLFile))
+			page, err := os.ReadFile(filepath.Join(dir, HTMLFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := rptServe(t, map[string][]byte{"/" + ReportHTMLFile: page})
-			url := srv.URL + "/" + ReportHTMLFile
+			srv := serve(t, map[string][]byte{"/" + HTMLFile: page})
+			url := srv.URL + "/" + HTMLFile
 
-			dom := rptCheckConsole(t, bin, url)
-			doc := rptParseHTML(t, dom)
-			if n, want := rptCheckCharts(t, doc, r), len(rptElems(rptParseHTML(t, page), "svg", "chart")); n != want {
+			dom := checkConsole(t, bin, url)
+			doc := parseHTML(t, dom)
+			if n, want := checkCharts(t, doc, r), len(elems(parseHTML(t, page), "svg", "chart")); n != want {
 				t.Errorf("browser DOM has %d charts, the file %d", n, want)
 			}
 
 			shot := filepath.Join(t.TempDir(), "report.png")
-			_, stderr := rptRunChromium(t, bin, url, "--screenshot="+shot, "--window-size=1280,2400", "--hide-scrollbars")
-			if problems, _ := rptConsoleProblems(stderr, url); len(problems) > 0 {
+			_, stderr := runChromium(t, bin, url, "--screenshot="+shot, "--window-size=1280,2400", "--hide-scrollbars")
+			if problems, _ := consoleProblems(stderr, url); len(problems) > 0 {
 				t.Errorf("browser console during the screenshot: %v", problems)
 			}
-			rptCheckScreenshot(t, shot, 1280, 2400, map[string][3]uint8{
-				"blue-series":     rptHex(rptTrainColour), // train loss, model 1, reliability bars
-				"validation-loss": rptHex(rptEvalColour),  // only drawn by the loss charts
+			checkScreenshot(t, shot, 1280, 2400, map[string][3]uint8{
+				"blue-series":     hexOf(trainColour), // train loss, model 1, reliability bars
+				"validation-loss": hexOf(evalColour),  // only drawn by the loss charts
 			})
 			name := "report.png"
 			if f.name != "binary" {
@@ -291,7 +291,7 @@ func TestReportBrowser(t *testing.T) {
 
 			// Only the page itself was fetched (browsers may ask for a favicon).
 			for _, p := range srv.requested() {
-				if p != "/"+ReportHTMLFile && p != "/favicon.ico" {
+				if p != "/"+HTMLFile && p != "/favicon.ico" {
 					t.Errorf("the page requested %s", p)
 				}
 			}
@@ -304,10 +304,10 @@ func TestReportBrowser(t *testing.T) {
 // smuggled in (its Content-Security-Policy blocks both and the browser says
 // so on the console), must each be reported.
 func TestReportBrowserConsoleCheck(t *testing.T) {
-	bin := rptChromium(t)
-	tampered := bytes.Replace(RenderHTML(rptFixtureBinary()), []byte("</body>"),
+	bin := chromium(t)
+	tampered := bytes.Replace(RenderHTML(fixtureBinary()), []byte("</body>"),
 		[]byte(`<img src="http://127.0.0.1:9/remote.png"><script>document.title = "ran"</script></body>`), 1)
-	srv := rptServe(t, map[string][]byte{
+	srv := serve(t, map[string][]byte{
 		"/broken.html":   []byte("<!DOCTYPE html><html><body><p>broken</p><script>throw new Error('x')</script></body></html>"),
 		"/tampered.html": tampered,
 	})
@@ -319,10 +319,10 @@ func TestReportBrowserConsoleCheck(t *testing.T) {
 		{"/tampered.html", []string{"Content Security Policy", "http://127.0.0.1:9/remote.png"}},
 	} {
 		url := srv.URL + c.page
-		_, stderr := rptRunChromium(t, bin, url, "--dump-dom")
-		problems, _ := rptConsoleProblems(stderr, url)
+		_, stderr := runChromium(t, bin, url, "--dump-dom")
+		problems, _ := consoleProblems(stderr, url)
 		if len(problems) == 0 {
-			t.Errorf("%s: the console check found nothing; chromium stderr:\n%s", c.page, rptTail(string(stderr), 3000))
+			t.Errorf("%s: the console check found nothing; chromium stderr:\n%s", c.page, tail(string(stderr), 3000))
 			continue
 		}
 		joined := strings.Join(problems, "\n")

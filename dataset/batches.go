@@ -1,7 +1,11 @@
-package transforms
+package dataset
 
 import (
+	"context"
+	"fmt"
 	"math/rand"
+
+	"github.com/beamtune/beamtune/storage"
 )
 
 // Batch plans: which rows form each batch of an epoch. Rows of a shard are
@@ -108,4 +112,21 @@ func sortByLength(idx []int, lengths []int32) {
 	for _, b := range buckets {
 		k += copy(idx[k:], b)
 	}
+}
+
+// LoadSplit reads every shard of a split into memory, in manifest order.
+func LoadSplit(ctx context.Context, data string, m *Manifest, split string) (*Rows, error) {
+	rows := &Rows{}
+	for _, s := range m.ShardsOf(split) {
+		b, err := storage.ReadFile(ctx, storage.Join(data, s.Path))
+		if err != nil {
+			return nil, err
+		}
+		r, err := ReadShardRows(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Path, err)
+		}
+		rows.Append(r)
+	}
+	return rows, nil
 }

@@ -1,4 +1,4 @@
-package transforms
+package trainer
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/sugarme/gotch"
 )
@@ -62,31 +63,36 @@ func TestDefaultLayerMap(t *testing.T) {
 	}
 }
 
-// distillDataset runs TeacherLogitsFn over every shard of a prepared dataset,
+// distillDataset runs TeacherShard over every shard of a prepared dataset,
 // caching the teacher's [CLS] vectors of hidden states layers, and writes the
 // distillation manifest, as pipelines.RunDistill does on Beam.
-func distillDataset(t *testing.T, data, teacher, out string, layers []int) *Manifest {
+func distillDataset(t *testing.T, data, teacher, out string, layers []int) *dataset.Manifest {
 	t.Helper()
 	ctx := context.Background()
-	fn := &TeacherLogitsFn{InRoot: data, OutRoot: out, OutDir: "data-t", HiddenLayers: layers}
-	fn.ModelDir, fn.Device, fn.Threads, fn.BatchSize = teacher, "cpu", 1, 64
-	if err := fn.Setup(ctx); err != nil {
+	tm, _, err := model.Load(teacher, model.LoadOptions{Device: gotch.CPU})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer fn.Teardown()
-	man, err := ReadManifest(ctx, data)
+	defer tm.Free()
+	score := func(rows *dataset.Rows) (EvalResult, error) { return EvaluateHidden(tm, rows, 64, layers) }
+	man, err := dataset.ReadManifest(ctx, data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dm := *man
 	dm.DataDir, dm.Shards, dm.TeacherHiddenLayers = "data-t", nil, layers
 	for _, s := range man.Shards {
-		if err := fn.ProcessElement(ctx, s, func(x ShardInfo) { dm.Shards = append(dm.Shards, x) }); err != nil {
+		x, err := TeacherShard(ctx, score, data, out, "data-t", s)
+		if err != nil {
 			t.Fatal(err)
 		}
+		dm.Shards = append(dm.Shards, x)
 	}
-	b, _ := json.Marshal(dm)
-	if err := os.WriteFile(filepath.Join(out, ManifestFile), b, 0o644); err != nil {
+	b, err := json.Marshal(dm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, dataset.ManifestFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return &dm
@@ -95,7 +101,7 @@ func distillDataset(t *testing.T, data, teacher, out string, layers []int) *Mani
 // clsDistance is the mean squared distance between the student's [CLS]
 // vector of hidden state studentLayer and the teacher's cached one (slot),
 // over the validation rows: what the hidden-state loss drives down.
-func clsDistance(t *testing.T, studentDir string, rows *Rows, studentLayer, slot, width int) float64 {
+func clsDistance(t *testing.T, studentDir string, rows *dataset.Rows, studentLayer, slot, width int) float64 {
 	t.Helper()
 	m, _, err := model.Load(studentDir, model.LoadOptions{Device: gotch.CPU})
 	if err != nil {
@@ -120,7 +126,7 @@ func clsDistance(t *testing.T, studentDir string, rows *Rows, studentLayer, slot
 }
 
 // TestDistillHiddenStates covers the hidden-state loss end to end on a tiny
-// model: the teacher's [CLS] vectors are cached by TeacherLogitsFn, a
+// model: the teacher's [CLS] vectors are cached by TeacherShard, a
 // student cut from the teacher gets closer to them with the loss than
 // without, a narrower student trains a projection that checkpoints keep and
 // the exported folder does not, a run killed mid-way resumes bit for bit,
@@ -133,7 +139,7 @@ func TestDistillHiddenStates(t *testing.T) {
 
 	tj := tinyJob(data, filepath.Join(dir, "teacher"))
 	tj.Config.Epochs = 2
-	tres, err := Train(ctx, tj)
+	tres, err := Train(ctx, tj, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +151,7 @@ func TestDistillHiddenStates(t *testing.T) {
 	}
 	layers := []int{1, 2} // both layers of the 2-layer teacher
 	man := distillDataset(t, data, teacher, ddata, layers)
-	valid, err := LoadSplit(ctx, ddata, man, SplitValidation)
+	valid, err := dataset.LoadSplit(ctx, ddata, man, dataset.SplitValidation)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +160,7 @@ func TestDistillHiddenStates(t *testing.T) {
 		t.Fatalf("distillation rows carry %d teacher hidden values, want %d", len(valid.Hidden[0]), len(layers)*width)
 	}
 
-	student := func(name string, mod func(*TrainJob)) TrainJob {
+	student := func(name string, mod func(*Job)) Job {
 		j := tinyJob(ddata, filepath.Join(dir, name))
 		j.Init = teacher
 		j.StudentLayers = []int{0}
@@ -166,11 +172,11 @@ func TestDistillHiddenStates(t *testing.T) {
 
 	// A one-layer student cut from the teacher, with and without the loss on
 	// its layer-1 output against the teacher's layer 2.
-	plain := student("plain", func(j *TrainJob) {})
-	withHidden := student("hidden", func(j *TrainJob) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 5, "1:2" })
+	plain := student("plain", func(j *Job) {})
+	withHidden := student("hidden", func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 5, "1:2" })
 	var dist [2]float64
-	for i, j := range []TrainJob{plain, withHidden} {
-		res, err := Train(ctx, j)
+	for i, j := range []Job{plain, withHidden} {
+		res, err := Train(ctx, j, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", j.Output, err)
 		}
@@ -198,15 +204,15 @@ func TestDistillHiddenStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	sm.Free()
-	proj := func(name string) TrainJob {
-		return student(name, func(j *TrainJob) {
+	proj := func(name string) Job {
+		return student(name, func(j *Job) {
 			j.Init, j.StudentLayers = smallDir, nil
 			j.Config.Epochs = 4
 			j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "1:2"
 		})
 	}
 	ref := proj("projected")
-	res, err := Train(ctx, ref)
+	res, err := Train(ctx, ref, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +242,7 @@ func TestDistillHiddenStates(t *testing.T) {
 	// optimizer state come back, so the weights match bit for bit.
 	killed := proj("projected-killed")
 	killAfterCheckpoint(t, killed, 10)
-	resumed, err := Train(ctx, killed)
+	resumed, err := Train(ctx, killed, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,17 +261,17 @@ func TestDistillHiddenStates(t *testing.T) {
 
 	// Bad configurations are refused with the reason.
 	for _, c := range []struct {
-		mod  func(*TrainJob)
+		mod  func(*Job)
 		want string
 	}{
-		{func(j *TrainJob) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "3:2" }, "the student has hidden states 0..1, not 3"},
-		{func(j *TrainJob) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "1:0" }, "wants teacher hidden state 0"},
-		{func(j *TrainJob) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "" }, "hidden_layer_map is empty"},
-		{func(j *TrainJob) { j.Config.HiddenMSE, j.Config.HiddenLayerMap, j.Data = 1, "1:2", data }, "needs teacher hidden states"},
+		{func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "3:2" }, "the student has hidden states 0..1, not 3"},
+		{func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "1:0" }, "wants teacher hidden state 0"},
+		{func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 1, "" }, "hidden_layer_map is empty"},
+		{func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap, j.Data = 1, "1:2", data }, "needs teacher hidden states"},
 	} {
 		j := student("bad", c.mod)
 		j.Resume = false
-		if _, err := Train(ctx, j); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Train(ctx, j, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("error %v, want one containing %q", err, c.want)
 		}
 	}

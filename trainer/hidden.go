@@ -1,4 +1,4 @@
-package transforms
+package trainer
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/sugarme/gotch/ts"
 )
@@ -104,7 +105,7 @@ func projectionName(j int) string { return fmt.Sprintf("distill.hidden_projectio
 
 // newHiddenLoss checks the configuration against the dataset and the
 // student, and makes the projections (seeded, so a run is reproducible).
-func newHiddenLoss(cfg TrainConfig, man *Manifest, rows *Rows, m *model.Bert) (*hiddenLoss, error) {
+func newHiddenLoss(cfg Config, man *dataset.Manifest, rows *dataset.Rows, m *model.Bert) (*hiddenLoss, error) {
 	if cfg.HiddenMSE <= 0 {
 		return nil, nil
 	}
@@ -172,7 +173,7 @@ func (h *hiddenLoss) free() {
 
 // loss is the weighted hidden-state term for a batch: out holds the
 // student's hidden states, idx the batch's rows.
-func (h *hiddenLoss) loss(out *model.Output, rows *Rows, idx []int, dev model.Device) (*ts.Tensor, error) {
+func (h *hiddenLoss) loss(out *model.Output, rows *dataset.Rows, idx []int, dev model.Device) (*ts.Tensor, error) {
 	n, w := len(idx), h.teacherWidth
 	student := make([]*ts.Tensor, len(h.pairs))
 	teacher := make([]*ts.Tensor, len(h.pairs))

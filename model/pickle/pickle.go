@@ -1,19 +1,4 @@
-package model
-
-// Reading pytorch_model.bin without trusting it.
-//
-// A .bin is a Python pickle (inside a zip since torch 1.6, bare before), and
-// a pickle is a program: GLOBAL names any importable callable and REDUCE
-// calls it, so torch.load of a hostile file runs os.system or eval. gotch's
-// reader runs nothing, but it allocates storages of the size the pickle
-// claims and rebuilds tensors with Must* helpers that exit the process on a
-// bad shape. So beamtune does not hand the file to a general unpickler at all:
-// it runs the pickle on a small machine that knows only the opcodes torch.save
-// emits and only the globals a state dict needs (OrderedDict, the tensor and
-// parameter rebuild functions, the storage types), refuses anything else by
-// name, checks every tensor against its storage and every storage against the
-// bytes in the file, and then reads the tensors itself, in pure Go, one at a
-// time (see torchFile.float32s).
+package pickle
 
 import (
 	"archive/zip"
@@ -25,6 +10,7 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,8 +26,8 @@ import (
 // small value: a million empty dicts, the dearest case, allocate 175 MB in
 // TestPickleOpcodeLimitBoundsMemory).
 const (
-	DefaultMaxPickleBytes = 16 << 20
-	DefaultMaxPickleOps   = 1_000_000
+	DefaultMaxBytes = 16 << 20
+	DefaultMaxOps   = 1_000_000
 	// maxPickleRank bounds tensor rank, as safetensors.DefaultMaxRank does.
 	maxPickleRank = 32
 	// maxPickleIntBytes bounds LONG1/LONG4 integers; the legacy format's magic
@@ -49,27 +35,27 @@ const (
 	maxPickleIntBytes = 16
 )
 
-// PickleLimits bounds what the pickle checker accepts; zero fields mean the
+// Limits bounds what the pickle checker accepts; zero fields mean the
 // defaults.
-type PickleLimits struct {
+type Limits struct {
 	MaxBytes int64 // size of the pickle (data.pkl, or the legacy header pickles)
 	MaxOps   int   // opcodes executed, over all pickles of the file
 }
 
-func (l PickleLimits) withDefaults() PickleLimits {
+func (l Limits) withDefaults() Limits {
 	if l.MaxBytes <= 0 {
-		l.MaxBytes = DefaultMaxPickleBytes
+		l.MaxBytes = DefaultMaxBytes
 	}
 	if l.MaxOps <= 0 {
-		l.MaxOps = DefaultMaxPickleOps
+		l.MaxOps = DefaultMaxOps
 	}
 	return l
 }
 
-// PickleError says why a pytorch_model.bin was refused. Global is set when
+// Error says why a pytorch_model.bin was refused. Global is set when
 // the pickle references a callable outside the allowlist: such a file is not
 // a plain state dict and may be an attempt to run code.
-type PickleError struct {
+type Error struct {
 	File   string // the checkpoint, when known
 	Member string // the zip member holding the pickle ("archive/data.pkl"), or "" for the legacy format
 	Offset int64  // byte offset of the offending opcode within the pickle, or -1
@@ -77,7 +63,7 @@ type PickleError struct {
 	Reason string
 }
 
-func (e *PickleError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -95,8 +81,8 @@ func (e *PickleError) Error() string {
 	return b.String()
 }
 
-func pickleErr(off int, format string, args ...any) *PickleError {
-	return &PickleError{Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+func pickleErr(off int, format string, args ...any) *Error {
+	return &Error{Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 }
 
 // storageType is one torch.<X>Storage class: how wide its elements are and
@@ -152,9 +138,9 @@ const (
 	allowedGlobalsDescription = "collections.OrderedDict, torch._utils._rebuild_tensor_v2, _rebuild_parameter, _rebuild_parameter_with_state and the torch.<Float|Double|Half|BFloat16|Long|Int|Short|Char|Byte|Bool>Storage types"
 )
 
-// PickleGlobalAllowed reports whether a checkpoint pickle may reference the
+// GlobalAllowed reports whether a checkpoint pickle may reference the
 // global "module.name".
-func PickleGlobalAllowed(name string) bool {
+func GlobalAllowed(name string) bool {
 	switch name {
 	case globalOrderedDict, globalRebuildTensorV2, globalRebuildParam, globalRebuildParamWithSt:
 		return true
@@ -270,7 +256,7 @@ const (
 // pickleMachine runs one pickle at a time. ops counts over all pickles run on
 // it, so the limit bounds a whole file.
 type pickleMachine struct {
-	lim      PickleLimits
+	lim      Limits
 	ops      int
 	storages map[string]*pyStorage
 	globals  []string // every global referenced, in order (for tests)
@@ -282,7 +268,7 @@ type pickleMachine struct {
 	memo  map[uint32]any
 }
 
-func newPickleMachine(lim PickleLimits) *pickleMachine {
+func newPickleMachine(lim Limits) *pickleMachine {
 	return &pickleMachine{lim: lim.withDefaults(), storages: map[string]*pyStorage{}}
 }
 
@@ -363,14 +349,14 @@ func (m *pickleMachine) run(data []byte, mode persistentMode) (any, int, error) 
 		}
 		done, err := m.step(op, start, mode)
 		if err != nil {
-			var pe *PickleError
+			var pe *Error
 			if errors.As(err, &pe) {
 				if pe.Offset < 0 {
 					pe.Offset = int64(start)
 				}
 				return nil, 0, pe
 			}
-			return nil, 0, &PickleError{Offset: int64(start), Reason: err.Error()}
+			return nil, 0, &Error{Offset: int64(start), Reason: err.Error()}
 		}
 		if done {
 			if len(m.stack) != 1 || len(m.marks) != 0 {
@@ -837,8 +823,8 @@ func setItems(d *pyDict, items []any) error {
 func (m *pickleMachine) global(module, name string) error {
 	full := module + "." + name
 	m.globals = append(m.globals, full)
-	if !PickleGlobalAllowed(full) {
-		return &PickleError{Offset: -1, Global: full,
+	if !GlobalAllowed(full) {
+		return &Error{Offset: -1, Global: full,
 			Reason: fmt.Sprintf("global %s is not allowed in a checkpoint (only %s): the file may be an attempt to run code; load it only in a sandbox, or use model.safetensors",
 				shortQuote(full), allowedGlobalsDescription)}
 	}
@@ -1108,9 +1094,10 @@ type storageLoc struct {
 	n   int64     // bytes
 }
 
-// torchFile is a checked torch.save checkpoint. Nothing of the tensors is
-// read until float32s asks for one.
-type torchFile struct {
+// File is a checked torch.save checkpoint. Nothing of the tensors is
+// read until Float32s asks for one, so the reader given to Open must stay
+// readable while the File is used.
+type File struct {
 	r        io.ReaderAt
 	tensors  map[string]*pyTensor
 	names    []string
@@ -1118,11 +1105,11 @@ type torchFile struct {
 	globals  []string // every global the pickles referenced (all allowed)
 }
 
-// openTorchFile checks the checkpoint held in r (size bytes): the format
+// Open checks the checkpoint held in r (size bytes): the format
 // (zip or legacy), the pickle, every tensor against its storage and every
-// storage against the bytes in the file. Errors are *PickleError, or an I/O
+// storage against the bytes in the file. Errors are *Error, or an I/O
 // error from r.
-func openTorchFile(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, error) {
+func Open(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	lim = lim.withDefaults()
 	var magic [4]byte
 	if size < 4 {
@@ -1140,7 +1127,7 @@ func openTorchFile(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, err
 	return nil, pickleErr(-1, "not a torch.save checkpoint (neither a zip nor a pickle)")
 }
 
-func openTorchZip(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, error) {
+func openTorchZip(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, pickleErr(-1, "invalid zip: %v", err)
@@ -1165,24 +1152,24 @@ func openTorchZip(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, erro
 		return nil, pickleErr(-1, "zip without <archive>/data.pkl: not a torch.save checkpoint")
 	}
 	if _, ok := members[prefix+"/constants.pkl"]; ok {
-		return nil, &PickleError{Member: pkl.Name, Offset: -1, Reason: "a TorchScript archive (it holds code); export the weights with torch.save(model.state_dict())"}
+		return nil, &Error{Member: pkl.Name, Offset: -1, Reason: "a TorchScript archive (it holds code); export the weights with torch.save(model.state_dict())"}
 	}
 	if bo, ok := members[prefix+"/byteorder"]; ok {
 		b, err := readMember(bo, 16)
 		if err != nil {
-			return nil, &PickleError{Member: bo.Name, Offset: -1, Reason: err.Error()}
+			return nil, &Error{Member: bo.Name, Offset: -1, Reason: err.Error()}
 		}
 		if string(b) != "little" {
-			return nil, &PickleError{Member: bo.Name, Offset: -1, Reason: fmt.Sprintf("byte order %s (only little-endian checkpoints are read)", shortQuote(string(b)))}
+			return nil, &Error{Member: bo.Name, Offset: -1, Reason: fmt.Sprintf("byte order %s (only little-endian checkpoints are read)", shortQuote(string(b)))}
 		}
 	}
 	data, err := readMember(pkl, lim.MaxBytes)
 	if err != nil {
-		return nil, &PickleError{Member: pkl.Name, Offset: -1, Reason: err.Error()}
+		return nil, &Error{Member: pkl.Name, Offset: -1, Reason: err.Error()}
 	}
 	m := newPickleMachine(lim)
 	v, _, err := m.run(data, persistZip)
-	tf := &torchFile{r: r, globals: m.globals, storages: map[string]storageLoc{}}
+	tf := &File{r: r, globals: m.globals, storages: map[string]storageLoc{}}
 	if err == nil {
 		tf.tensors, err = stateDict(v)
 	}
@@ -1192,20 +1179,20 @@ func openTorchZip(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, erro
 	for key, s := range m.storages {
 		f, ok := members[prefix+"/data/"+key]
 		if !ok {
-			return nil, &PickleError{Member: pkl.Name, Offset: -1, Reason: fmt.Sprintf("storage %s has no member %s/data/%s", shortQuote(key), prefix, key)}
+			return nil, &Error{Member: pkl.Name, Offset: -1, Reason: fmt.Sprintf("storage %s has no member %s/data/%s", shortQuote(key), prefix, key)}
 		}
 		n := s.numel * s.typ.size
 		// torch.save stores members uncompressed. Requiring that bounds every
 		// storage by the file itself: a compressed member could claim any size.
 		if f.Method != zip.Store {
-			return nil, &PickleError{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("compressed storage (method %d); torch.save writes them stored", f.Method)}
+			return nil, &Error{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("compressed storage (method %d); torch.save writes them stored", f.Method)}
 		}
 		if f.UncompressedSize64 != uint64(n) || f.CompressedSize64 != uint64(n) {
-			return nil, &PickleError{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("storage holds %d bytes, the pickle declares %d elements of %s (%d bytes)", f.UncompressedSize64, s.numel, s.typ.name, n)}
+			return nil, &Error{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("storage holds %d bytes, the pickle declares %d elements of %s (%d bytes)", f.UncompressedSize64, s.numel, s.typ.name, n)}
 		}
 		off, err := f.DataOffset()
 		if err != nil || off < 0 || off > size || n > size-off {
-			return nil, &PickleError{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("storage data lies outside the %d-byte file", size)}
+			return nil, &Error{Member: f.Name, Offset: -1, Reason: fmt.Sprintf("storage data lies outside the %d-byte file", size)}
 		}
 		tf.storages[key] = storageLoc{zf: f, n: n}
 	}
@@ -1215,12 +1202,12 @@ func openTorchZip(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, erro
 
 // inMember records which zip member a pickle error is about.
 func inMember(err error, member string) error {
-	var pe *PickleError
+	var pe *Error
 	if errors.As(err, &pe) {
 		pe.Member = member
 		return pe
 	}
-	return &PickleError{Member: member, Offset: -1, Reason: err.Error()}
+	return &Error{Member: member, Offset: -1, Reason: err.Error()}
 }
 
 // readMember reads a whole zip member of at most max bytes; archive/zip
@@ -1251,7 +1238,7 @@ var legacyMagic, _ = new(big.Int).SetString("1950a86a20f9469cfc6c", 16)
 // protocol version (1001), the system info, the state dict and the list of
 // storage keys, then each storage in key order as an int64 element count and
 // its bytes.
-func openTorchLegacy(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, error) {
+func openTorchLegacy(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	head := make([]byte, min(size, lim.MaxBytes))
 	if n, err := r.ReadAt(head, 0); n != len(head) {
 		if err == nil || err == io.EOF {
@@ -1264,7 +1251,7 @@ func openTorchLegacy(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, e
 	next := func(mode persistentMode) (any, error) {
 		v, n, err := m.run(head[pos:], mode)
 		if err != nil {
-			var pe *PickleError
+			var pe *Error
 			if errors.As(err, &pe) && pe.Offset >= 0 {
 				pe.Offset += int64(pos) // offsets in the file
 			}
@@ -1312,7 +1299,7 @@ func openTorchLegacy(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, e
 	if !ok {
 		return nil, pickleErr(keysAt, "legacy storage key list is a %s", pyTypeName(v))
 	}
-	tf := &torchFile{r: r, tensors: tensors, globals: m.globals, storages: map[string]storageLoc{}}
+	tf := &File{r: r, tensors: tensors, globals: m.globals, storages: map[string]storageLoc{}}
 	off := int64(pos)
 	for _, k := range list.items {
 		key, ok := k.(string)
@@ -1356,17 +1343,21 @@ func openTorchLegacy(r io.ReaderAt, size int64, lim PickleLimits) (*torchFile, e
 	return tf, nil
 }
 
-func (tf *torchFile) finish() {
+func (tf *File) finish() {
 	for name := range tf.tensors {
 		tf.names = append(tf.names, name)
 	}
 	sort.Strings(tf.names)
 }
 
+// Names returns the names of the file's tensors, sorted. The slice is the
+// caller's.
+func (tf *File) Names() []string { return slices.Clone(tf.names) }
+
 // readStorage returns a storage's bytes.
-func (tf *torchFile) readStorage(s *pyStorage) ([]byte, error) {
+func (tf *File) readStorage(s *pyStorage) ([]byte, error) {
 	loc := tf.storages[s.key]
-	buf := make([]byte, loc.n) // bounded by the file: checked in openTorchFile
+	buf := make([]byte, loc.n) // bounded by the file: checked in Open
 	if loc.zf == nil {
 		if n, err := tf.r.ReadAt(buf, loc.off); n != len(buf) {
 			if err == nil || err == io.EOF {
@@ -1394,9 +1385,9 @@ func (tf *torchFile) readStorage(s *pyStorage) ([]byte, error) {
 	return buf, nil
 }
 
-// float32s returns the named tensor's values as float32, in row-major order,
+// Float32s returns the named tensor's values as float32, in row-major order,
 // and its shape. Integer and bool tensors are refused, as for safetensors.
-func (tf *torchFile) float32s(name string) ([]float32, []int64, error) {
+func (tf *File) Float32s(name string) ([]float32, []int64, error) {
 	t, ok := tf.tensors[name]
 	if !ok {
 		return nil, nil, fmt.Errorf("no tensor %s", shortQuote(name))

@@ -1,11 +1,11 @@
-package transforms
+package report
 
 // The evaluation report's data model. report.json is this structure, under
-// ReportSchema; report.md and report.html are rendered from it. Fields are
+// Schema; report.md and report.html are rendered from it. Fields are
 // documented in docs/report.md.
 
-// ReportSchema names the report format; readers refuse other versions.
-const ReportSchema = "beamtune.report/v1"
+// Schema names the report format; readers refuse other versions.
+const Schema = "beamtune.report/v1"
 
 // Interval is a two-sided confidence interval.
 type Interval struct {
@@ -107,12 +107,18 @@ type GateCheck struct {
 	Detail    string  `json:"detail"`
 }
 
+// Gate verdicts.
+const (
+	VerdictBlessed  = "blessed"  // the challenger may replace the champion
+	VerdictRejected = "rejected" // a check failed; GateResult.Reasons says which
+)
+
 // GateResult is the promotion verdict for a challenger against the champion.
 type GateResult struct {
 	Challenger string      `json:"challenger"`
 	Champion   string      `json:"champion"` // "" when there is no champion yet
-	Verdict    string      `json:"verdict"`  // "blessed" or "rejected"
-	Reasons    []string    `json:"reasons"`
+	Verdict    string      `json:"verdict"`  // VerdictBlessed or VerdictRejected
+	Reasons    []string    `json:"reasons"` // one per failed check (the check's Detail), or why it passed
 	Checks     []GateCheck `json:"checks"`
 }
 

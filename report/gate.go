@@ -1,4 +1,4 @@
-package transforms
+package report
 
 import "fmt"
 
@@ -35,7 +35,7 @@ func Gate(cfg GateConfig, challenger ModelReport, champion *ModelReport) GateRes
 	}
 	if champion == nil {
 		res.Verdict = verdict(res.Checks)
-		if res.Verdict == "blessed" {
+		if res.Verdict == VerdictBlessed {
 			res.Reasons = append(res.Reasons, "no champion yet: the first model that passes the floor is promoted")
 		}
 		return res
@@ -62,7 +62,7 @@ func Gate(cfg GateConfig, challenger ModelReport, champion *ModelReport) GateRes
 			Detail: fmt.Sprintf("recall of class %q %.2f%% vs champion %.2f%% (%+.2f points; allowed -%.2f)", c.Label, 100*c.Recall, 100*base, d, cfg.MaxClassRecallDrop)})
 	}
 	res.Verdict = verdict(res.Checks)
-	if res.Verdict == "blessed" {
+	if res.Verdict == VerdictBlessed {
 		res.Reasons = append(res.Reasons, "every check passed")
 	}
 	return res
@@ -71,10 +71,10 @@ func Gate(cfg GateConfig, challenger ModelReport, champion *ModelReport) GateRes
 func verdict(checks []GateCheck) string {
 	for _, c := range checks {
 		if !c.Passed {
-			return "rejected"
+			return VerdictRejected
 		}
 	}
-	return "blessed"
+	return VerdictBlessed
 }
 
 // Compare relates other to base (e.g. student to teacher).

@@ -1,12 +1,11 @@
-package transforms
+package storage
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
-
-	"github.com/beamtune/beamtune/storage"
 )
 
 // CompleteMarker is written last into a published model folder on GCS, where
@@ -19,13 +18,13 @@ const CompleteMarker = "_COMPLETE"
 // copying into a temporary sibling and renaming it over dst; on GCS by
 // copying every file and then the marker.
 func PublishDir(ctx context.Context, src, dst string, extra map[string]string) error {
-	matches, err := storage.Glob(ctx, storage.Join(src, "*"))
+	matches, err := Glob(ctx, Join(src, "*"))
 	if err != nil {
 		return err
 	}
 	files := map[string]string{}
 	for _, f := range matches {
-		if name := baseName(f); name != CompleteMarker {
+		if name := path.Base(f); name != CompleteMarker {
 			files[name] = f
 		}
 	}
@@ -35,14 +34,14 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 	for name, f := range extra {
 		files[name] = f
 	}
-	if storage.IsGCS(dst) {
-		_ = storage.Remove(ctx, storage.Join(dst, CompleteMarker))
+	if IsGCS(dst) {
+		_ = Remove(ctx, Join(dst, CompleteMarker))
 		for name, f := range files {
-			if err := storage.Copy(ctx, f, storage.Join(dst, name)); err != nil {
+			if err := Copy(ctx, f, Join(dst, name)); err != nil {
 				return err
 			}
 		}
-		return storage.WriteFile(ctx, storage.Join(dst, CompleteMarker), []byte("ok\n"))
+		return WriteFile(ctx, Join(dst, CompleteMarker), []byte("ok\n"))
 	}
 	parent := filepath.Dir(filepath.Clean(dst))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -54,7 +53,7 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 	}
 	defer os.RemoveAll(tmp)
 	for name, f := range files {
-		if err := storage.Copy(ctx, f, filepath.Join(tmp, name)); err != nil {
+		if err := Copy(ctx, f, filepath.Join(tmp, name)); err != nil {
 			return err
 		}
 	}
@@ -80,6 +79,6 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 
 // Published reports whether dir is a completely published folder.
 func Published(ctx context.Context, dir string) bool {
-	ok, err := storage.Exists(ctx, storage.Join(dir, CompleteMarker))
+	ok, err := Exists(ctx, Join(dir, CompleteMarker))
 	return err == nil && ok
 }

@@ -1,4 +1,4 @@
-package transforms
+package trainer
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/model/safetensors"
 )
@@ -23,12 +24,12 @@ import (
 func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(5))
-	man := Manifest{Schema: ManifestSchema, DataDir: "data", Labels: []string{"0", "1"}}
+	man := dataset.Manifest{Schema: dataset.ManifestSchema, DataDir: "data", Labels: []string{"0", "1"}}
 	for _, sp := range []struct {
 		name string
 		n    int
-	}{{SplitTrain, nTrain}, {SplitValidation, nVal}} {
-		var rows []ShardRow
+	}{{dataset.SplitTrain, nTrain}, {dataset.SplitValidation, nVal}} {
+		var rows []dataset.ShardRow
 		for i := 0; i < sp.n; i++ {
 			l := 4 + rng.Intn(20)
 			ids := make([]int32, l)
@@ -39,11 +40,11 @@ func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
 			if label == 1 {
 				ids[rng.Intn(l)] = 7
 			}
-			rows = append(rows, ShardRow{ID: sp.name + string(rune('a'+i%26)) + strings.Repeat("x", i/26), Label: label, InputIDs: ids, Length: int32(l)})
+			rows = append(rows, dataset.ShardRow{ID: sp.name + string(rune('a'+i%26)) + strings.Repeat("x", i/26), Label: label, InputIDs: ids, Length: int32(l)})
 		}
 		sortRows(rows)
 		var buf bytes.Buffer
-		if err := WriteShardRows(&buf, rows); err != nil {
+		if err := dataset.WriteShardRows(&buf, rows); err != nil {
 			t.Fatal(err)
 		}
 		rel := "data/" + sp.name + "/part-00000-of-00001.parquet"
@@ -53,15 +54,15 @@ func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
 		if err := os.WriteFile(filepath.Join(dir, rel), buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		man.Shards = append(man.Shards, ShardInfo{Split: sp.name, Path: rel, Rows: int64(len(rows))})
+		man.Shards = append(man.Shards, dataset.ShardInfo{Split: sp.name, Path: rel, Rows: int64(len(rows))})
 	}
 	data, _ := json.Marshal(man)
-	if err := os.WriteFile(filepath.Join(dir, ManifestFile), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, dataset.ManifestFile), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func sortRows(rows []ShardRow) {
+func sortRows(rows []dataset.ShardRow) {
 	for i := 1; i < len(rows); i++ {
 		for j := i; j > 0 && rows[j].Length < rows[j-1].Length; j-- {
 			rows[j], rows[j-1] = rows[j-1], rows[j]
@@ -69,8 +70,8 @@ func sortRows(rows []ShardRow) {
 	}
 }
 
-func tinyJob(data, out string) TrainJob {
-	cfg := DefaultTrainConfig()
+func tinyJob(data, out string) Job {
+	cfg := DefaultConfig()
 	cfg.LR = 3e-3
 	cfg.BatchSize = 16
 	cfg.GradAccum = 2
@@ -79,7 +80,7 @@ func tinyJob(data, out string) TrainJob {
 	cfg.EvalEvery = 5
 	cfg.LogEvery = 5
 	cfg.ShuffleBuffer = 4
-	return TrainJob{Trial: "tiny", Config: cfg, Data: data, Init: filepath.Join("..", "testdata", "parity", "tiny-bert"),
+	return Job{Trial: "tiny", Config: cfg, Data: data, Init: filepath.Join("..", "testdata", "parity", "tiny-bert"),
 		Output: out, Device: "cpu", Threads: 1, Resume: true}
 }
 
@@ -105,11 +106,11 @@ func TestTrainChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("helper process for TestTrainResumeAfterSIGKILL")
 	}
-	var job TrainJob
+	var job Job
 	if err := json.Unmarshal([]byte(spec), &job); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Train(context.Background(), job); err != nil {
+	if _, err := Train(context.Background(), job, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,7 +118,7 @@ func TestTrainChild(t *testing.T) {
 // killAfterCheckpoint runs job in a child process (TestTrainChild) and
 // kills it with SIGKILL as soon as its checkpoint of step exists, so the
 // caller can resume it mid-epoch.
-func killAfterCheckpoint(t *testing.T, job TrainJob, step int64) {
+func killAfterCheckpoint(t *testing.T, job Job, step int64) {
 	t.Helper()
 	spec, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainChild$", "-test.count=1")
@@ -154,7 +155,7 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	writeTinyDataset(t, data, 600, 128)
 
 	ref := tinyJob(data, filepath.Join(dir, "uninterrupted"))
-	res, err := Train(context.Background(), ref)
+	res, err := Train(context.Background(), ref, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 
 	job := tinyJob(data, filepath.Join(dir, "killed"))
 	killAfterCheckpoint(t, job, 10)
-	resumed, err := Train(context.Background(), job)
+	resumed, err := Train(context.Background(), job, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestTrainOnThreadWithGradOff(t *testing.T) {
 	job := tinyJob(data, filepath.Join(dir, "out"))
 	job.Config.MaxSteps = 3
 	err := model.NoGrad(func() error { // pins this goroutine's thread with autograd off
-		_, err := Train(context.Background(), job)
+		_, err := Train(context.Background(), job, nil)
 		return err
 	})
 	if err != nil {

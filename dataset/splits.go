@@ -1,0 +1,8 @@
+package dataset
+
+// Split names.
+const (
+	SplitTrain      = "train"
+	SplitValidation = "validation"
+	SplitTest       = "test"
+)

@@ -1,0 +1,69 @@
+package trainer
+
+// Config is one run's hyperparameters: one trial of a sweep.
+type Config struct {
+	LR              float64 `json:"lr" yaml:"lr"`
+	Seed            int64   `json:"seed" yaml:"seed"`
+	BatchSize       int     `json:"batch_size" yaml:"batch_size"`
+	GradAccum       int     `json:"grad_accum" yaml:"grad_accum"`             // micro-batches per optimizer step
+	Epochs          int     `json:"epochs" yaml:"epochs"`                     // used when MaxSteps is 0
+	MaxSteps        int64   `json:"max_steps" yaml:"max_steps"`               // optimizer steps; 0: Epochs decide
+	WarmupRatio     float64 `json:"warmup_ratio" yaml:"warmup_ratio"`         // share of the steps spent warming up
+	WeightDecay     float64 `json:"weight_decay" yaml:"weight_decay"`         // AdamW, not on biases and LayerNorm
+	MaxGradNorm     float64 `json:"max_grad_norm" yaml:"max_grad_norm"`       // global clipping; 0: off
+	EvalEvery       int64   `json:"eval_every" yaml:"eval_every"`             // optimizer steps between evaluations; 0: epoch ends only
+	Patience        int     `json:"patience" yaml:"patience"`                 // evaluations without improvement before stopping; 0: never
+	CheckpointEvery int64   `json:"checkpoint_every" yaml:"checkpoint_every"` // optimizer steps; 0: epoch ends only
+	ShuffleBuffer   int     `json:"shuffle_buffer" yaml:"shuffle_buffer"`     // batches mixed by the shuffle buffer
+	LogEvery        int64   `json:"log_every" yaml:"log_every"`
+
+	// Distillation (used when the training shards carry teacher logits).
+	Temperature float64 `json:"temperature" yaml:"temperature"`
+	Alpha       float64 `json:"alpha" yaml:"alpha"`         // weight of the soft-target KL term
+	LogitMSE    float64 `json:"logit_mse" yaml:"logit_mse"` // weight of an extra MSE on logits
+	// Hidden-state distillation: HiddenMSE weighs the MSE between student and
+	// teacher [CLS] vectors of the layer pairs in HiddenLayerMap
+	// ("student:teacher,...", hidden states counted as HF's, 0 = embeddings).
+	// beamtune distill fills the map from the student's layers when it is empty.
+	HiddenMSE      float64 `json:"hidden_mse" yaml:"hidden_mse"`
+	HiddenLayerMap string  `json:"hidden_layer_map" yaml:"hidden_layer_map"`
+}
+
+// DefaultConfig is a BERT fine-tuning recipe that works for the
+// MiniLM-sized models beamtune targets.
+func DefaultConfig() Config {
+	return Config{LR: 5e-5, Seed: 1, BatchSize: 32, GradAccum: 1, Epochs: 3, WarmupRatio: 0.1,
+		WeightDecay: 0.01, MaxGradNorm: 1.0, Patience: 0, ShuffleBuffer: 64, LogEvery: 50,
+		Temperature: 2.0, Alpha: 0.5}
+}
+
+// Job is one trial: what to train, from what, on which data, and where to write.
+type Job struct {
+	Trial  string `json:"trial"` // e.g. "lr=2e-05,seed=1"
+	Config Config `json:"config"`
+	Data   string `json:"data"` // prepared dataset folder (train and validation splits)
+	Init   string `json:"init"` // model folder to start from
+	// StudentLayers, when set, makes a student of Init keeping these layers.
+	StudentLayers []int  `json:"student_layers,omitempty"`
+	Output        string `json:"output"` // this trial's folder
+	Device        string `json:"device"`
+	Threads       int    `json:"threads"`
+	Resume        bool   `json:"resume"`
+}
+
+// TrialResult is what a trial reports once it has finished.
+type TrialResult struct {
+	Trial          string  `json:"trial"`
+	Config         Config  `json:"config"`
+	Output         string  `json:"output"`
+	BestDir        string  `json:"best_dir"`  // HF folder of the best evaluation
+	FinalDir       string  `json:"final_dir"` // HF folder of the last step
+	BestStep       int64   `json:"best_step"`
+	BestAccuracy   float64 `json:"best_accuracy"`
+	BestLoss       float64 `json:"best_loss"`
+	Steps          int64   `json:"steps"`
+	Stopped        string  `json:"stopped"` // "max_steps", "epochs" or "early_stopping"
+	WallSeconds    float64 `json:"wall_seconds"`
+	ExamplesPerSec float64 `json:"train_examples_per_s"`
+	Resumed        bool    `json:"resumed"`
+}

@@ -1,0 +1,73 @@
+package trainer
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/storage"
+)
+
+// buildModel loads the starting model: Init with the dataset's labels, cut
+// down to StudentLayers when a student is asked for.
+func buildModel(ctx context.Context, job Job, labels []string, dev model.Device) (*model.Bert, error) {
+	dir, cleanup, err := storage.LocalDir(ctx, job.Init)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	cfg, err := model.LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	opts := model.LoadOptions{Labels: labels, Device: dev}
+	// A head trained for other labels cannot be reused.
+	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") {
+		opts.HeadFromScratch = true
+	}
+	var m *model.Bert
+	var rep *model.LoadReport
+	err = model.WithSeed(job.Config.Seed, func() (err error) { // the fresh head's initial weights
+		m, rep, err = model.Load(dir, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("train: " + rep.String())
+	if len(job.StudentLayers) == 0 {
+		return m, nil
+	}
+	defer m.Free()
+	s, err := model.NewStudent(m, job.StudentLayers)
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("train: student built", "layers", job.StudentLayers, "params", s.NumParams(), "teacher_params", m.NumParams())
+	return s, nil
+}
+
+// exportModel writes a HF folder through storage: locally in place, or to a
+// local temporary folder then uploaded for gs://.
+func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string) error {
+	tokLocal, cleanupTok, err := storage.LocalDir(ctx, tokenizerDir)
+	if err != nil {
+		return err
+	}
+	defer cleanupTok()
+	if !storage.IsGCS(dir) {
+		return m.Export(dir, tokLocal)
+	}
+	tmp, err := os.MkdirTemp("", "beamtune-export-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := m.Export(filepath.Join(tmp, "model"), tokLocal); err != nil {
+		return err
+	}
+	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)
+}

@@ -1,0 +1,417 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Why a trial stopped (TrialResult.Stopped).
+const (
+	StoppedMaxSteps = "max_steps"
+	StoppedEpochs   = "epochs"
+	StoppedEarly    = "early_stopping"
+)
+
+// Train runs one trial to the end, resuming from its latest checkpoint when
+// job.Resume is set, and reports its progress to progress (nil: to no one).
+// Torch work runs on this goroutine's locked OS thread.
+func Train(ctx context.Context, job Job, progress Progress) (TrialResult, error) {
+	defer model.LockThread()()
+	t, err := startTrial(ctx, job, progress)
+	if err != nil {
+		return TrialResult{}, err
+	}
+	defer t.free()
+	if err := t.resume(ctx); err != nil {
+		return TrialResult{}, err
+	}
+	if err := t.run(ctx); err != nil {
+		return TrialResult{}, err
+	}
+	return t.finish(ctx)
+}
+
+// trial is one training run in progress: its data, model and optimizer, the
+// state a checkpoint restores (st), and this process's own pace.
+type trial struct {
+	job      Job
+	cfg      Config
+	progress Progress
+
+	dev          model.Device
+	train, valid *dataset.Rows
+	distill      bool // the training rows carry teacher logits
+	padID        int64
+	m            *model.Bert
+	hidden       *hiddenLoss // nil without a hidden-state loss
+	params       []*model.Param
+	opt          *model.AdamW
+	sched        model.LinearSchedule
+
+	stepsPerEpoch int64
+	total         int64 // optimizer steps of the whole run
+
+	st      trainState
+	resumed bool
+	stopped string
+
+	start      time.Time // the trial's start, data loading included
+	trainStart time.Time // the first step of this process
+	firstStep  int64     // the step this process started from
+	examples   int64     // examples trained on by this process
+	lossSum    float64   // training loss since the last log entry
+	lossN      int
+}
+
+// microBatch is one forward and backward pass: the rows of a batch plan
+// entry and the seed of its dropout masks.
+type microBatch struct {
+	idx  []int
+	seed int64
+}
+
+// startTrial checks the configuration, loads both splits, builds the model
+// (and hidden-state projections) and its optimizer, and plans the schedule.
+func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err error) {
+	cfg := job.Config
+	if cfg.BatchSize <= 0 || cfg.GradAccum <= 0 {
+		return nil, fmt.Errorf("batch_size and grad_accum must be positive")
+	}
+	if progress == nil {
+		progress = noProgress{}
+	}
+	t := &trial{job: job, cfg: cfg, progress: progress, start: time.Now()}
+	defer func() {
+		if err != nil {
+			t.free()
+		}
+	}()
+	if t.dev, err = model.ParseDevice(job.Device); err != nil {
+		return nil, err
+	}
+	model.SetThreads(job.Threads)
+
+	man, err := dataset.ReadManifest(ctx, job.Data)
+	if err != nil {
+		return nil, err
+	}
+	if t.train, err = dataset.LoadSplit(ctx, job.Data, man, dataset.SplitTrain); err != nil {
+		return nil, err
+	}
+	if t.valid, err = dataset.LoadSplit(ctx, job.Data, man, dataset.SplitValidation); err != nil {
+		return nil, err
+	}
+	if t.train.Len() == 0 {
+		return nil, fmt.Errorf("%s has no training rows", job.Data)
+	}
+	t.distill = t.train.HasTeacher()
+
+	if t.m, err = buildModel(ctx, job, man.Labels, t.dev); err != nil {
+		return nil, err
+	}
+	t.padID = int64(t.m.Config.PadTokenID)
+	if t.hidden, err = newHiddenLoss(cfg, man, t.train, t.m); err != nil {
+		return nil, err
+	}
+	// Everything the optimizer updates: the model, and the hidden-state
+	// projections, which checkpoints keep but the exported model does not.
+	t.params = slices.Concat(t.m.Params(), t.hidden.params())
+	adam := model.DefaultAdamW()
+	adam.WeightDecay = cfg.WeightDecay
+	if t.opt, err = model.NewAdamW(t.params, adam); err != nil {
+		return nil, err
+	}
+
+	batchesPerEpoch := (t.train.Len() + cfg.BatchSize - 1) / cfg.BatchSize
+	t.stepsPerEpoch = int64((batchesPerEpoch + cfg.GradAccum - 1) / cfg.GradAccum)
+	t.total = cfg.MaxSteps
+	if t.total <= 0 {
+		t.total = int64(cfg.Epochs) * t.stepsPerEpoch
+	}
+	t.sched = model.LinearSchedule{Peak: cfg.LR, Warmup: int64(math.Round(cfg.WarmupRatio * float64(t.total))), Total: t.total}
+	t.st = trainState{BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
+	t.stopped = StoppedEpochs
+	if cfg.MaxSteps > 0 {
+		t.stopped = StoppedMaxSteps
+	}
+	return t, nil
+}
+
+// free releases the native memory of what startTrial built, in reverse order.
+func (t *trial) free() {
+	if t.opt != nil {
+		t.opt.Free()
+	}
+	t.hidden.free()
+	if t.m != nil {
+		t.m.Free()
+	}
+}
+
+// resume restores the latest checkpoint when the job asks for it.
+func (t *trial) resume(ctx context.Context) error {
+	if t.job.Resume {
+		ok, err := loadCheckpoint(ctx, t.job.Output, t.params, t.opt, &t.st)
+		if err != nil {
+			return err
+		}
+		t.resumed = ok
+		if ok {
+			slog.Info("train: resumed", "trial", t.job.Trial, "step", t.st.Step, "epoch", t.st.Epoch, "batch", t.st.Batch)
+		}
+	}
+	t.firstStep = t.st.Step
+	t.trainStart = time.Now()
+	return nil
+}
+
+// run trains epoch by epoch until the last step or an early stop. A resumed
+// run starts at the saved epoch and batch of its plan.
+func (t *trial) run(ctx context.Context) error {
+	for ; t.st.Step < t.total; t.st.Epoch, t.st.Batch = t.st.Epoch+1, 0 {
+		plan := dataset.PlanBatches(t.train.Length, t.cfg.BatchSize, t.cfg.ShuffleBuffer, t.cfg.Seed, t.st.Epoch)
+		for t.st.Batch < len(plan) && t.st.Step < t.total {
+			stop, err := t.step(ctx, plan)
+			if err != nil || stop {
+				return err
+			}
+		}
+		if t.st.Batch >= len(plan) {
+			stop, err := t.endEpoch(ctx)
+			if err != nil || stop {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// step makes one optimizer step, then logs, evaluates and checkpoints when
+// they are due. stop is set when early stopping ends the run.
+func (t *trial) step(ctx context.Context, plan [][]int) (stop bool, err error) {
+	lr, gradNorm, err := t.optimizerStep(ctx, plan)
+	if err != nil {
+		return false, err
+	}
+	if t.cfg.LogEvery > 0 && t.st.Step%t.cfg.LogEvery == 0 || t.st.Step == t.total {
+		t.logTrain(ctx, lr, gradNorm)
+	}
+	if t.cfg.EvalEvery > 0 && t.st.Step%t.cfg.EvalEvery == 0 {
+		if stop, err := t.evaluate(ctx); err != nil || stop {
+			return stop, err
+		}
+	}
+	if t.cfg.CheckpointEvery > 0 && t.st.Step%t.cfg.CheckpointEvery == 0 && t.st.Step < t.total {
+		if err := saveCheckpoint(ctx, t.job.Output, t.params, t.opt, t.st); err != nil {
+			return false, err
+		}
+	}
+	return false, ctx.Err()
+}
+
+// optimizerStep runs GradAccum micro-batches of the plan, clips, and updates
+// the weights at the scheduled learning rate.
+func (t *trial) optimizerStep(ctx context.Context, plan [][]int) (lr, gradNorm float64, err error) {
+	examples := 0
+	for a := 0; a < t.cfg.GradAccum && t.st.Batch < len(plan); a++ {
+		idx := plan[t.st.Batch]
+		loss, err := t.microStep(microBatch{idx: idx, seed: t.cfg.Seed*1_000_003 + t.st.MicroStep})
+		if err != nil {
+			return 0, 0, fmt.Errorf("step %d: %w", t.st.Step, err)
+		}
+		t.lossSum += loss
+		t.lossN++
+		examples += len(idx)
+		t.st.Batch++
+		t.st.MicroStep++
+	}
+	if t.cfg.MaxGradNorm > 0 {
+		if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
+			return 0, 0, err
+		}
+	}
+	lr = t.sched.LR(t.st.Step)
+	if err := t.opt.Step(lr); err != nil {
+		return 0, 0, err
+	}
+	if err := model.ZeroGrad(t.params); err != nil {
+		return 0, 0, err
+	}
+	t.st.Step++
+	t.examples += int64(examples)
+	t.progress.Stepped(ctx, examples)
+	return lr, gradNorm, nil
+}
+
+// endEpoch evaluates at an epoch's end (unless the step just did) and
+// checkpoints the start of the next epoch.
+func (t *trial) endEpoch(ctx context.Context) (stop bool, err error) {
+	if t.cfg.EvalEvery == 0 || t.st.Step%t.cfg.EvalEvery != 0 {
+		if stop, err := t.evaluate(ctx); err != nil || stop {
+			return stop, err
+		}
+	}
+	if t.st.Step < t.total {
+		next := t.st
+		next.Epoch, next.Batch = t.st.Epoch+1, 0
+		if err := saveCheckpoint(ctx, t.job.Output, t.params, t.opt, next); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// logTrain appends a train entry: the mean loss since the last one and this
+// process's pace.
+func (t *trial) logTrain(ctx context.Context, lr, gradNorm float64) {
+	el := time.Since(t.trainStart).Seconds()
+	eps := float64(t.examples) / el
+	// ETA from this process's pace (a resumed run counts from where it started).
+	eta := time.Duration(float64(t.total-t.st.Step) / (float64(t.st.Step-t.firstStep) / el) * float64(time.Second))
+	e := report.LogEntry{Kind: report.LogTrain, Step: t.st.Step, Epoch: t.epoch(), Loss: t.lossSum / float64(max(t.lossN, 1)), LR: lr, GradNorm: gradNorm, ExamplesSec: eps, Time: now()}
+	t.st.Log = append(t.st.Log, e)
+	t.progress.Logged(ctx, e)
+	slog.Info("train", "trial", t.job.Trial, "step", t.st.Step, "of", t.total, "loss", round4(e.Loss), "lr", lr, "examples_per_s", round4(eps), "eta", eta.Round(time.Second))
+	t.lossSum, t.lossN = 0, 0
+}
+
+// evaluate scores the validation split, exports the model as the best when
+// it improved, and says whether patience has run out (and marks the run as
+// stopped early if so).
+func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
+	ev, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
+	if err != nil {
+		return false, fmt.Errorf("evaluate: %w", err)
+	}
+	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Time: now()}
+	t.st.Log = append(t.st.Log, e)
+	t.progress.Logged(ctx, e)
+	improved := ev.Accuracy > t.st.BestAccuracy || (ev.Accuracy == t.st.BestAccuracy && ev.Loss < t.st.BestLoss)
+	slog.Info("train: eval", "trial", t.job.Trial, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_accuracy", round4(ev.Accuracy), "best", improved)
+	if improved {
+		t.st.BestAccuracy, t.st.BestLoss, t.st.BestStep, t.st.BadEvals = ev.Accuracy, ev.Loss, t.st.Step, 0
+		if err := exportModel(ctx, t.m, t.bestDir(), t.job.Init); err != nil {
+			return false, err
+		}
+	} else {
+		t.st.BadEvals++
+	}
+	if t.cfg.Patience > 0 && t.st.BadEvals >= t.cfg.Patience {
+		t.stopped = StoppedEarly
+		return true, nil
+	}
+	return false, nil
+}
+
+// finish evaluates the last step if no evaluation saw it, exports the final
+// model and writes the trial's log and job.
+func (t *trial) finish(ctx context.Context) (TrialResult, error) {
+	if t.st.BestStep != t.st.Step && (len(t.st.Log) == 0 || t.st.Log[len(t.st.Log)-1].Kind != report.LogEval) {
+		stopped := t.stopped
+		if _, err := t.evaluate(ctx); err != nil {
+			return TrialResult{}, err
+		}
+		t.stopped = stopped // a last evaluation does not stop anything
+	}
+	finalDir := storage.Join(t.job.Output, FinalDir)
+	if err := exportModel(ctx, t.m, finalDir, t.job.Init); err != nil {
+		return TrialResult{}, err
+	}
+	if err := writeTrainLog(ctx, t.job, t.st); err != nil {
+		return TrialResult{}, err
+	}
+	return TrialResult{
+		Trial: t.job.Trial, Config: t.cfg, Output: t.job.Output, BestDir: t.bestDir(), FinalDir: finalDir, BestStep: t.st.BestStep,
+		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
+		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
+	}, nil
+}
+
+func (t *trial) bestDir() string { return storage.Join(t.job.Output, BestDir) }
+
+// epoch is the training progress in epochs, fractional.
+func (t *trial) epoch() float64 { return float64(t.st.Step) / float64(t.stepsPerEpoch) }
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// microStep runs forward and backward on one micro-batch and returns its
+// loss. Autograd is switched on for it explicitly: the mode is per OS thread,
+// and the thread this trial runs on may last have served inference.
+func (t *trial) microStep(b microBatch) (loss float64, err error) {
+	err = model.WithGrad(true, func() (err error) {
+		loss, err = t.forwardBackward(b)
+		return err
+	})
+	return loss, err
+}
+
+func (t *trial) forwardBackward(mb microBatch) (float64, error) {
+	b, labels, teacher, err := batchTensors(t.train, mb.idx, t.padID, t.dev)
+	if err != nil {
+		return 0, err
+	}
+	defer freeBatch(b, labels, teacher)
+	// Dropout draws happen in the forward pass only; backward reuses the masks.
+	var out *model.Output
+	err = model.WithSeed(mb.seed, func() (err error) {
+		out, err = t.m.Forward(b, true, t.hidden != nil)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer out.Free()
+	var loss *ts.Tensor
+	if t.distill {
+		loss, err = model.DistillLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
+	} else {
+		loss, err = model.CrossEntropy(out.Logits, labels)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if t.hidden != nil {
+		hl, err := t.hidden.loss(out, t.train, mb.idx, t.dev)
+		if err != nil {
+			_ = loss.Drop()
+			return 0, err
+		}
+		sum, err := model.AddScaled(loss, hl, t.hidden.weight)
+		_, _ = loss.Drop(), hl.Drop()
+		if err != nil {
+			return 0, err
+		}
+		loss = sum
+	}
+	defer loss.Drop()
+	v, err := model.Float32Scalar(loss)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		return 0, fmt.Errorf("loss is %v: lower the learning rate", v)
+	}
+	if t.cfg.GradAccum > 1 {
+		sc := ts.FloatScalar(float64(t.cfg.GradAccum))
+		defer sc.Drop()
+		scaled, err := loss.DivScalar(sc, false)
+		if err != nil {
+			return 0, err
+		}
+		defer scaled.Drop()
+		return float64(v), scaled.Backward()
+	}
+	return float64(v), loss.Backward()
+}
