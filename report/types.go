@@ -118,7 +118,7 @@ type GateResult struct {
 	Challenger string      `json:"challenger"`
 	Champion   string      `json:"champion"` // "" when there is no champion yet
 	Verdict    string      `json:"verdict"`  // VerdictBlessed or VerdictRejected
-	Reasons    []string    `json:"reasons"` // one per failed check (the check's Detail), or why it passed
+	Reasons    []string    `json:"reasons"`  // one per failed check (the check's Detail), or why it passed
 	Checks     []GateCheck `json:"checks"`
 }
 

@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/pipelines"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -49,7 +52,7 @@ func (c *demoCmd) run(ctx context.Context) error {
 	printManifest(prep.Manifest, prep.Skipped)
 
 	step(2, "fine-tune all-MiniLM-L6-v2 (the teacher), 2 epochs")
-	cfg := transforms.DefaultTrainConfig()
+	cfg := trainer.DefaultConfig()
 	cfg.Epochs = 2
 	cfg.LR = 1e-4
 	cfg.BatchSize = 16
@@ -78,10 +81,10 @@ func (c *demoCmd) run(ctx context.Context) error {
 
 	step(4, "evaluate teacher and student on the held-out dev set and write the report")
 	res, err := pipelines.RunEvaluate(ctx, pipelines.EvaluateOptions{
-		Data: po.Output, Split: transforms.SplitValidation,
+		Data: po.Output, Split: dataset.SplitValidation,
 		Models: []pipelines.NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "student", Dir: student.Student.ModelDir}},
 		Output: filepath.Join(*c.out, "report"), Seed: 1, InferBatch: 64, Device: "auto", Threads: *c.threads,
-		Gate: transforms.DefaultGate(),
+		Gate: report.DefaultGate(),
 	})
 	if err != nil {
 		return err

@@ -7,8 +7,8 @@ import (
 	"strconv"
 
 	"github.com/beamtune/beamtune/pipelines"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 type evaluateCmd struct {
@@ -18,7 +18,7 @@ type evaluateCmd struct {
 }
 
 func (c *evaluateCmd) register(fs *flag.FlagSet) {
-	c.o.Gate = transforms.DefaultGate()
+	c.o.Gate = report.DefaultGate()
 	o := &c.o
 	fs.StringVar(&o.Data, "data", "", "prepared dataset folder")
 	fs.StringVar(&o.Split, "split", "", "split to score (default: test if present, else validation)")

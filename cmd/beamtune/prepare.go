@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/pipelines"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // prepareCmd: beamtune prepare.
@@ -53,7 +53,7 @@ func (c *prepareCmd) run(ctx context.Context) error {
 	return nil
 }
 
-func printManifest(m *transforms.Manifest, skipped bool) {
+func printManifest(m *dataset.Manifest, skipped bool) {
 	if skipped {
 		fmt.Println("prepare: unchanged inputs; kept the existing dataset")
 	}

@@ -9,12 +9,12 @@ import (
 
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/pipelines"
-	"github.com/beamtune/beamtune/transforms"
+	"github.com/beamtune/beamtune/trainer"
 )
 
 // trainFlags are the hyperparameter flags train and distill share.
 type trainFlags struct {
-	cfg     transforms.TrainConfig
+	cfg     trainer.Config
 	sweep   []string
 	device  string
 	threads int
@@ -22,7 +22,7 @@ type trainFlags struct {
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
-	f.cfg = transforms.DefaultTrainConfig()
+	f.cfg = trainer.DefaultConfig()
 	c := &f.cfg
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, dropout and batch order")
