@@ -20,7 +20,7 @@ import (
 	"github.com/beamtune/beamtune/storage/gcstest"
 )
 
-// go test ./transforms -run Report -update-report rewrites the golden files
+// go test ./report -run Report -update-report rewrites the golden files
 // under testdata/report/ from the fixtures (review the diff before keeping).
 var updateGolden = flag.Bool("update-report", false, "rewrite testdata/report golden files")
 
