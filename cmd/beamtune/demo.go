@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -18,16 +17,26 @@ import (
 // demoCmd runs the whole job on the bundled sample corpus with the defaults:
 // prepare, fine-tune the teacher, distil a 3-layer student, evaluate both and
 // write the report, all on prism.
-type demoCmd struct {
-	out, sample, modelDir *string
-	threads               *int
+type demoCmd struct{ o demoOptions }
+
+// demoOptions are demo's flags; everything else is fixed by the demo.
+type demoOptions struct {
+	Output   string // folder for everything the demo writes
+	Sample   string // folder of the bundled SST-2 sample
+	ModelDir string // pretrained model folder
+	Threads  int    // libtorch threads (0: libtorch's default)
 }
 
-func (c *demoCmd) register(fs *flag.FlagSet) {
-	c.out = fs.String("output", "out/demo", "folder for everything the demo writes")
-	c.sample = fs.String("sample", "testdata/sample", "folder of the bundled SST-2 sample")
-	c.modelDir = fs.String("model", model.DefaultModelDir(), "pretrained model folder")
-	c.threads = fs.Int("threads", 0, "libtorch threads (0: libtorch's default)")
+func (c *demoCmd) register(f *flagSet) {
+	o := &c.o
+	f.section("Data")
+	f.stringVar(&o.Sample, "sample", "testdata/sample", "folder of the bundled SST-2 sample")
+	f.section("Model")
+	f.stringVar(&o.ModelDir, "model", model.DefaultModelDir(), "pretrained model folder")
+	f.section("Output")
+	f.stringVar(&o.Output, "output", "out/demo", "folder for everything the demo writes")
+	f.section("Compute")
+	f.intVar(&o.Threads, "threads", 0, "libtorch threads (0: libtorch's default)")
 }
 
 func (c *demoCmd) run(ctx context.Context) error {
@@ -38,13 +47,13 @@ func (c *demoCmd) run(ctx context.Context) error {
 
 	step(1, "prepare the bundled SST-2 sample (4,210 training rows, 872 held-out dev rows)")
 	po := pipelines.DefaultPrepareOptions()
-	po.Train = []string{filepath.Join(*c.sample, "sst2_train.tsv")}
-	po.Validation = []string{filepath.Join(*c.sample, "sst2_dev.tsv")}
+	po.Train = []string{filepath.Join(c.o.Sample, "sst2_train.tsv")}
+	po.Validation = []string{filepath.Join(c.o.Sample, "sst2_dev.tsv")}
 	po.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
-	po.ModelDir = *c.modelDir
+	po.ModelDir = c.o.ModelDir
 	po.MaxLength = 64
 	po.KeepText = true
-	po.Output = filepath.Join(*c.out, "data")
+	po.Output = filepath.Join(c.o.Output, "data")
 	prep, err := pipelines.RunPrepare(ctx, po)
 	if err != nil {
 		return err
@@ -57,33 +66,37 @@ func (c *demoCmd) run(ctx context.Context) error {
 	cfg.LR = 1e-4
 	cfg.BatchSize = 16
 	cfg.LogEvery = 50
-	run := filepath.Join(*c.out, "run")
+	run := filepath.Join(c.o.Output, "run")
 	teacher, err := pipelines.RunTrain(ctx, pipelines.TrainOptions{
-		Data: po.Output, Init: *c.modelDir, Output: run, Name: "teacher", Config: cfg,
-		Device: "auto", Threads: *c.threads, Resume: true,
+		Data: po.Output, Init: c.o.ModelDir, Output: run, Name: "teacher", Config: cfg,
+		Device: "auto", Threads: c.o.Threads, Resume: true,
 	})
 	if err != nil {
 		return err
 	}
-	printTrials(teacher)
+	if err := printTrials(teacher); err != nil {
+		return err
+	}
 
 	step(3, "distil a 3-layer student (teacher layers 0, 2, 4) from the teacher's logits, 2 epochs")
 	dcfg := cfg
 	dcfg.LR = 2e-4
 	student, err := pipelines.RunDistill(ctx, pipelines.DistillOptions{
 		Data: po.Output, Teacher: teacher.ModelDir, StudentLayers: []int{0, 2, 4}, Output: run,
-		Config: dcfg, InferBatch: 64, Device: "auto", Threads: *c.threads, Resume: true,
+		Config: dcfg, InferBatch: 64, Device: "auto", Threads: c.o.Threads, Resume: true,
 	})
 	if err != nil {
 		return err
 	}
-	printTrials(student.Student)
+	if err := printTrials(student.Student); err != nil {
+		return err
+	}
 
 	step(4, "evaluate teacher and student on the held-out dev set and write the report")
 	res, err := pipelines.RunEvaluate(ctx, pipelines.EvaluateOptions{
 		Data: po.Output, Split: dataset.SplitValidation,
 		Models: []pipelines.NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "student", Dir: student.Student.ModelDir}},
-		Output: filepath.Join(*c.out, "report"), Seed: 1, InferBatch: 64, Device: "auto", Threads: *c.threads,
+		Output: filepath.Join(c.o.Output, "report"), Seed: 1, InferBatch: 64, Device: "auto", Threads: c.o.Threads,
 		Gate: report.DefaultGate(),
 	})
 	if err != nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -14,17 +12,23 @@ import (
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // doctorCmd checks that this machine can run beamtune and says how to fix what it can't.
-type doctorCmd struct {
-	modelDir *string
-	threads  *int
+type doctorCmd struct{ o doctorOptions }
+
+// doctorOptions are doctor's flags.
+type doctorOptions struct {
+	ModelDir string // pretrained model folder to check
+	Threads  int    // libtorch intra-op threads (0: libtorch's default)
 }
 
-func (c *doctorCmd) register(fs *flag.FlagSet) {
-	c.modelDir = fs.String("model", model.DefaultModelDir(), "pretrained model folder to check")
-	c.threads = fs.Int("threads", 0, "libtorch intra-op threads (0: libtorch's default)")
+func (c *doctorCmd) register(f *flagSet) {
+	f.section("Model")
+	f.stringVar(&c.o.ModelDir, "model", model.DefaultModelDir(), "pretrained model folder to check")
+	f.section("Compute")
+	f.intVar(&c.o.Threads, "threads", 0, "libtorch intra-op threads (0: libtorch's default)")
 }
 
 // check is one doctor line.
@@ -35,7 +39,7 @@ type check struct {
 
 func (c *doctorCmd) run(out io.Writer) error {
 	defer model.LockThread()()
-	model.SetThreads(*c.threads)
+	model.SetThreads(c.o.Threads)
 	var checks []check
 	add := func(ch check) { checks = append(checks, ch) }
 
@@ -53,7 +57,7 @@ func (c *doctorCmd) run(out io.Writer) error {
 	add(check{"autograd", g, "libtorch is broken or mismatched: rerun scripts/setup.sh", err == nil})
 	add(check{"beam sdk", "Go SDK " + core.SdkVersion + ", default runner prism (in-process)", "", true})
 	add(storageCheck())
-	add(modelCheck(*c.modelDir))
+	add(modelCheck(c.o.ModelDir))
 
 	bad := 0
 	for _, ch := range checks {
@@ -78,14 +82,11 @@ func (c *doctorCmd) run(out io.Writer) error {
 // version from the headers beside it: the library actually in use, not the one
 // a config file names.
 func loadedLibtorch() (version, path string) {
-	f, err := os.Open("/proc/self/maps")
+	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return "unknown", err.Error()
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range strings.Split(string(maps), "\n") {
 		if i := strings.Index(line, "/"); i >= 0 && strings.HasSuffix(line, "/libtorch_cpu.so") {
 			path = line[i:]
 			break
@@ -111,56 +112,66 @@ func loadedLibtorch() (version, path string) {
 
 // gradCheck runs a forward and backward pass with a known answer:
 // loss = Σ (W·v)², W = [[1,2],[3,4]], v = [1,1] → loss 58, dloss/dW = 2(Wv)vᵀ = [[6,6],[14,14]].
-func gradCheck() (string, error) {
-	w, err := model.Float32Tensor([]float32{1, 2, 3, 4}, []int64{2, 2}, gotch.CPU)
-	if err != nil {
-		return err.Error(), err
+func gradCheck() (msg string, err error) {
+	var made []*ts.Tensor // freed on return; a failed free fails the check
+	defer func() {
+		for _, t := range made {
+			if derr := t.Drop(); derr != nil && err == nil {
+				err = fmt.Errorf("freeing a tensor: %w", derr)
+			}
+		}
+		if err != nil {
+			msg = err.Error()
+		}
+	}()
+	keep := func(t *ts.Tensor, err error) (*ts.Tensor, error) {
+		if err == nil {
+			made = append(made, t)
+		}
+		return t, err
 	}
-	defer w.Drop()
+	w, err := keep(model.Float32Tensor([]float32{1, 2, 3, 4}, []int64{2, 2}, gotch.CPU))
+	if err != nil {
+		return "", err
+	}
 	if err := w.RequiresGrad_(true); err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	v, err := model.Float32Tensor([]float32{1, 1}, []int64{2, 1}, gotch.CPU)
+	v, err := keep(model.Float32Tensor([]float32{1, 1}, []int64{2, 1}, gotch.CPU))
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	defer v.Drop()
-	wv, err := w.Matmul(v, false)
+	wv, err := keep(w.Matmul(v, false))
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	defer wv.Drop()
-	sq, err := wv.Square(false)
+	sq, err := keep(wv.Square(false))
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	defer sq.Drop()
-	loss, err := sq.Sum(gotch.Float, false)
+	loss, err := keep(sq.Sum(gotch.Float, false))
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	defer loss.Drop()
 	if err := loss.Backward(); err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	grad, err := w.Grad(false)
+	grad, err := keep(w.Grad(false))
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
-	defer grad.Drop()
 	lv, err := model.Float32Scalar(loss)
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
 	gv, err := model.Float32s(grad)
 	if err != nil {
-		return err.Error(), err
+		return "", err
 	}
 	want := []float32{6, 6, 14, 14}
 	for i := range want {
 		if math.Abs(float64(gv[i]-want[i])) > 1e-6 || lv != 58 {
-			err := fmt.Errorf("loss %v grad %v, want 58 and %v", lv, gv, want)
-			return err.Error(), err
+			return "", fmt.Errorf("loss %v grad %v, want 58 and %v", lv, gv, want)
 		}
 	}
 	return fmt.Sprintf("forward+backward ok (loss %g, grad %v)", lv, gv), nil

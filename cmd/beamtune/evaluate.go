@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strconv"
 
@@ -11,31 +10,41 @@ import (
 	"github.com/beamtune/beamtune/storage"
 )
 
+// evaluateCmd: beamtune evaluate.
 type evaluateCmd struct {
 	o      pipelines.EvaluateOptions
-	models []string
-	edges  []string
+	models []string // --model as given; parsed into o.Models
+	edges  []string // --length_slices as given; parsed into o.LengthEdges
 }
 
-func (c *evaluateCmd) register(fs *flag.FlagSet) {
+func (c *evaluateCmd) register(f *flagSet) {
 	c.o.Gate = report.DefaultGate()
 	o := &c.o
-	fs.StringVar(&o.Data, "data", "", "prepared dataset folder")
-	fs.StringVar(&o.Split, "split", "", "split to score (default: test if present, else validation)")
-	fs.Var((*repeatFlag)(&c.models), "model", "name=folder of a model to evaluate; repeat (the first is the reference, e.g. teacher=RUN/teacher)")
-	fs.StringVar(&o.Champion, "champion", "", "folder of the current champion, scored as \"champion\"")
-	fs.StringVar(&o.Challenger, "challenger", "", "name of the model gated against the champion")
-	fs.Float64Var(&o.Gate.MaxAccuracyDrop, "gate_max_accuracy_drop", o.Gate.MaxAccuracyDrop, "points of accuracy the challenger may lose")
-	fs.Float64Var(&o.Gate.MaxMacroF1Drop, "gate_max_macro_f1_drop", o.Gate.MaxMacroF1Drop, "points of macro-F1 the challenger may lose")
-	fs.Float64Var(&o.Gate.MaxClassRecallDrop, "gate_max_class_recall_drop", o.Gate.MaxClassRecallDrop, "points of any class's recall the challenger may lose")
-	fs.Float64Var(&o.Gate.MinAccuracy, "gate_min_accuracy", 0, "accuracy floor in percent, also without a champion")
-	fs.StringVar(&o.Output, "output", "", "report folder (local or gs://)")
-	listVar(fs, &c.edges, "length_slices", "token-length slice bounds (default 16,32,64,128)")
-	fs.Int64Var(&o.Seed, "seed", 1, "bootstrap seed")
-	fs.IntVar(&o.InferBatch, "infer_batch", 64, "inference batch size")
-	fs.StringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
-	fs.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: libtorch's default)")
-	fs.IntVar(&o.SpeedSeqLen, "speed_seq_len", 0, "tokens per example in the speed runs (0: the split's median)")
+	f.section("Data")
+	f.stringVar(&o.Data, "data", "", "prepared dataset folder")
+	f.stringVar(&o.Split, "split", "", "split to score (default: test if present, else validation)")
+
+	f.section("Models")
+	f.repeatVar(&c.models, "model", "name=folder of a model to evaluate; repeat (the first is the reference, e.g. teacher=RUN/teacher)")
+	f.stringVar(&o.Champion, "champion", "", "folder of the current champion, scored as \"champion\"")
+	f.stringVar(&o.Challenger, "challenger", "", "name of the model gated against the champion")
+
+	f.section("Gate")
+	f.float64Var(&o.Gate.MaxAccuracyDrop, "gate_max_accuracy_drop", o.Gate.MaxAccuracyDrop, "points of accuracy the challenger may lose")
+	f.float64Var(&o.Gate.MaxMacroF1Drop, "gate_max_macro_f1_drop", o.Gate.MaxMacroF1Drop, "points of macro-F1 the challenger may lose")
+	f.float64Var(&o.Gate.MaxClassRecallDrop, "gate_max_class_recall_drop", o.Gate.MaxClassRecallDrop, "points of any class's recall the challenger may lose")
+	f.float64Var(&o.Gate.MinAccuracy, "gate_min_accuracy", 0, "accuracy floor in percent, also without a champion")
+
+	f.section("Report")
+	f.stringVar(&o.Output, "output", "", "report folder (local or gs://)")
+	f.listVar(&c.edges, "length_slices", "token-length slice bounds (default 16,32,64,128)")
+	f.int64Var(&o.Seed, "seed", 1, "bootstrap seed")
+	f.intVar(&o.SpeedSeqLen, "speed_seq_len", 0, "tokens per example in the speed runs (0: the split's median)")
+
+	f.section("Compute")
+	f.intVar(&o.InferBatch, "infer_batch", 64, "inference batch size")
+	f.stringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	f.intVar(&o.Threads, "threads", 0, "libtorch threads (0: libtorch's default)")
 }
 
 func (c *evaluateCmd) run(ctx context.Context) error {

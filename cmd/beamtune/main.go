@@ -1,11 +1,3 @@
-// Command beamtune fine-tunes, distils and evaluates BERT-family text
-// classifiers as Apache Beam pipelines.
-//
-//	beamtune doctor                 check libtorch, devices, storage and the model
-//	beamtune <command> -h           flags of one command
-//
-// Beam's own flags (--runner, --endpoint, --job_name, ...) are accepted by
-// every command; without --runner the pipeline runs on prism, in-process.
 package main
 
 import (
@@ -13,8 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -22,66 +14,96 @@ import (
 	"github.com/beamtune/beamtune/pipelines"
 )
 
-// command is one subcommand: it registers its flags, then runs.
+// command is one subcommand: it declares its flags, then runs.
 type command interface {
-	register(fs *flag.FlagSet)
+	register(f *flagSet)
 	run(ctx context.Context) error
 }
 
-// commands maps names to constructors; each call makes fresh flag holders.
-var commands = map[string]struct {
-	summary string
-	make    func() command
-}{
-	"doctor":   {"check libtorch, devices, Beam, storage and the pretrained model", func() command { return &doctorRunner{} }},
-	"prepare":  {"validate, dedupe, split, tokenize and shard a corpus", func() command { return &prepareCmd{} }},
-	"train":    {"fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
-	"distill":  {"compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
-	"evaluate": {"score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
-	"predict":  {"score a corpus with a published model into JSONL or Parquet", func() command { return &predictCmd{} }},
-	"retrain":  {"the scheduled job: prepare, train, distill, evaluate, gate and promote", func() command { return &retrainCmd{} }},
-	"demo":     {"the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},
+// commandInfo names a subcommand; make returns a fresh one, its options at
+// their defaults once registered.
+type commandInfo struct {
+	name, summary string
+	make          func() command
+}
+
+// commands, in the order of the work: help lists them so.
+var commands = []commandInfo{
+	{"doctor", "check libtorch, devices, Beam, storage and the pretrained model", func() command { return &doctorRunner{} }},
+	{"prepare", "validate, dedupe, split, tokenize and shard a corpus", func() command { return &prepareCmd{} }},
+	{"train", "fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
+	{"distill", "compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
+	{"evaluate", "score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
+	{"predict", "score a corpus with a published model into JSONL or Parquet", func() command { return &predictCmd{} }},
+	{"retrain", "the scheduled job: prepare, train, distill, evaluate, gate and promote", func() command { return &retrainCmd{} }},
+	{"demo", "the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},
+}
+
+// lookup finds a subcommand by name.
+func lookup(name string) (commandInfo, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return commandInfo{}, false
 }
 
 type doctorRunner struct{ doctorCmd }
 
 func (d *doctorRunner) run(ctx context.Context) error { return d.doctorCmd.run(os.Stdout) }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: beamtune <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-9s %s\n", n, commands[n].summary)
-	}
-}
-
 func main() {
 	// The subcommand is the first argument; Beam workers re-execute this
-	// binary with Beam's flags only, and beam.Init must see them first.
+	// binary with Beam's flags only. Flags are parsed first, then beam.Init
+	// runs (it must see the parsed flags) before anything else happens: in a
+	// worker it runs the worker and does not return.
 	name := ""
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		name = os.Args[1]
 		os.Args = append(os.Args[:1], os.Args[2:]...)
 	}
-	var cmd command
+	if name == "help" {
+		os.Exit(help(os.Stdout, os.Stderr, os.Args[1:]))
+	}
+	var (
+		info  commandInfo
+		cmd   command
+		flags *flagSet
+	)
 	if name != "" {
-		c, ok := commands[name]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "beamtune: unknown command %q\n", name)
-			usage()
+		var ok bool
+		if info, ok = lookup(name); !ok {
+			fmt.Fprintf(os.Stderr, "beamtune: unknown command %q; \"beamtune help\" lists the commands\n", name)
 			os.Exit(2)
 		}
-		cmd = c.make()
-		cmd.register(flag.CommandLine)
+		cmd, flags = info.make(), newFlagSet(flag.CommandLine)
+		cmd.register(flags)
 	}
-	flag.Parse()
+	// Parse errors and -h/--help are handled here rather than by the flag
+	// package, so that help goes to stdout and exits 0.
+	flag.CommandLine.Init(os.Args[0], flag.ContinueOnError)
+	flag.CommandLine.SetOutput(io.Discard)
+	flag.CommandLine.Usage = func() {}
+	if err := flag.CommandLine.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if cmd == nil {
+				writeOverview(os.Stdout)
+			} else {
+				writeCommandHelp(os.Stdout, info, flags)
+			}
+			return
+		}
+		if cmd == nil {
+			fmt.Fprintf(os.Stderr, "beamtune: %v\n\"beamtune help\" lists the commands\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "beamtune %s: %v\n\"beamtune help %s\" lists its flags\n", name, err, name)
+		}
+		os.Exit(2)
+	}
 	beam.Init() // in a worker process this runs the worker and does not return
 	if cmd == nil {
-		usage()
+		writeOverview(os.Stderr)
 		os.Exit(2)
 	}
 	err := cmd.run(context.Background())

@@ -2,31 +2,38 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/beamtune/beamtune/pipelines"
 )
 
+// predictCmd: beamtune predict.
 type predictCmd struct{ o pipelines.PredictOptions }
 
-func (c *predictCmd) register(fs *flag.FlagSet) {
+func (c *predictCmd) register(f *flagSet) {
 	o := &c.o
-	fs.StringVar(&o.Model, "model", "", "published model folder (e.g. RUN/student)")
-	listVar(fs, &o.Inputs, "input", "files or globs to score (local or gs://, gzip read transparently)")
-	fs.StringVar(&o.Format, "format", "auto", "csv, tsv, jsonl, text, or auto")
-	fs.BoolVar(&o.Header, "header", true, "CSV/TSV files start with a header line")
-	listVar(fs, &o.Fields.Text, "text_field", "text field(s)")
-	fs.StringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
-	fs.StringVar(&o.Fields.Label, "label_field", "", "optional true label, copied to the output")
-	fs.StringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
-	fs.IntVar(&o.MaxLength, "max_length", 128, "tokens per example")
-	fs.IntVar(&o.MaxRecordBytes, "max_record_bytes", 1<<20, "larger records go to the dead letter")
-	fs.StringVar(&o.Output, "output", "", "output folder for predictions-*.jsonl and rejects.jsonl")
-	fs.IntVar(&o.Shards, "shards", 1, "output files")
-	fs.IntVar(&o.BatchSize, "batch_size", 64, "inference batch size")
-	fs.StringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
-	fs.IntVar(&o.Threads, "threads", 0, "libtorch threads")
+	f.section("Model")
+	f.stringVar(&o.Model, "model", "", "published model folder (e.g. RUN/student)")
+	f.intVar(&o.MaxLength, "max_length", 128, "tokens per example")
+
+	f.section("Data")
+	f.listVar(&o.Inputs, "input", "files or globs to score (local or gs://, gzip read transparently)")
+	f.stringVar(&o.Format, "format", "auto", "csv, tsv, jsonl, text, or auto")
+	f.boolVar(&o.Header, "header", true, "CSV/TSV files start with a header line")
+	f.listVar(&o.Fields.Text, "text_field", "text field(s)")
+	f.stringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
+	f.stringVar(&o.Fields.Label, "label_field", "", "optional true label, copied to the output")
+	f.stringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
+	f.intVar(&o.MaxRecordBytes, "max_record_bytes", 1<<20, "larger records go to the dead letter")
+
+	f.section("Output")
+	f.stringVar(&o.Output, "output", "", "output folder for predictions-*.jsonl and rejects.jsonl")
+	f.intVar(&o.Shards, "shards", 1, "output files")
+
+	f.section("Compute")
+	f.intVar(&o.BatchSize, "batch_size", 64, "inference batch size")
+	f.stringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	f.intVar(&o.Threads, "threads", 0, "libtorch threads")
 }
 
 func (c *predictCmd) run(ctx context.Context) error {

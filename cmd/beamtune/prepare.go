@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"sort"
 
@@ -16,32 +15,39 @@ type prepareCmd struct {
 	o pipelines.PrepareOptions
 }
 
-func (c *prepareCmd) register(fs *flag.FlagSet) {
+func (c *prepareCmd) register(f *flagSet) {
 	c.o = pipelines.DefaultPrepareOptions()
 	o := &c.o
-	listVar(fs, &o.Inputs, "input", "corpus files or globs (local or gs://), split by hash; repeat or comma-separate")
-	listVar(fs, &o.Train, "train", "training split files or globs")
-	listVar(fs, &o.Validation, "validation", "validation split files or globs")
-	listVar(fs, &o.Test, "test", "test split files or globs")
-	fs.StringVar(&o.Format, "format", o.Format, "csv, tsv, jsonl, text, or auto (from the file name; .gz is read transparently)")
-	fs.BoolVar(&o.Header, "header", o.Header, "CSV/TSV files start with a header line")
-	listVar(fs, &o.Fields.Text, "text_field", "text field(s): header names, JSON keys, or 1-based columns; several are joined with a space")
-	fs.StringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
-	fs.StringVar(&o.Fields.Label, "label_field", "", "label field")
-	fs.StringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
-	listVar(fs, &o.Labels, "label_vocab", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
-	fs.Float64Var(&o.Fractions.Train, "train_fraction", o.Fractions.Train, "share of a single corpus for training")
-	fs.Float64Var(&o.Fractions.Validation, "validation_fraction", o.Fractions.Validation, "share for validation")
-	fs.Float64Var(&o.Fractions.Test, "test_fraction", o.Fractions.Test, "share for test")
-	fs.StringVar(&o.Salt, "split_salt", o.Salt, "salt of the split hash: change it to draw other splits")
-	fs.Float64Var(&o.ValidationFromTrain, "validation_from_train", 0, "with --train files and no --validation: move this share of training texts (by hash) to validation")
-	fs.StringVar(&o.ModelDir, "model", model.DefaultModelDir(), "model folder whose tokenizer.json is used")
-	fs.IntVar(&o.MaxLength, "max_length", o.MaxLength, "tokens per example, special tokens included; longer texts are truncated")
-	fs.IntVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")
-	fs.Float64Var(&o.MaxBadFraction, "max_bad_fraction", o.MaxBadFraction, "fail when more than this share of records is rejected")
-	fs.Int64Var(&o.ShardBytes, "shard_bytes", o.ShardBytes, "target uncompressed size of a shard")
-	fs.BoolVar(&o.KeepText, "keep_text", false, "store the text in the shards (needed for reports that show examples)")
-	fs.StringVar(&o.Output, "output", "", "output folder (local or gs://)")
+	f.section("Data")
+	f.listVar(&o.Inputs, "input", "corpus files or globs (local or gs://), split by hash; repeat or comma-separate")
+	f.listVar(&o.Train, "train", "training split files or globs")
+	f.listVar(&o.Validation, "validation", "validation split files or globs")
+	f.listVar(&o.Test, "test", "test split files or globs")
+	f.stringVar(&o.Format, "format", o.Format, "csv, tsv, jsonl, text, or auto (from the file name; .gz is read transparently)")
+	f.boolVar(&o.Header, "header", o.Header, "CSV/TSV files start with a header line")
+	f.listVar(&o.Fields.Text, "text_field", "text field(s): header names, JSON keys, or 1-based columns; several are joined with a space")
+	f.stringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
+	f.stringVar(&o.Fields.Label, "label_field", "", "label field")
+	f.stringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
+	f.listVar(&o.Labels, "label_vocab", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
+	f.intVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")
+	f.float64Var(&o.MaxBadFraction, "max_bad_fraction", o.MaxBadFraction, "fail when more than this share of records is rejected")
+
+	f.section("Splits")
+	f.float64Var(&o.Fractions.Train, "train_fraction", o.Fractions.Train, "share of a single corpus for training")
+	f.float64Var(&o.Fractions.Validation, "validation_fraction", o.Fractions.Validation, "share for validation")
+	f.float64Var(&o.Fractions.Test, "test_fraction", o.Fractions.Test, "share for test")
+	f.stringVar(&o.Salt, "split_salt", o.Salt, "salt of the split hash: change it to draw other splits")
+	f.float64Var(&o.ValidationFromTrain, "validation_from_train", 0, "with --train files and no --validation: move this share of training texts (by hash) to validation")
+
+	f.section("Model")
+	f.stringVar(&o.ModelDir, "model", model.DefaultModelDir(), "model folder whose tokenizer.json is used")
+	f.intVar(&o.MaxLength, "max_length", o.MaxLength, "tokens per example, special tokens included; longer texts are truncated")
+
+	f.section("Output")
+	f.stringVar(&o.Output, "output", "", "output folder (local or gs://)")
+	f.int64Var(&o.ShardBytes, "shard_bytes", o.ShardBytes, "target uncompressed size of a shard")
+	f.boolVar(&o.KeepText, "keep_text", false, "store the text in the shards (needed for reports that show examples)")
 }
 
 func (c *prepareCmd) run(ctx context.Context) error {

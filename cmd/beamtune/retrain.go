@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"os"
 
@@ -14,15 +14,20 @@ import (
 // and promote as one resumable run (docs/retrain.md). Its exit status tells
 // a scheduler what happened (pipelines.RetrainExitCode).
 type retrainCmd struct {
-	config, resultPath    string
-	validateOnly, noLease bool
+	o            pipelines.RetrainOptions // o.Config is loaded from --config when the command runs
+	config       string                   // --config: the retrain.yaml to load
+	resultPath   string                   // --result
+	validateOnly bool                     // --validate
 }
 
-func (c *retrainCmd) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.config, "config", "", "retrain.yaml (local or gs://)")
-	fs.StringVar(&c.resultPath, "result", "", "also write the run's outcome as JSON here")
-	fs.BoolVar(&c.validateOnly, "validate", false, "check the config and print the run id, then exit")
-	fs.BoolVar(&c.noLease, "no_lease", false, "run without the model's lease (manual runs only; promotion stays a compare-and-swap)")
+func (c *retrainCmd) register(f *flagSet) {
+	f.section("Config")
+	f.stringVar(&c.config, "config", "", "retrain.yaml (local or gs://)")
+	f.boolVar(&c.validateOnly, "validate", false, "check the config and print the run id, then exit")
+	f.section("Run")
+	f.boolVar(&c.o.NoLease, "no_lease", false, "run without the model's lease (manual runs only; promotion stays a compare-and-swap)")
+	f.section("Output")
+	f.stringVar(&c.resultPath, "result", "", "also write the run's outcome as JSON here")
 }
 
 func (c *retrainCmd) run(ctx context.Context) error {
@@ -41,7 +46,9 @@ func (c *retrainCmd) run(ctx context.Context) error {
 		fmt.Printf("config ok; run id %s\n", id)
 		return nil
 	}
-	res, err := pipelines.RunRetrain(ctx, pipelines.RetrainOptions{Config: cfg, NoLease: c.noLease})
+	o := c.o
+	o.Config = cfg
+	res, err := pipelines.RunRetrain(ctx, o)
 	if res != nil {
 		for _, s := range res.Stages {
 			state := fmt.Sprintf("%.0fs", s.Seconds)
@@ -61,13 +68,20 @@ func (c *retrainCmd) run(ctx context.Context) error {
 			fmt.Printf("report: %s\n", res.Report)
 		}
 		if c.resultPath != "" {
-			data, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(c.resultPath, append(data, '\n'), 0o644); werr != nil && err == nil {
-				err = werr
-			}
+			// Joined, the run's own error still decides the exit status.
+			err = errors.Join(err, writeResult(c.resultPath, res))
 		}
 	}
 	return err
+}
+
+// writeResult writes a retrain's outcome as indented JSON.
+func writeResult(path string, res *pipelines.RetrainResult) error {
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("--result: %w", err)
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // exitCode lets a command choose its exit status for an error.

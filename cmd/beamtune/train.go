@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strconv"
 
@@ -12,113 +11,129 @@ import (
 	"github.com/beamtune/beamtune/trainer"
 )
 
-// trainFlags are the hyperparameter flags train and distill share.
-type trainFlags struct {
-	cfg     trainer.Config
-	sweep   []string
-	device  string
-	threads int
-	resume  bool
+// recipeFlags declares the hyperparameter flags train and distill share,
+// bound to the trainer.Config the command runs with (its values, from
+// trainer.DefaultConfig(), are the defaults), and the raw --sweep values
+// (parsed by pipelines.ParseSweep when the command runs). lossTitle heads
+// the distillation-loss flags.
+func recipeFlags(f *flagSet, c *trainer.Config, sweep *[]string, lossTitle string) {
+	f.section("Recipe")
+	f.float64Var(&c.LR, "lr", c.LR, "peak learning rate")
+	f.int64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, dropout and batch order")
+	f.intVar(&c.Epochs, "epochs", c.Epochs, "passes over the training split (when --max_steps is 0)")
+	f.int64Var(&c.MaxSteps, "max_steps", c.MaxSteps, "optimizer steps (0: --epochs decide)")
+	f.intVar(&c.BatchSize, "batch_size", c.BatchSize, "examples per micro-batch")
+	f.intVar(&c.GradAccum, "grad_accum", c.GradAccum, "micro-batches per optimizer step")
+	f.float64Var(&c.WarmupRatio, "warmup_ratio", c.WarmupRatio, "share of steps with linear warmup; linear decay follows")
+	f.float64Var(&c.WeightDecay, "weight_decay", c.WeightDecay, "AdamW decoupled weight decay (not on biases and LayerNorm)")
+	f.float64Var(&c.MaxGradNorm, "max_grad_norm", c.MaxGradNorm, "global gradient-norm clipping (0: off)")
+	f.intVar(&c.ShuffleBuffer, "shuffle_buffer", c.ShuffleBuffer, "batches mixed by the seeded shuffle buffer")
+	f.int64Var(&c.EvalEvery, "eval_every", c.EvalEvery, "evaluate on validation every N steps (0: at epoch ends)")
+	f.intVar(&c.Patience, "patience", c.Patience, "stop after N evaluations without improvement (0: never)")
+	f.repeatVar(sweep, "sweep", "name=v1,v2: train one trial per value (repeat for a grid), e.g. --sweep lr=2e-5,5e-5 --sweep seed=1,2")
+
+	f.section(lossTitle)
+	f.float64Var(&c.Temperature, "temperature", c.Temperature, "distillation temperature T")
+	f.float64Var(&c.Alpha, "alpha", c.Alpha, "weight of the soft-target loss (1-alpha on the labels)")
+	f.float64Var(&c.LogitMSE, "logit_mse", c.LogitMSE, "weight of an extra MSE between student and teacher logits")
+	f.float64Var(&c.HiddenMSE, "hidden_mse", c.HiddenMSE, "weight of an MSE between student and teacher [CLS] hidden states (distill; 0: off)")
+	f.stringVar(&c.HiddenLayerMap, "hidden_layer_map", c.HiddenLayerMap, "student:teacher hidden-state pairs for --hidden_mse, e.g. 1:2,2:4,3:6 (0 = embeddings; empty: from --student_layers, or spread evenly)")
 }
 
-func (f *trainFlags) register(fs *flag.FlagSet) {
-	f.cfg = trainer.DefaultConfig()
-	c := &f.cfg
-	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
-	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, dropout and batch order")
-	fs.IntVar(&c.BatchSize, "batch_size", c.BatchSize, "examples per micro-batch")
-	fs.IntVar(&c.GradAccum, "grad_accum", c.GradAccum, "micro-batches per optimizer step")
-	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "passes over the training split (when --max_steps is 0)")
-	fs.Int64Var(&c.MaxSteps, "max_steps", c.MaxSteps, "optimizer steps (0: --epochs decide)")
-	fs.Float64Var(&c.WarmupRatio, "warmup_ratio", c.WarmupRatio, "share of steps with linear warmup; linear decay follows")
-	fs.Float64Var(&c.WeightDecay, "weight_decay", c.WeightDecay, "AdamW decoupled weight decay (not on biases and LayerNorm)")
-	fs.Float64Var(&c.MaxGradNorm, "max_grad_norm", c.MaxGradNorm, "global gradient-norm clipping (0: off)")
-	fs.Int64Var(&c.EvalEvery, "eval_every", c.EvalEvery, "evaluate on validation every N steps (0: at epoch ends)")
-	fs.IntVar(&c.Patience, "patience", c.Patience, "stop after N evaluations without improvement (0: never)")
-	fs.Int64Var(&c.CheckpointEvery, "checkpoint_every", c.CheckpointEvery, "checkpoint every N steps (0: at epoch ends)")
-	fs.IntVar(&c.ShuffleBuffer, "shuffle_buffer", c.ShuffleBuffer, "batches mixed by the seeded shuffle buffer")
-	fs.Int64Var(&c.LogEvery, "log_every", c.LogEvery, "log progress every N steps")
-	fs.Float64Var(&c.Temperature, "temperature", c.Temperature, "distillation temperature T")
-	fs.Float64Var(&c.Alpha, "alpha", c.Alpha, "weight of the soft-target loss (1-alpha on the labels)")
-	fs.Float64Var(&c.LogitMSE, "logit_mse", c.LogitMSE, "weight of an extra MSE between student and teacher logits")
-	fs.Float64Var(&c.HiddenMSE, "hidden_mse", c.HiddenMSE, "weight of an MSE between student and teacher [CLS] hidden states (distill; 0: off)")
-	fs.StringVar(&c.HiddenLayerMap, "hidden_layer_map", c.HiddenLayerMap, "student:teacher hidden-state pairs for --hidden_mse, e.g. 1:2,2:4,3:6 (0 = embeddings; empty: from --student_layers, or spread evenly)")
-	fs.Var((*repeatFlag)(&f.sweep), "sweep", "name=v1,v2: train one trial per value (repeat for a grid), e.g. --sweep lr=2e-5,5e-5 --sweep seed=1,2")
-	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
-	fs.IntVar(&f.threads, "threads", 0, "libtorch threads per trainer (0: libtorch's default)")
-	fs.BoolVar(&f.resume, "resume", true, "continue each trial from its latest checkpoint in --output")
+// outputFlags declares the run-folder flags train and distill share.
+func outputFlags(f *flagSet, c *trainer.Config, output *string, outputUsage string, resume *bool) {
+	f.section("Output")
+	f.stringVar(output, "output", "", outputUsage)
+	f.boolVar(resume, "resume", true, "continue each trial from its latest checkpoint in --output")
+	f.int64Var(&c.CheckpointEvery, "checkpoint_every", c.CheckpointEvery, "checkpoint every N steps (0: at epoch ends)")
+	f.int64Var(&c.LogEvery, "log_every", c.LogEvery, "log progress every N steps")
 }
 
+// computeFlags declares where train and distill run libtorch.
+func computeFlags(f *flagSet, device *string, threads *int) {
+	f.section("Compute")
+	f.stringVar(device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	f.intVar(threads, "threads", 0, "libtorch threads per trainer (0: libtorch's default)")
+}
+
+// trainCmd: beamtune train.
 type trainCmd struct {
-	f                  trainFlags
-	data, init, output string
+	o     pipelines.TrainOptions
+	sweep []string // --sweep as given; parsed into o.Sweep
 }
 
-func (c *trainCmd) register(fs *flag.FlagSet) {
-	c.f.register(fs)
-	fs.StringVar(&c.data, "data", "", "prepared dataset folder (from beamtune prepare)")
-	fs.StringVar(&c.init, "init", model.DefaultModelDir(), "pretrained model folder to fine-tune")
-	fs.StringVar(&c.output, "output", "", "run folder; the model is published as OUTPUT/teacher")
+func (c *trainCmd) register(f *flagSet) {
+	o := &c.o
+	o.Config = trainer.DefaultConfig()
+	f.section("Data")
+	f.stringVar(&o.Data, "data", "", "prepared dataset folder (from beamtune prepare)")
+	f.section("Model")
+	f.stringVar(&o.Init, "init", model.DefaultModelDir(), "pretrained model folder to fine-tune")
+	recipeFlags(f, &o.Config, &c.sweep, "Distillation loss (used by distill)")
+	outputFlags(f, &o.Config, &o.Output, "run folder; the model is published as OUTPUT/teacher", &o.Resume)
+	computeFlags(f, &o.Device, &o.Threads)
 }
 
 func (c *trainCmd) run(ctx context.Context) error {
-	sweep, err := pipelines.ParseSweep(c.f.sweep)
+	sweep, err := pipelines.ParseSweep(c.sweep)
 	if err != nil {
 		return err
 	}
-	res, err := pipelines.RunTrain(ctx, pipelines.TrainOptions{
-		Data: c.data, Init: c.init, Output: c.output, Name: "teacher", Config: c.f.cfg, Sweep: sweep,
-		Device: c.f.device, Threads: c.f.threads, Resume: c.f.resume,
-	})
+	o := c.o
+	o.Name, o.Sweep = "teacher", sweep
+	res, err := pipelines.RunTrain(ctx, o)
 	if err != nil {
 		return err
 	}
-	printTrials(res)
-	return nil
+	return printTrials(res)
 }
 
+// distillCmd: beamtune distill.
 type distillCmd struct {
-	f                                  trainFlags
-	data, teacher, studentInit, output string
-	layers                             []string
-	inferBatch                         int
+	o      pipelines.DistillOptions
+	sweep  []string // --sweep as given; parsed into o.Sweep
+	layers []string // --student_layers as given; parsed into o.StudentLayers
 }
 
-func (c *distillCmd) register(fs *flag.FlagSet) {
-	c.f.register(fs)
-	fs.StringVar(&c.data, "data", "", "prepared dataset folder")
-	fs.StringVar(&c.teacher, "teacher", "", "fine-tuned teacher folder (e.g. RUN/teacher)")
-	listVar(fs, &c.layers, "student_layers", "teacher layers the student keeps, e.g. 0,2,4")
-	fs.StringVar(&c.studentInit, "student_init", "", "start the student from this (smaller) checkpoint instead")
-	fs.StringVar(&c.output, "output", "", "run folder; the student is published as OUTPUT/student")
-	fs.IntVar(&c.inferBatch, "infer_batch", 64, "batch size of the teacher-logit pass")
+func (c *distillCmd) register(f *flagSet) {
+	o := &c.o
+	o.Config = trainer.DefaultConfig()
+	f.section("Data")
+	f.stringVar(&o.Data, "data", "", "prepared dataset folder")
+	f.section("Model")
+	f.stringVar(&o.Teacher, "teacher", "", "fine-tuned teacher folder (e.g. RUN/teacher)")
+	f.listVar(&c.layers, "student_layers", "teacher layers the student keeps, e.g. 0,2,4")
+	f.stringVar(&o.StudentInit, "student_init", "", "start the student from this (smaller) checkpoint instead")
+	recipeFlags(f, &o.Config, &c.sweep, "Distillation loss")
+	outputFlags(f, &o.Config, &o.Output, "run folder; the student is published as OUTPUT/student", &o.Resume)
+	computeFlags(f, &o.Device, &o.Threads)
+	f.intVar(&o.InferBatch, "infer_batch", 64, "batch size of the teacher-logit pass")
 }
 
 func (c *distillCmd) run(ctx context.Context) error {
-	sweep, err := pipelines.ParseSweep(c.f.sweep)
+	sweep, err := pipelines.ParseSweep(c.sweep)
 	if err != nil {
 		return err
 	}
-	var layers []int
+	o := c.o
+	o.Sweep = sweep
 	for _, l := range c.layers {
 		n, err := strconv.Atoi(l)
 		if err != nil {
 			return fmt.Errorf("--student_layers: %q is not a layer number", l)
 		}
-		layers = append(layers, n)
+		o.StudentLayers = append(o.StudentLayers, n)
 	}
-	res, err := pipelines.RunDistill(ctx, pipelines.DistillOptions{
-		Data: c.data, Teacher: c.teacher, StudentLayers: layers, StudentInit: c.studentInit, Output: c.output,
-		Config: c.f.cfg, Sweep: sweep, InferBatch: c.inferBatch, Device: c.f.device, Threads: c.f.threads, Resume: c.f.resume,
-	})
+	res, err := pipelines.RunDistill(ctx, o)
 	if err != nil {
 		return err
 	}
-	printTrials(res.Student)
-	return nil
+	return printTrials(res.Student)
 }
 
-func printTrials(res *pipelines.TrainResult) {
+// printTrials prints one line per trial, the chosen one marked with a star,
+// and where the chosen model was published.
+func printTrials(res *pipelines.TrainResult) error {
 	for _, t := range res.Trials {
 		mark := " "
 		if t.Trial == res.Best.Trial {
@@ -127,6 +142,10 @@ func printTrials(res *pipelines.TrainResult) {
 		fmt.Printf("%s %-30s val_accuracy %.4f  val_loss %.4f  best_step %d/%d  %.1f ex/s  %.0fs  (%s)\n",
 			mark, t.Trial, t.BestAccuracy, t.BestLoss, t.BestStep, t.Steps, t.ExamplesPerSec, t.WallSeconds, t.Stopped)
 	}
-	b, _ := json.Marshal(res.Best.Config)
+	b, err := json.Marshal(res.Best.Config)
+	if err != nil {
+		return fmt.Errorf("best trial's config: %w", err)
+	}
 	fmt.Printf("published %s (trial %s, config %s)\n", res.ModelDir, res.Best.Trial, b)
+	return nil
 }
