@@ -56,12 +56,27 @@ type DistillResult struct {
 // then trains and publishes the student as Output/student.
 func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if (len(o.StudentLayers) == 0) == (o.StudentInit == "") {
-		return nil, fmt.Errorf("distill: give either --student_layers or --student_init")
+		return nil, badInputf("distill: give either --student_layers or --student_init")
+	}
+	man, err := CheckDataset(ctx, o.Data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := CheckModelDir(ctx, o.Teacher, ModelUse{Role: "--teacher", Tokenizer: true, Labels: man.Labels}); err != nil {
+		return nil, err
+	}
+	if o.StudentInit != "" {
+		if _, err := CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {
+			return nil, err
+		}
+	}
+	if err := CheckOutput(ctx, o.Output); err != nil {
+		return nil, err
 	}
 	data := storage.Join(o.Output, "distill-data")
 	hidden, err := resolveHiddenLayers(ctx, &o)
 	if err != nil {
-		return nil, err
+		return nil, badInput(err)
 	}
 	if err := teacherLogits(ctx, o, data, hidden); err != nil {
 		return nil, err
@@ -93,7 +108,7 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 	if !wanted {
 		return nil, nil
 	}
-	teacher, err := readModelConfig(ctx, o.Teacher)
+	teacher, err := loadModelConfig(ctx, o.Teacher)
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
 	}
@@ -105,7 +120,7 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 	} else {
 		depth := len(o.StudentLayers)
 		if o.StudentInit != "" {
-			student, err := readModelConfig(ctx, o.StudentInit)
+			student, err := loadModelConfig(ctx, o.StudentInit)
 			if err != nil {
 				return nil, fmt.Errorf("student_init: %w", err)
 			}
@@ -122,16 +137,6 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 	o.Config.HiddenLayerMap = trainer.FormatLayerMap(pairs)
 	slog.Info("distill: hidden-state loss", "layer_map", o.Config.HiddenLayerMap)
 	return trainer.TeacherLayers(pairs), nil
-}
-
-// readModelConfig reads a model folder's config.json (local or gs://).
-func readModelConfig(ctx context.Context, dir string) (*model.Config, error) {
-	path := storage.Join(dir, model.ConfigFile)
-	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
-	if err != nil {
-		return nil, err
-	}
-	return model.ParseConfig(data, path)
 }
 
 // teacherLogits writes the distillation dataset: the source shards with a

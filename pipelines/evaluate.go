@@ -78,9 +78,9 @@ type EvaluateResult struct {
 // report.json, report.md and report.html to Output.
 func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error) {
 	if o.Data == "" || len(o.Models) == 0 || o.Output == "" {
-		return nil, fmt.Errorf("evaluate needs --data, at least one --model and --output")
+		return nil, badInputf("evaluate needs --data, at least one --model and --output")
 	}
-	man, err := dataset.ReadManifest(ctx, o.Data)
+	man, err := CheckDataset(ctx, o.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	}
 	shards := man.ShardsOf(split)
 	if len(shards) == 0 {
-		return nil, fmt.Errorf("%s has no %s split", o.Data, split)
+		return nil, badInputf("%s has no %s split", o.Data, split)
 	}
 	models := append([]NamedModel(nil), o.Models...)
 	if o.Champion != "" {
@@ -102,19 +102,18 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	seen := map[string]bool{}
 	for _, m := range models {
 		if seen[m.Name] {
-			return nil, fmt.Errorf("model name %q used twice", m.Name)
+			return nil, badInputf("model name %q used twice", m.Name)
 		}
 		seen[m.Name] = true
-		cfg, err := loadModelConfig(ctx, m.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %w", m.Name, err)
-		}
-		if got := strings.Join(cfg.Labels(), ","); got != strings.Join(man.Labels, ",") {
-			return nil, fmt.Errorf("model %s predicts labels [%s], the dataset has [%s]", m.Name, got, strings.Join(man.Labels, ","))
+		if _, err := CheckModelDir(ctx, m.Dir, ModelUse{Role: "model " + m.Name, Labels: man.Labels}); err != nil {
+			return nil, err
 		}
 	}
 	if o.Challenger != "" && !seen[o.Challenger] {
-		return nil, fmt.Errorf("--challenger %q is not one of the models", o.Challenger)
+		return nil, badInputf("--challenger %q is not one of the models", o.Challenger)
+	}
+	if err := CheckOutput(ctx, o.Output); err != nil {
+		return nil, err
 	}
 	if len(o.LengthEdges) == 0 {
 		o.LengthEdges = []int32{16, 32, 64, 128}

@@ -2,7 +2,6 @@ package pipelines
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -41,17 +40,17 @@ type PredictResult struct {
 // with the model's tokenizer, scored in batches on the workers, and written as
 // JSONL shards of {id, label, probability, probabilities, true_label}.
 func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
-	cfg, err := loadModelConfig(ctx, o.Model)
+	cfg, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Head: true})
 	if err != nil {
 		return nil, err
-	}
-	if !storage.Published(ctx, o.Model) {
-		return nil, fmt.Errorf("%s is not a completely published model folder (no %s)", o.Model, storage.CompleteMarker)
 	}
 	labels := cfg.Labels()
 	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
 		MaxRecordBytes: o.MaxRecordBytes, Labels: labels, Output: o.Output, Fractions: transforms.Fractions{Train: 1}})
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckOutput(ctx, o.Output); err != nil {
 		return nil, err
 	}
 	if o.Shards <= 0 {

@@ -91,6 +91,12 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := CheckModelDir(ctx, o.ModelDir, ModelUse{Role: "--model", Tokenizer: true}); err != nil {
+		return nil, err
+	}
+	if err := CheckOutput(ctx, o.Output); err != nil {
+		return nil, err
+	}
 	tokPath := storage.Join(o.ModelDir, model.TokenizerFile)
 	tokData, err := storage.ReadFile(ctx, tokPath)
 	if err != nil {
@@ -138,6 +144,11 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 
 // resolveInputs expands globs into InputFiles, each with its split.
 func resolveInputs(ctx context.Context, o PrepareOptions) ([]transforms.InputFile, error) {
+	files, err := resolveInputFiles(ctx, o)
+	return files, badInput(err)
+}
+
+func resolveInputFiles(ctx context.Context, o PrepareOptions) ([]transforms.InputFile, error) {
 	given := len(o.Train)+len(o.Validation)+len(o.Test) > 0
 	if given && len(o.Inputs) > 0 {
 		return nil, errors.New("give either --input (one corpus, split by hash) or --train/--validation/--test files, not both")

@@ -375,6 +375,9 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
+	if _, err := CheckModelDir(ctx, c.Model, ModelUse{Role: "model", Tokenizer: true}); err != nil {
+		return nil, err
+	}
 	runID, prepFP, err := retrainRunID(ctx, c)
 	if err != nil {
 		return nil, err
@@ -600,7 +603,7 @@ func RetrainExitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, ErrConfig):
+	case errors.Is(err, ErrConfig), errors.Is(err, ErrBadInput):
 		return 2
 	case errors.Is(err, ErrPromotionConflict):
 		return 3

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -25,6 +26,13 @@ var ErrNotExecuted = errors.New("the job was described, not run (Dataflow --dry_
 func run(ctx context.Context, runner string, p *beam.Pipeline) (beam.PipelineResult, error) {
 	var res beam.PipelineResult
 	var err error
+	name := runner
+	if name == "" {
+		name = *runners.Runner
+	}
+	// The checks before a pipeline are over: from here on, work runs on
+	// Beam's workers.
+	slog.Info("pipeline starts", "runner", orDefault(name, "prism"))
 	if runner == "" {
 		res, err = beamx.RunWithMetrics(ctx, p)
 	} else {
@@ -109,4 +117,11 @@ func scalar(v any) bool {
 		return true
 	}
 	return false
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -156,13 +156,16 @@ func trials(o TrainOptions) ([]trainer.Job, error) {
 // and configuration as Output/Name, atomically.
 func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 	if o.Data == "" || o.Init == "" || o.Output == "" {
-		return nil, fmt.Errorf("train needs --data, --init and --output")
+		return nil, badInputf("train needs --data, --init and --output")
 	}
 	if o.Name == "" {
 		o.Name = TeacherModel
 	}
 	jobs, err := trials(o)
 	if err != nil {
+		return nil, badInput(err)
+	}
+	if err := checkTrainInputs(ctx, o); err != nil {
 		return nil, err
 	}
 	p, s := beam.NewPipelineWithRoot()
@@ -226,4 +229,21 @@ func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results fu
 		return fmt.Errorf("publish %s: %w", dst, err)
 	}
 	return storage.WriteFile(ctx, trialsPath, data)
+}
+
+// checkTrainInputs checks the dataset, the starting model and the output in
+// the driver. A Dataflow dry run (or template staging) only writes the job
+// down, from wherever it is made: it reads and writes nothing, so nothing is
+// checked on storage.
+func checkTrainInputs(ctx context.Context, o TrainOptions) error {
+	if describedOnly(o.Runner) {
+		return nil
+	}
+	if _, err := CheckDataset(ctx, o.Data); err != nil {
+		return err
+	}
+	if _, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true}); err != nil {
+		return err
+	}
+	return CheckOutput(ctx, o.Output)
 }

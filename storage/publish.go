@@ -2,10 +2,13 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 )
 
 // CompleteMarker is written last into a published model folder on GCS, where
@@ -35,9 +38,14 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 		files[name] = f
 	}
 	if IsGCS(dst) {
-		_ = Remove(ctx, Join(dst, CompleteMarker))
-		for name, f := range files {
-			if err := Copy(ctx, f, Join(dst, name)); err != nil {
+		if err := Remove(ctx, Join(dst, CompleteMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// The extra files (the publisher's metadata) go first: a folder
+		// left half-copied by a crash then already says who published it,
+		// and readers that find that metadata without the marker refuse it.
+		for _, name := range publishOrder(files, extra) {
+			if err := Copy(ctx, files[name], Join(dst, name)); err != nil {
 				return err
 			}
 		}
@@ -81,4 +89,20 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 func Published(ctx context.Context, dir string) bool {
 	ok, err := Exists(ctx, Join(dir, CompleteMarker))
 	return err == nil && ok
+}
+
+// publishOrder lists the names of files with those of extra first, each
+// part sorted.
+func publishOrder(files, extra map[string]string) []string {
+	var first, rest []string
+	for name := range files {
+		if _, ok := extra[name]; ok {
+			first = append(first, name)
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(first)
+	sort.Strings(rest)
+	return append(first, rest...)
 }

@@ -36,11 +36,22 @@
 // every other flag on flag.CommandLine (Beam's) in one last section. Help
 // goes to stdout and exits 0.
 //
+// Failures (failure.go): the pipelines check their inputs in the driver
+// before building a pipeline (pipelines.CheckModelDir and friends), so a bad
+// input ends the command at once. Whatever the failure, the last line of
+// stderr is "beamtune <command>: " and its root cause, one line: for a
+// pipeline that failed on a worker, the DoFn's own error without Beam's
+// execution plan or libtorch's stack (rootCause). Beam's own log lines (job
+// service chatter, plan dumps) are filtered out of the log (quietHandler);
+// --verbose keeps them and prints the whole error above the last line.
+//
 // Exit codes: 0 success (also a Dataflow --dry_run or --template_location
-// run, which runs nothing: pipelines.ErrNotExecuted); 1 the command failed;
-// 2 bad usage (unknown command or flag, a flag value that does not parse, no
-// command) and, for retrain, a bad config; retrain also exits 3 when another
-// run promoted first and 4 when another run holds the model's lease
+// run, which runs nothing: pipelines.ErrNotExecuted); 1 a failure while
+// running; 2 bad input (pipelines.ErrBadInput: a model folder, dataset,
+// input or output that cannot be used, conflicting flags) or bad usage
+// (unknown command or flag, a flag value that does not parse, no command)
+// and, for retrain, a bad config; retrain also exits 3 when another run
+// promoted first and 4 when another run holds the model's lease
 // (pipelines.RetrainExitCode).
 //
 // # What it imports

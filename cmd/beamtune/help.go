@@ -23,7 +23,7 @@ func help(stdout, stderr io.Writer, args []string) int {
 		return 2
 	}
 	flags := newFlagSet(flag.CommandLine) // with Beam's flags, as when the command runs
-	info.make().register(flags)
+	registerCommand(info.make(), flags)
 	writeCommandHelp(stdout, info, flags)
 	return 0
 }
@@ -46,12 +46,27 @@ Flags:
   prism, in this process. A flag takes one dash or two (-data, --data); a
   list flag takes comma-separated values, or repeats.
 
+Failures:
+  Every command checks what it was given before it starts a pipeline: model
+  folders (config.json, the weights' header or pickle, tokenizer.json, the
+  labels against the data), the dataset's manifest, the inputs, that the
+  output can be written. A failure ends with one line, "beamtune <command>:
+  <file or flag>: <reason>"; a failure on a worker ends with the error the
+  worker gave, and --verbose shows Beam's whole report above it.
+
+Model folders:
+  A folder beamtune published (it holds training_log.jsonl or
+  train_config.json) must hold _COMPLETE, written last, or it is refused as
+  a publication that did not finish. Any other folder (save_pretrained, a hub
+  download, the pretrained model setup installs) is taken as it is.
+
 Exit codes:
   0  success; also a Dataflow --dry_run or --template_location run, which
      writes the job down and runs nothing, as asked
-  1  the command failed
-  2  bad usage: an unknown command or flag, a flag value that does not parse,
-     no command; retrain: a bad --config (retrain.yaml)
+  1  the command failed while running
+  2  bad input or usage: a model folder, dataset, input or output that cannot
+     be used, conflicting flags, an unknown command or flag, a flag value that
+     does not parse, no command; retrain: a bad --config (retrain.yaml)
   3  retrain: promotion conflict: another run promoted after this one
      evaluated; nothing changed, the next run re-evaluates
   4  retrain: another run holds the model's lease; this run did nothing

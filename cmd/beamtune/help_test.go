@@ -5,31 +5,60 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// buildBeamtune builds this command into a temporary folder with the go on
-// PATH and this process's environment (it links Beam and libtorch: about a
-// minute unless the build cache is warm).
+// buildBeamtune builds this command, once per test binary, into a folder
+// TestMain removes, with the go on PATH and this process's environment (it
+// links Beam and libtorch: about a minute unless the build cache is warm).
 func buildBeamtune(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the beamtune binary; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "beamtune")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Env = os.Environ()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.bin = filepath.Join(binDir, "beamtune")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", built.bin, ".")
+		cmd.Env = os.Environ()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// built is the binary the tests share.
+var built struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// binDir holds the built binary; TestMain makes and removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "beamtune-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 type ran struct {
@@ -41,10 +70,17 @@ type ran struct {
 // a pipeline, and the timeout makes sure of it.
 func run(t *testing.T, bin string, args ...string) ran {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return runEnv(t, bin, nil, time.Minute, args...)
+}
+
+// runEnv runs the binary in a fresh folder with extra environment variables.
+func runEnv(t *testing.T, bin string, env []string, timeout time.Duration, args ...string) ran {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

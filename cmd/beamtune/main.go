@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -49,6 +50,17 @@ func lookup(name string) (commandInfo, bool) {
 	return commandInfo{}, false
 }
 
+// verbose is --verbose, which every command takes.
+var verbose bool
+
+// registerCommand declares a command's flags, then the ones every command
+// has.
+func registerCommand(cmd command, flags *flagSet) {
+	cmd.register(flags)
+	flags.section("Logging")
+	flags.boolVar(&verbose, "verbose", false, "also print Beam's own log lines and, when a command fails, its whole error (a pipeline's execution plan, worker stacks); without it the last line is the root cause")
+}
+
 type doctorRunner struct{ doctorCmd }
 
 func (d *doctorRunner) run(ctx context.Context) error { return d.doctorCmd.run(os.Stdout) }
@@ -78,7 +90,7 @@ func main() {
 			os.Exit(2)
 		}
 		cmd, flags = info.make(), newFlagSet(flag.CommandLine)
-		cmd.register(flags)
+		registerCommand(cmd, flags)
 	}
 	// Parse errors and -h/--help are handled here rather than by the flag
 	// package, so that help goes to stdout and exits 0.
@@ -106,6 +118,11 @@ func main() {
 		writeOverview(os.Stderr)
 		os.Exit(2)
 	}
+	// beam.Init set up Beam's log handler; without --verbose its own
+	// chatter and plan dumps are kept out of the command's output.
+	if !verbose {
+		slog.SetDefault(slog.New(quietHandler{slog.Default().Handler()}))
+	}
 	err := cmd.run(context.Background())
 	if errors.Is(err, pipelines.ErrNotExecuted) {
 		// Dataflow --dry_run or a template staging: the job was written
@@ -114,11 +131,12 @@ func main() {
 		return
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "beamtune %s: %v\n", name, err)
-		code := 1
-		if ec, ok := cmd.(interface{ exitCode(error) int }); ok {
-			code = ec.exitCode(err)
+		// The last line is the root cause; the whole error (a failed
+		// pipeline's plan and worker stacks) only with --verbose.
+		if verbose {
+			fmt.Fprintf(os.Stderr, "beamtune %s: the whole error:\n%v\n", name, err)
 		}
-		os.Exit(code)
+		fmt.Fprintf(os.Stderr, "beamtune %s: %s\n", name, rootCause(err))
+		os.Exit(exitStatus(cmd, err))
 	}
 }

@@ -1,0 +1,334 @@
+package pipelines
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/model/pickle"
+	"github.com/beamtune/beamtune/model/safetensors"
+	"github.com/beamtune/beamtune/model/tokenizer"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
+)
+
+// Checks the driver makes before it builds a pipeline. A pipeline that is
+// handed a broken model folder or an unwritable output fails on a worker,
+// after it has started, and Beam buries the reason under its execution plan;
+// the same checks here fail in milliseconds with one line that names the
+// file and the reason.
+
+// ErrBadInput is what every error about a command's input wraps: a model
+// folder, dataset, input file, output or flag that cannot be used as given.
+// Commands exit with status 2 for it (1 is a failure while running).
+var ErrBadInput = errors.New("bad input")
+
+// inputError is an error in what the command was given. Its text is the
+// reason alone; errors.Is(err, ErrBadInput) tells it apart.
+type inputError struct{ err error }
+
+func (e inputError) Error() string        { return e.err.Error() }
+func (e inputError) Unwrap() error        { return e.err }
+func (e inputError) Is(target error) bool { return target == ErrBadInput }
+
+// badInput marks err as an input error (nil stays nil).
+func badInput(err error) error {
+	if err == nil || errors.Is(err, ErrBadInput) {
+		return err
+	}
+	return inputError{err}
+}
+
+// badInputf is fmt.Errorf for input errors.
+func badInputf(format string, args ...any) error { return inputError{fmt.Errorf(format, args...)} }
+
+// ModelUse says what a command needs of a model folder beyond the rule that
+// every folder meets.
+type ModelUse struct {
+	// Role names the folder in errors ("--init", "--teacher", "model student").
+	Role string
+	// Tokenizer: the command tokenizes text with the folder's tokenizer.json.
+	Tokenizer bool
+	// Head: the command needs the model's classification head (id2label).
+	Head bool
+	// Labels, when set, are the labels the model must predict, in order
+	// (Head is then implied).
+	Labels []string
+}
+
+// maxTokenizerBytes bounds the tokenizer.json read in the driver (the
+// largest HF tokenizers are a few tens of MB).
+const maxTokenizerBytes = 256 << 20
+
+// CheckModelDir is the one rule for model folders, applied by every command
+// that reads one (train --init, distill --teacher, evaluate --model and
+// --champion, predict, retrain), before any pipeline is built:
+//
+//   - A folder that beamtune published (it carries the training log or the
+//     training job that publishing adds) must be complete: it has
+//     _COMPLETE, written last. A folder without it is a publication that did
+//     not finish, and is refused.
+//   - Any other folder is a plain HF folder (from save_pretrained, a hub
+//     download, the pretrained model setup installs) and is taken as it is.
+//
+// Either way the folder must hold a valid config.json (within beamtune's
+// limits), weights whose header is sound (model.safetensors: header length,
+// dtypes, shapes and offsets against the file size; pytorch_model.bin: the
+// pickle is scanned without running it), and, when use asks, a tokenizer.json
+// that parses and the labels the data has. Nothing is loaded into libtorch.
+func CheckModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config, error) {
+	cfg, err := checkModelDir(ctx, dir, use)
+	if err != nil && use.Role != "" {
+		err = fmt.Errorf("%s: %w", use.Role, err)
+	}
+	return cfg, badInput(err)
+}
+
+func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config, error) {
+	if dir == "" {
+		return nil, errors.New("no model folder given")
+	}
+	if storage.IsGCS(dir) {
+		if _, _, err := storage.ParseGCS(dir); err != nil {
+			return nil, err
+		}
+	}
+	configPath := storage.Join(dir, model.ConfigFile)
+	if _, err := storage.Stat(ctx, configPath); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if ok, err := storage.Exists(ctx, dir); err == nil && !ok {
+			return nil, fmt.Errorf("model folder %s does not exist", dir)
+		}
+		return nil, fmt.Errorf("%s: no %s: not a HF model folder", dir, model.ConfigFile)
+	}
+	if err := checkPublished(ctx, dir); err != nil {
+		return nil, err
+	}
+	cfg, err := loadModelConfig(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	tensors, err := checkWeights(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	// A tokenizer.json is checked whenever the folder has one, and must be
+	// there when the command tokenizes with it.
+	tokPath := storage.Join(dir, model.TokenizerFile)
+	data, err := storage.ReadFileLimit(ctx, tokPath, maxTokenizerBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && use.Tokenizer:
+		return nil, fmt.Errorf("%s: no %s: the model folder must carry the tokenizer it was trained with", dir, model.TokenizerFile)
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		tok, err := tokenizer.FromJSON(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tokPath, err)
+		}
+		// Token ids past the embedding table fail the first forward pass
+		// on a worker ("index out of range"): a tokenizer of another model.
+		if tok.VocabSize() > cfg.VocabSize {
+			return nil, fmt.Errorf("%s has token ids up to %d, but %s has vocab_size %d: the tokenizer belongs to another model",
+				tokPath, tok.VocabSize()-1, storage.Join(dir, model.ConfigFile), cfg.VocabSize)
+		}
+	}
+	if use.Head || use.Labels != nil {
+		if err := checkHead(dir, cfg, tensors, use.Labels); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// beamtuneMetadata are the files publishing adds to a model folder, copied
+// before any of the model's own (see storage.PublishDir): their presence
+// marks a beamtune-published folder.
+var beamtuneMetadata = []string{trainer.PublishedJobFile, report.PublishedTrainLogFile}
+
+// checkPublished applies the completeness half of the rule.
+func checkPublished(ctx context.Context, dir string) error {
+	if storage.Published(ctx, dir) {
+		return nil
+	}
+	for _, name := range beamtuneMetadata {
+		ok, err := storage.Exists(ctx, storage.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("%s: published by beamtune (it has %s) but has no %s: its publication did not finish; run the command that publishes it again",
+				dir, name, storage.CompleteMarker)
+		}
+	}
+	return nil
+}
+
+// checkWeights checks the folder's weights file without loading it and
+// returns the names of its tensors.
+func checkWeights(ctx context.Context, dir string) ([]string, error) {
+	st := storage.Join(dir, model.SafetensorsFile)
+	info, err := storage.Stat(ctx, st)
+	if err == nil {
+		return checkSafetensorsHeader(ctx, st, info.Size)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	bin := storage.Join(dir, model.PytorchFile)
+	info, err = storage.Stat(ctx, bin)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no %s or %s", dir, model.SafetensorsFile, model.PytorchFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return checkPickle(ctx, bin, info.Size)
+}
+
+// checkSafetensorsHeader reads the 8-byte header length and the header, and
+// validates the header against the file's size: the data itself is not read.
+func checkSafetensorsHeader(ctx context.Context, path string, size int64) ([]string, error) {
+	r, err := storage.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	prefix := make([]byte, min(size, 8))
+	if _, err := io.ReadFull(r, prefix); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(prefix) == 8 {
+		// The header length comes from the file: read no more of it than
+		// the parser will accept, or than the file holds.
+		n := binary.LittleEndian.Uint64(prefix)
+		if n <= uint64(safetensors.DefaultMaxHeaderSize) && n <= uint64(size-8) {
+			head := make([]byte, n)
+			if _, err := io.ReadFull(r, head); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			prefix = append(prefix, head...)
+		}
+	}
+	f, err := safetensors.ReadFrom(headerOnly{prefix}, size, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	names := f.Names()
+	return names, f.Close()
+}
+
+// headerOnly is a safetensors file of which only the first bytes are at
+// hand: reads past them fail, which the header check never does.
+type headerOnly struct{ b []byte }
+
+func (h headerOnly) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(h.b)) {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, h.b[off:])
+	if n < len(p) {
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, nil
+}
+
+// checkPickle scans a pytorch_model.bin the way loading it would, without
+// running it: a refused pickle (one that calls os.system, say) never reaches
+// a worker.
+func checkPickle(ctx context.Context, path string, size int64) ([]string, error) {
+	var ra io.ReaderAt
+	if storage.IsGCS(path) {
+		data, err := storage.ReadFile(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		ra, size = bytes.NewReader(data), int64(len(data))
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		ra = f
+	}
+	pf, err := pickle.Open(ra, size, pickle.Limits{})
+	if err != nil {
+		var pe *pickle.Error
+		if errors.As(err, &pe) && pe.File == "" {
+			pe.File = path
+			return nil, pe
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return pf.Names(), nil
+}
+
+// headWeight is the classification head's weight in a HF
+// BertForSequenceClassification checkpoint; a bare encoder (BertModel, as
+// pretrained models ship) has none.
+const headWeight = "classifier.weight"
+
+// checkHead makes sure the model has a trained classification head and,
+// when want is set, that it predicts the data's labels.
+func checkHead(dir string, cfg *model.Config, tensors []string, want []string) error {
+	if !slices.Contains(tensors, headWeight) {
+		return fmt.Errorf("%s has no classification head (its weights have no %s): fine-tune it first (beamtune train --init=%s)", dir, headWeight, dir)
+	}
+	got := cfg.Labels()
+	if want != nil && strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		return fmt.Errorf("%s predicts %d labels [%s], the data has %d [%s]", dir, len(got), strings.Join(got, ","), len(want), strings.Join(want, ","))
+	}
+	return nil
+}
+
+// CheckDataset reads and checks a prepared dataset's manifest in the driver.
+func CheckDataset(ctx context.Context, dir string) (*dataset.Manifest, error) {
+	if dir == "" {
+		return nil, badInputf("no dataset folder given (--data)")
+	}
+	m, err := dataset.ReadManifest(ctx, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, badInputf("%s: no %s: not a dataset folder made by beamtune prepare", dir, dataset.ManifestFile)
+	}
+	return m, badInput(err)
+}
+
+// probeFile is what CheckOutput writes and removes.
+const probeFile = ".beamtune-write-probe"
+
+// CheckOutput makes sure files can be written under dir (a local folder,
+// made if missing, or a gs:// prefix) by writing and removing a probe file.
+func CheckOutput(ctx context.Context, dir string) error {
+	if dir == "" {
+		return badInputf("no output folder given (--output)")
+	}
+	if storage.IsGCS(dir) {
+		if _, _, err := storage.ParseGCS(dir); err != nil {
+			return badInputf("output: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return badInputf("output %s cannot be written: %w", dir, err)
+	}
+	probe := storage.Join(dir, probeFile)
+	if err := storage.WriteFile(ctx, probe, []byte("beamtune\n")); err != nil {
+		return badInputf("output %s cannot be written: %w", storage.Redact(dir), err)
+	}
+	if err := storage.Remove(ctx, probe); err != nil {
+		return fmt.Errorf("output %s: removing the write probe: %w", storage.Redact(dir), err)
+	}
+	return nil
+}
