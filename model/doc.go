@@ -11,4 +11,17 @@
 // The layout follows HF transformers' modeling_bert.py so a reader can put the
 // two side by side: Embeddings, SelfAttention, Layer, Encoder, Pooler,
 // BertForSequenceClassification.
+//
+// Files: bert.go (the encoder and the classification head), config.go
+// (config.json, its limits, labels), checkpoint.go (loading safetensors or
+// a checked pytorch_model.bin, exporting an HF folder), student.go (a
+// student cut from a teacher's layers), loss.go (cross-entropy, the
+// distillation losses), optim.go and adamw.c (AdamW, fused on CPU, the
+// linear schedule, clipping), torch.go (tensors in and out, threads, seeds,
+// grad mode), speed.go (inference timing), paths.go (the default model).
+//
+// It is the only package that imports gotch (and cgo for adamw.c); besides
+// that it imports only the standard library and its own model/safetensors
+// and model/pickle. Nothing in it knows Beam, storage or datasets: callers
+// hand it local folders and in-memory batches.
 package model

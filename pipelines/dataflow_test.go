@@ -227,16 +227,16 @@ func TestDataflowDryRunPrepare(t *testing.T) {
 	gcs := offlineGCS(t)
 	bin := fakeWorkerBinary(t)
 	o := DefaultPrepareOptions()
-	o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	o.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	o.Output = "gs://" + dfBucket + "/datasets/sst2"
 	var files []transforms.InputFile
 	for split, name := range map[string]string{dataset.SplitTrain: "sst2_train.tsv", dataset.SplitValidation: "sst2_dev.tsv"} {
 		path := filepath.Join("..", "testdata", "sample", name)
-		f, err := transforms.ParseFormat(o.Format, path)
+		f, err := dataset.ParseFormat(o.Format, path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, transforms.InputFile{Path: path, Parse: transforms.ParseConfig{
+		files = append(files, transforms.InputFile{Path: path, Parse: dataset.ParseConfig{
 			Format: f, Header: true, Fields: o.Fields, Split: split, MaxRecordBytes: o.MaxRecordBytes,
 		}})
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/storage/gcstest"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // Whole pipelines against a GCS that misbehaves: the fault proxy of
@@ -125,7 +124,7 @@ func TestPrepareThroughFaultyGCS(t *testing.T) {
 	opts := func(out string) PrepareOptions {
 		o := DefaultPrepareOptions()
 		o.Train, o.Validation = []string{"gs://bkt/in/train.tsv"}, []string{"gs://bkt/in/dev.tsv"}
-		o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+		o.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 		o.ModelDir, o.MaxLength, o.Output = modelDir, 64, "gs://bkt/"+out
 		o.ShardBytes = 32 << 10 // several shards per split: more objects, more requests
 		return o

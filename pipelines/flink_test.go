@@ -20,7 +20,6 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/trainer"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // portableStageTimeout bounds each pipeline on a Java runner. A job that
@@ -280,7 +279,7 @@ func runChain(t *testing.T, js *jobServer, runner, modelDir, trainTSV, devTSV, o
 	po := DefaultPrepareOptions()
 	po.Train = []string{trainTSV}
 	po.Validation = []string{devTSV}
-	po.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	po.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	po.ModelDir = modelDir
 	po.MaxLength = 32
 	po.ShardBytes = 4 << 10 // several shards per split, so the shard writers run in parallel

@@ -17,7 +17,7 @@ type PredictOptions struct {
 	Inputs []string
 	Format string
 	Header bool
-	Fields transforms.Fields // Label optional: when set, each row also carries its true label
+	Fields dataset.Fields // Label optional: when set, each row also carries its true label
 
 	MaxLength      int
 	MaxRecordBytes int

@@ -25,11 +25,11 @@ import (
 )
 
 func init() {
-	register.DoFn4x1[context.Context, string, func(*transforms.BadRecord) bool, func(int64), error](&writeDeadLetterFn{})
+	register.DoFn4x1[context.Context, string, func(*dataset.BadRecord) bool, func(int64), error](&writeDeadLetterFn{})
 	register.Emitter1[int64]()
 	register.Function2x0(keyDeadLetter)
-	register.Iter1[transforms.BadRecord]()
-	register.Emitter2[string, transforms.BadRecord]()
+	register.Iter1[dataset.BadRecord]()
+	register.Emitter2[string, dataset.BadRecord]()
 	beam.RegisterType(reflect.TypeOf((*writeDeadLetterFn)(nil)).Elem())
 }
 
@@ -43,10 +43,10 @@ type PrepareOptions struct {
 	Validation []string `json:"validation,omitempty"`
 	Test       []string `json:"test,omitempty"`
 
-	Format string            `json:"format"` // csv, tsv, jsonl, text, or auto (from the file name)
-	Header bool              `json:"header"`
-	Fields transforms.Fields `json:"fields"`
-	Labels []string          `json:"labels,omitempty"` // the label vocabulary; inferred when empty
+	Format string         `json:"format"` // csv, tsv, jsonl, text, or auto (from the file name)
+	Header bool           `json:"header"`
+	Fields dataset.Fields `json:"fields"`
+	Labels []string       `json:"labels,omitempty"` // the label vocabulary; inferred when empty
 
 	Fractions transforms.Fractions `json:"fractions"`
 	Salt      string               `json:"salt"`
@@ -71,7 +71,7 @@ type PrepareOptions struct {
 func DefaultPrepareOptions() PrepareOptions {
 	return PrepareOptions{
 		Format: "auto", Header: true, Fractions: transforms.Fractions{Train: 0.8, Validation: 0.1, Test: 0.1},
-		Salt: "beamtune", MaxLength: 128, MaxRecordBytes: transforms.DefaultMaxRecordBytes,
+		Salt: "beamtune", MaxLength: 128, MaxRecordBytes: dataset.DefaultMaxRecordBytes,
 		MaxBadFraction: 0.05, ShardBytes: 64 << 20,
 	}
 }
@@ -188,11 +188,11 @@ func resolveInputFiles(ctx context.Context, o PrepareOptions) ([]transforms.Inpu
 				return fmt.Errorf("input %s: no such file", storage.Redact(pat))
 			}
 			for _, m := range matches {
-				f, err := transforms.ParseFormat(o.Format, m)
+				f, err := dataset.ParseFormat(o.Format, m)
 				if err != nil {
 					return err
 				}
-				out = append(out, transforms.InputFile{Path: m, Parse: transforms.ParseConfig{
+				out = append(out, transforms.InputFile{Path: m, Parse: dataset.ParseConfig{
 					Format: f, Header: o.Header, Fields: o.Fields, Split: split,
 					MaxRecordBytes: o.MaxRecordBytes, Labels: o.Labels,
 				}})
@@ -351,7 +351,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 // keyDeadLetter sends every bad record to one writer, which sorts them so the
 // file is the same on every runner. Dead letters are bounded by
 // --max_bad_fraction and each keeps at most 1 MiB of raw text.
-func keyDeadLetter(b transforms.BadRecord, emit func(string, transforms.BadRecord)) {
+func keyDeadLetter(b dataset.BadRecord, emit func(string, dataset.BadRecord)) {
 	emit("rejects", b)
 }
 
@@ -361,13 +361,13 @@ type writeDeadLetterFn struct {
 	Path string
 }
 
-func (fn *writeDeadLetterFn) ProcessElement(ctx context.Context, _ string, bad func(*transforms.BadRecord) bool, emitRows func(int64)) error {
+func (fn *writeDeadLetterFn) ProcessElement(ctx context.Context, _ string, bad func(*dataset.BadRecord) bool, emitRows func(int64)) error {
 	w, err := storage.Create(ctx, fn.Path)
 	if err != nil {
 		return err
 	}
-	var rows []transforms.BadRecord
-	var b transforms.BadRecord
+	var rows []dataset.BadRecord
+	var b dataset.BadRecord
 	for bad(&b) {
 		rows = append(rows, b)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 func needModel(t *testing.T) string {
@@ -36,7 +35,7 @@ func sampleSST2Options(modelDir, out string) PrepareOptions {
 	o := DefaultPrepareOptions()
 	o.Train = []string{abs("../testdata/sample/sst2_train.tsv")}
 	o.Validation = []string{abs("../testdata/sample/sst2_dev.tsv")}
-	o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	o.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, out
 	return o
 }
@@ -67,7 +66,7 @@ func shardRows(t *testing.T, out string, m *dataset.Manifest, split string) []da
 	return rows
 }
 
-func readDeadLetter(t *testing.T, out string, m *dataset.Manifest) []transforms.BadRecord {
+func readDeadLetter(t *testing.T, out string, m *dataset.Manifest) []dataset.BadRecord {
 	t.Helper()
 	if m.Rejected.DeadLetter == "" {
 		return nil
@@ -77,11 +76,11 @@ func readDeadLetter(t *testing.T, out string, m *dataset.Manifest) []transforms.
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var bad []transforms.BadRecord
+	var bad []dataset.BadRecord
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 8<<20)
 	for sc.Scan() {
-		var b transforms.BadRecord
+		var b dataset.BadRecord
 		if err := json.Unmarshal(sc.Bytes(), &b); err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +124,7 @@ func TestPrepareCorruptedCopy(t *testing.T) {
 	o := DefaultPrepareOptions()
 	o.Inputs = []string{in}
 	o.Header = false
-	o.Fields = transforms.Fields{Text: []string{"2"}, Label: "1"}
+	o.Fields = dataset.Fields{Text: []string{"2"}, Label: "1"}
 	o.ModelDir = modelDir
 	o.KeepText = true
 	o.MaxBadFraction = 0.5
@@ -140,7 +139,7 @@ func TestPrepareCorruptedCopy(t *testing.T) {
 		t.Fatalf("dead letter has %d rows, want %d: %+v", len(bad), len(badLines), bad)
 	}
 	for _, b := range bad {
-		if kind := transforms.BadKind(b.Reason); badLines[int(b.Line)] != kind {
+		if kind := dataset.BadKind(b.Reason); badLines[int(b.Line)] != kind {
 			t.Errorf("line %d: reason %q (%s), want %s", b.Line, b.Reason, kind, badLines[int(b.Line)])
 		}
 		if b.Source != in || b.Reason == "" {
@@ -188,13 +187,13 @@ func TestPrepareSharedData(t *testing.T) {
 		{"sst2", func(o *PrepareOptions) {
 			o.Train = []string{filepath.Join(shared, "sst2/train.tsv")}
 			o.Validation = []string{filepath.Join(shared, "sst2/dev.tsv")}
-			o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+			o.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 		}, map[string]int64{"train": 67349, "validation": 872}},
 		{"ag_news", func(o *PrepareOptions) {
 			o.Train = []string{filepath.Join(shared, "ag_news/train_subset_11997.csv")}
 			o.Test = []string{filepath.Join(shared, "ag_news/test.csv")}
 			o.Header = false
-			o.Fields = transforms.Fields{Text: []string{"2", "3"}, Label: "1"}
+			o.Fields = dataset.Fields{Text: []string{"2", "3"}, Label: "1"}
 		}, map[string]int64{"train": 11997, "test": 7600}},
 	}
 	for _, c := range cases {
@@ -254,7 +253,7 @@ func TestPrepareRerunAndRunners(t *testing.T) {
 	base := DefaultPrepareOptions()
 	base.Train = []string{filepath.Join("..", "testdata", "sample", "sst2_train.tsv")}
 	base.Validation = []string{filepath.Join("..", "testdata", "sample", "sst2_dev.tsv")}
-	base.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	base.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	base.ModelDir = modelDir
 	base.ShardBytes = 32 << 10 // several shards per split
 	results := map[string]*dataset.Manifest{}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/beamtune/beamtune/dataset"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // giantLine is the size of the one line TestPrepareTwoGiBLine feeds prepare.
@@ -89,7 +88,7 @@ func runPrepareChild(t *testing.T, o PrepareOptions) (out string, ok bool, maxRS
 func TestPrepareTwoGiBLine(t *testing.T) {
 	modelDir := needModel(t)
 	dir := t.TempDir()
-	limit := transforms.DefaultMaxRecordBytes
+	limit := dataset.DefaultMaxRecordBytes
 	wantReason := fmt.Sprintf("record exceeds %d bytes (%d bytes)", limit, giantLine)
 
 	checkDeadLetter := func(t *testing.T, out, in string, line int64) {
@@ -105,11 +104,11 @@ func TestPrepareTwoGiBLine(t *testing.T) {
 		if len(data) > 8<<20 {
 			t.Fatalf("rejects.jsonl is %d bytes: the dead letter holds more than the first MiB of the line", len(data))
 		}
-		var b transforms.BadRecord
+		var b dataset.BadRecord
 		if err := json.Unmarshal(bytes.TrimSpace(data), &b); err != nil {
 			t.Fatalf("rejects.jsonl: want exactly one row: %v", err)
 		}
-		if b.Source != in || b.Line != line || b.Reason != wantReason || b.RawBytes != giantLine || !b.RawTruncated || len(b.Raw) > transforms.MaxRawKept {
+		if b.Source != in || b.Line != line || b.Reason != wantReason || b.RawBytes != giantLine || !b.RawTruncated || len(b.Raw) > dataset.MaxRawKept {
 			t.Fatalf("dead letter: source %s line %d reason %q raw_bytes %d truncated %v kept %d; want %s line %d %q",
 				b.Source, b.Line, b.Reason, b.RawBytes, b.RawTruncated, len(b.Raw), in, line, wantReason)
 		}
@@ -120,7 +119,7 @@ func TestPrepareTwoGiBLine(t *testing.T) {
 		writeSparse(t, in, "", giantLine, "")
 		o := DefaultPrepareOptions()
 		o.Inputs = []string{in}
-		o.Fields = transforms.Fields{Text: []string{"text"}}
+		o.Fields = dataset.Fields{Text: []string{"text"}}
 		o.ModelDir, o.Output = modelDir, filepath.Join(dir, "out-one-line")
 		out, ok, rss, took := runPrepareChild(t, o)
 		t.Logf("2 GiB single-line file: %v, peak RSS %d MiB, success %v", took.Round(100*time.Millisecond), rss>>20, ok)
@@ -155,7 +154,7 @@ func TestPrepareTwoGiBLine(t *testing.T) {
 		writeSparse(t, in, head.String(), giantLine, "\n"+tailRows.String())
 		o := DefaultPrepareOptions()
 		o.Train = []string{in}
-		o.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+		o.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 		o.KeepText = true
 		o.ModelDir, o.Output = modelDir, filepath.Join(dir, "out-middle")
 		out, ok, rss, took := runPrepareChild(t, o)

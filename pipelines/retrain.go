@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
@@ -219,7 +220,7 @@ func (c RetrainConfig) prepareOptions(output string) PrepareOptions {
 	o.Inputs, o.Train, o.Validation, o.Test = p.Inputs, p.Train, p.Validation, p.Test
 	o.ValidationFromTrain = p.ValidationFromTrain
 	o.Format, o.Header = p.Format, p.Header
-	o.Fields = transforms.Fields{Text: p.TextFields, Pair: p.PairField, Label: p.LabelField, ID: p.IDField}
+	o.Fields = dataset.Fields{Text: p.TextFields, Pair: p.PairField, Label: p.LabelField, ID: p.IDField}
 	o.Labels, o.Fractions, o.Salt = p.Labels, p.Fractions, p.Salt
 	o.MaxLength, o.MaxRecordBytes, o.MaxBadFraction, o.ShardBytes, o.KeepText = p.MaxLength, p.MaxRecordBytes, p.MaxBadFraction, p.ShardBytes, p.KeepText
 	o.ModelDir = c.Model

@@ -13,7 +13,6 @@ import (
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // TestTrainDistillSmallSST2 is the CI-sized end-to-end run: 1,000 SST-2
@@ -54,7 +53,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	po := DefaultPrepareOptions()
 	po.Train = []string{train}
 	po.Validation = []string{filepath.Join("..", "testdata", "sample", "sst2_dev.tsv")}
-	po.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	po.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	po.ModelDir = modelDir
 	po.MaxLength = 64
 	po.Output = filepath.Join(dir, "data")
@@ -191,7 +190,7 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr, err := RunPredict(context.Background(), PredictOptions{Model: dres.Student.ModelDir, Inputs: []string{in},
-		Fields: transforms.Fields{Text: []string{"sentence"}}, Header: true, Format: "tsv", Output: filepath.Join(dir, "pred"), Device: "cpu", Threads: 2})
+		Fields: dataset.Fields{Text: []string{"sentence"}}, Header: true, Format: "tsv", Output: filepath.Join(dir, "pred"), Device: "cpu", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 )
 
 func init() {
-	register.DoFn2x0[Record, func(string, Record)](&KeyByTextFn{})
-	register.Emitter2[string, Record]()
+	register.DoFn2x0[dataset.Record, func(string, dataset.Record)](&KeyByTextFn{})
+	register.Emitter2[string, dataset.Record]()
 	register.Emitter1[DedupeEvent]()
 	beam.RegisterType(reflect.TypeOf((*DedupeEvent)(nil)).Elem())
 }
@@ -70,7 +70,7 @@ func NormalizeText(s string) string {
 }
 
 // dedupeKey joins the normalized text and pair.
-func dedupeKey(r Record) string {
+func dedupeKey(r dataset.Record) string {
 	if r.Pair == "" {
 		return NormalizeText(r.Text)
 	}
@@ -131,13 +131,13 @@ type KeyByTextFn struct {
 	ValidationFromTrain float64
 }
 
-func (fn *KeyByTextFn) ProcessElement(r Record, emit func(string, Record)) {
+func (fn *KeyByTextFn) ProcessElement(r dataset.Record, emit func(string, dataset.Record)) {
 	k := fn.Assign(&r)
 	emit(k, r)
 }
 
 // Assign sets r's split as ProcessElement does and returns its dedupe key.
-func (fn *KeyByTextFn) Assign(r *Record) string {
+func (fn *KeyByTextFn) Assign(r *dataset.Record) string {
 	k := dedupeKey(*r)
 	switch {
 	case r.Split == "":

@@ -14,17 +14,17 @@ func TestKeyByTextValidationFromTrain(t *testing.T) {
 	counts := map[string]int{}
 	for i := range 5000 {
 		for _, split := range []string{dataset.SplitTrain, dataset.SplitTest} {
-			r := Record{Text: fmt.Sprintf("text number %d", i), Split: split}
-			var got Record
-			fn.ProcessElement(r, func(_ string, x Record) { got = x })
+			r := dataset.Record{Text: fmt.Sprintf("text number %d", i), Split: split}
+			var got dataset.Record
+			fn.ProcessElement(r, func(_ string, x dataset.Record) { got = x })
 			if split == dataset.SplitTest && got.Split != dataset.SplitTest {
 				t.Fatalf("a test record moved to %s", got.Split)
 			}
 			if split == dataset.SplitTrain {
 				counts[got.Split]++
 				// Deterministic: the same text always lands in the same split.
-				var again Record
-				fn.ProcessElement(r, func(_ string, x Record) { again = x })
+				var again dataset.Record
+				fn.ProcessElement(r, func(_ string, x dataset.Record) { again = x })
 				if again.Split != got.Split {
 					t.Fatalf("split of %q changed between calls", r.Text)
 				}

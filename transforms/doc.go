@@ -1,7 +1,7 @@
 // Package transforms holds beamtune's Beam DoFns, CombineFns and composite
 // PTransforms, and nothing else: reading corpora into records with a
-// dead-letter output (read.go, records.go), deduplication and deterministic
-// splits (dedupe.go), tokenization on the workers (tokenize.go), spilling
+// dead-letter output (read.go, with dataset's parsers), deduplication and
+// deterministic splits (dedupe.go), tokenization on the workers (tokenize.go), spilling
 // rows to their shard and writing Parquet shards and the manifest (shard.go,
 // manifest.go), batched inference (infer.go, predict.go), training trials
 // (train.go) and metrics (metrics.go).

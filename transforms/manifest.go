@@ -30,33 +30,8 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*dataset.Manifest)(nil)).Elem())
 }
 
-// BadKind is the category of a dead-letter reason, for counting.
-func BadKind(reason string) string {
-	switch {
-	case reason == "empty line":
-		return "empty_line"
-	case reason == "empty text", reason == "empty pair text":
-		return "empty_text"
-	case reason == "missing label":
-		return "missing_label"
-	case strings.HasPrefix(reason, "unknown label"):
-		return "unknown_label"
-	case strings.HasPrefix(reason, "invalid UTF-8"):
-		return "invalid_utf8"
-	case strings.HasPrefix(reason, "record exceeds"):
-		return "too_long"
-	case strings.Contains(reason, "quot"):
-		return "malformed_csv"
-	case strings.HasPrefix(reason, "expected "):
-		return "field_count"
-	case strings.HasPrefix(reason, "invalid JSON"):
-		return "invalid_json"
-	}
-	return "missing_field"
-}
-
 // BadKindCount keys a dead-letter row by its kind, for counting.
-func BadKindCount(b BadRecord, emit func(string, int64)) { emit(BadKind(b.Reason), 1) }
+func BadKindCount(b dataset.BadRecord, emit func(string, int64)) { emit(dataset.BadKind(b.Reason), 1) }
 
 // DedupeKindCount keys a dedupe event by kind and split, for counting.
 func DedupeKindCount(e DedupeEvent, emit func(string, int64)) { emit(e.Kind+"/"+e.Split, e.Rows) }

@@ -23,23 +23,23 @@ import (
 )
 
 func init() {
-	register.DoFn5x1[context.Context, InputFile, func(Record), func(BadRecord), func(dataset.FileFingerprint), error](&ReadRecordsFn{})
-	register.DoFn6x1[context.Context, InputFile, func(SpillRef), func(BadRecord), func(dataset.FileFingerprint), func(string), error](&SpillRecordsFn{})
+	register.DoFn5x1[context.Context, InputFile, func(dataset.Record), func(dataset.BadRecord), func(dataset.FileFingerprint), error](&ReadRecordsFn{})
+	register.DoFn6x1[context.Context, InputFile, func(SpillRef), func(dataset.BadRecord), func(dataset.FileFingerprint), func(string), error](&SpillRecordsFn{})
 	register.Emitter1[SpillRef]()
 	register.Emitter1[string]()
-	register.Emitter1[Record]()
-	register.Emitter1[BadRecord]()
+	register.Emitter1[dataset.Record]()
+	register.Emitter1[dataset.BadRecord]()
 	register.Emitter1[dataset.FileFingerprint]()
 	beam.RegisterType(reflect.TypeOf((*dataset.FileFingerprint)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*InputFile)(nil)).Elem())
-	beam.RegisterType(reflect.TypeOf((*Record)(nil)).Elem())
-	beam.RegisterType(reflect.TypeOf((*BadRecord)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*dataset.Record)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*dataset.BadRecord)(nil)).Elem())
 }
 
 // InputFile is one corpus file and how to parse it.
 type InputFile struct {
 	Path  string
-	Parse ParseConfig
+	Parse dataset.ParseConfig
 }
 
 // ReadRecordsFn parses whole files into records; bad records go to the second
@@ -48,8 +48,8 @@ type InputFile struct {
 type ReadRecordsFn struct{}
 
 // ProcessElement reads one file.
-func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit func(Record), emitBad func(BadRecord), emitFile func(dataset.FileFingerprint)) error {
-	fp, err := readInput(ctx, in, func(r *Record) error { emit(*r); return nil }, emitBad)
+func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit func(dataset.Record), emitBad func(dataset.BadRecord), emitFile func(dataset.FileFingerprint)) error {
+	fp, err := readInput(ctx, in, func(r *dataset.Record) error { emit(*r); return nil }, emitBad)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (fn *ReadRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit 
 
 // readInput parses one file, handing each good record to use and each bad
 // one to emitBad, and returns the file's fingerprint.
-func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitBad func(BadRecord)) (dataset.FileFingerprint, error) {
+func readInput(ctx context.Context, in InputFile, use func(*dataset.Record) error, emitBad func(dataset.BadRecord)) (dataset.FileFingerprint, error) {
 	raw, err := storage.Open(ctx, in.Path)
 	if err != nil {
 		return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
@@ -71,7 +71,7 @@ func readInput(ctx context.Context, in InputFile, use func(*Record) error, emitB
 	if err != nil {
 		return dataset.FileFingerprint{}, fmt.Errorf("read %s: %w", in.Path, err)
 	}
-	p, err := NewParser(r, in.Path, in.Parse)
+	p, err := dataset.NewParser(r, in.Path, in.Parse)
 	if err != nil {
 		return dataset.FileFingerprint{}, err
 	}
@@ -136,7 +136,7 @@ func (fn *SpillRecordsFn) Setup(ctx context.Context) error {
 }
 
 // ProcessElement reads, tokenizes and spills one file.
-func (fn *SpillRecordsFn) ProcessElement(ctx context.Context, in InputFile, emitRef func(SpillRef), emitBad func(BadRecord),
+func (fn *SpillRecordsFn) ProcessElement(ctx context.Context, in InputFile, emitRef func(SpillRef), emitBad func(dataset.BadRecord),
 	emitFile func(dataset.FileFingerprint), emitLabel func(string)) error {
 	release, err := acquireHeavy(ctx) // see heavy: at most one file per CPU in memory
 	if err != nil {
@@ -151,7 +151,7 @@ func (fn *SpillRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit
 	labels := map[string]bool{}
 	pair := in.Parse.Fields.Pair != ""
 	var tokenized, truncated int64
-	fp, err := readInput(ctx, in, func(r *Record) error {
+	fp, err := readInput(ctx, in, func(r *dataset.Record) error {
 		h := HashKey(fn.Split.Assign(r))
 		var enc tokenizer.Encoding
 		if pair {

@@ -229,7 +229,7 @@ const spillMagic = "beamtune-spill/1\n"
 // appendRow encodes a rows-chunk record: the keys record, then the id, the
 // tokens and (with --keep_text) the text. Integers are uvarints, strings
 // and lists are length-prefixed.
-func appendRow(b []byte, h KeyHash, r *Record, enc *tokenizer.Encoding, pair, keepText bool) []byte {
+func appendRow(b []byte, h KeyHash, r *dataset.Record, enc *tokenizer.Encoding, pair, keepText bool) []byte {
 	b = appendKey(b, h, r.Line, r.Label)
 	b = appendString(b, r.ID)
 	b = binary.AppendUvarint(b, uint64(enc.Length))

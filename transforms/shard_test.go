@@ -140,7 +140,7 @@ func prepareByHand(t *testing.T, tokPath string, files []InputFile, plan ShardPl
 	var refs []SpillRef
 	labelSet := map[string]bool{}
 	for _, f := range files {
-		err := spill.ProcessElement(ctx, f, func(r SpillRef) { refs = append(refs, r) }, func(b BadRecord) { t.Errorf("bad record %+v", b) },
+		err := spill.ProcessElement(ctx, f, func(r SpillRef) { refs = append(refs, r) }, func(b dataset.BadRecord) { t.Errorf("bad record %+v", b) },
 			func(dataset.FileFingerprint) {}, func(l string) { labelSet[l] = true })
 		if err != nil {
 			t.Fatal(err)
@@ -230,8 +230,8 @@ func TestSpilledShards(t *testing.T) {
 		}
 		return p
 	}
-	cfg := func(split string) ParseConfig {
-		return ParseConfig{Format: TSV, Header: true, Fields: Fields{Text: []string{"sentence"}, Label: "label"}, Split: split}
+	cfg := func(split string) dataset.ParseConfig {
+		return dataset.ParseConfig{Format: dataset.TSV, Header: true, Fields: dataset.Fields{Text: []string{"sentence"}, Label: "label"}, Split: split}
 	}
 	files := []InputFile{{Path: write("train.tsv", train), Parse: cfg(dataset.SplitTrain)}, {Path: write("test.tsv", test), Parse: cfg(dataset.SplitTest)}}
 	plan := ShardPlan{Shards: map[string]int{dataset.SplitTrain: 3, dataset.SplitTest: 2, dataset.SplitValidation: 1}}
@@ -303,7 +303,7 @@ func TestSpillChunkRejectsForeignFiles(t *testing.T) {
 		t.Error("a file without the chunk header was read")
 	}
 	// A chunk cut short is an error, not a silently shorter shard.
-	b := appendRow([]byte(spillMagic), HashKey("x"), &Record{Line: 1, ID: "id", Label: "1", Text: "x"},
+	b := appendRow([]byte(spillMagic), HashKey("x"), &dataset.Record{Line: 1, ID: "id", Label: "1", Text: "x"},
 		&tokenizer.Encoding{IDs: []int32{101, 102}, Length: 2}, false, true)
 	if err := os.WriteFile(p, b[:len(b)-1], 0o644); err != nil {
 		t.Fatal(err)

@@ -9,12 +9,13 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model/tokenizer"
 	"github.com/beamtune/beamtune/storage"
 )
 
 func init() {
-	register.DoFn5x1[context.Context, Record, []string, func(Example), func(BadRecord), error](&TokenizeFn{})
+	register.DoFn5x1[context.Context, dataset.Record, []string, func(Example), func(dataset.BadRecord), error](&TokenizeFn{})
 	register.Emitter1[Example]()
 	register.Combiner3[labelSet, string, []string](&LabelSetFn{})
 	beam.RegisterType(reflect.TypeOf((*labelSet)(nil)).Elem())
@@ -72,12 +73,12 @@ func loadTokenizer(ctx context.Context, path string, maxLength int) (*tokenizer.
 }
 
 // ProcessElement tokenizes one record.
-func (fn *TokenizeFn) ProcessElement(ctx context.Context, r Record, labels []string, emit func(Example), emitBad func(BadRecord)) error {
+func (fn *TokenizeFn) ProcessElement(ctx context.Context, r dataset.Record, labels []string, emit func(Example), emitBad func(dataset.BadRecord)) error {
 	label := int32(-1)
 	if r.Label != "" {
 		i := indexOf(labels, r.Label) // a handful of classes: a scan beats building a map per element
 		if i < 0 {
-			emitBad(BadRecord{Source: r.Source, Line: r.Line, Reason: fmt.Sprintf("unknown label %q", r.Label), Raw: r.Text, RawBytes: int64(len(r.Text))})
+			emitBad(dataset.BadRecord{Source: r.Source, Line: r.Line, Reason: fmt.Sprintf("unknown label %q", r.Label), Raw: r.Text, RawBytes: int64(len(r.Text))})
 			return nil
 		}
 		label = int32(i)
@@ -117,7 +118,7 @@ var (
 	tokTruncated = beam.NewCounter("beamtune.prepare", "examples_truncated")
 )
 
-func labelOf(r Record, emit func(string)) {
+func labelOf(r dataset.Record, emit func(string)) {
 	if r.Label != "" {
 		emit(r.Label)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/beamtune/beamtune/pipelines"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/trainer"
-	"github.com/beamtune/beamtune/transforms"
 )
 
 // demoCmd runs the whole job on the bundled sample corpus with the defaults:
@@ -49,7 +48,7 @@ func (c *demoCmd) run(ctx context.Context) error {
 	po := pipelines.DefaultPrepareOptions()
 	po.Train = []string{filepath.Join(c.o.Sample, "sst2_train.tsv")}
 	po.Validation = []string{filepath.Join(c.o.Sample, "sst2_dev.tsv")}
-	po.Fields = transforms.Fields{Text: []string{"sentence"}, Label: "label"}
+	po.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	po.ModelDir = c.o.ModelDir
 	po.MaxLength = 64
 	po.KeepText = true

@@ -193,7 +193,7 @@ func modelCheck(dir string) check {
 	if err != nil {
 		return check{"model", err.Error(), "run scripts/setup.sh, or pass --model=DIR with a HF BERT folder", false}
 	}
-	for _, f := range []string{model.SafetensorsFile, "tokenizer.json"} {
+	for _, f := range []string{model.SafetensorsFile, model.TokenizerFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return check{"model", dir + " lacks " + f, "run scripts/setup.sh", false}
 		}

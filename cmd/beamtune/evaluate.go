@@ -84,5 +84,5 @@ func printReport(res *pipelines.EvaluateResult) {
 	if g := r.Gate; g != nil {
 		fmt.Printf("  gate: %s %s (%v)\n", g.Challenger, g.Verdict, g.Reasons)
 	}
-	fmt.Printf("report: %s\n", storage.Join(res.Dir, "report.html"))
+	fmt.Printf("report: %s\n", storage.Join(res.Dir, report.HTMLFile))
 }

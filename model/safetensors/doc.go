@@ -45,4 +45,7 @@
 // I64 and U64. The 8-bit, 6-bit and 4-bit float types and C64 are recognised
 // but refused with an explicit "unsupported dtype" error, because their
 // packing rules are still moving upstream and nothing in beamtune uses them.
+//
+// Imports: the standard library only (no gotch, no cgo); model and
+// model/pickle use it, and so can any tool.
 package safetensors

@@ -59,4 +59,7 @@
 // Invalid UTF-8 cannot come out of Python, so HF has no behaviour to match:
 // here each byte that does not start a valid sequence reads as U+FFFD (Go's
 // decoding), so clean_text drops it, as HF drops U+FFFD.
+//
+// Imports: the standard library only (normalization tables included);
+// the tokenizing DoFns of transforms and the driver's model checks use it.
 package tokenizer

@@ -10,6 +10,9 @@
 // The emulator is github.com/fsouza/fake-gcs-server, reached through the
 // real cloud.google.com/go/storage client built by storage.NewGCSClient, so
 // the code under test runs exactly as in production, retries included.
+//
+// Test-only: it imports the storage package, fake-gcs-server and the GCS
+// client; nothing but tests may import it.
 package gcstest
 
 import (

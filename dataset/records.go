@@ -1,4 +1,4 @@
-package transforms
+package dataset
 
 import (
 	"bufio"
@@ -540,4 +540,29 @@ func (l *lineReader) next() (line, error) {
 		return line{no: l.no, data: buf[:min(len(buf), MaxRawKept, l.max)], size: size, tooLong: true}, nil
 	}
 	return line{no: l.no, data: buf[:size], size: size}, nil
+}
+
+// BadKind is the category of a dead-letter reason, for counting.
+func BadKind(reason string) string {
+	switch {
+	case reason == "empty line":
+		return "empty_line"
+	case reason == "empty text", reason == "empty pair text":
+		return "empty_text"
+	case reason == "missing label":
+		return "missing_label"
+	case strings.HasPrefix(reason, "unknown label"):
+		return "unknown_label"
+	case strings.HasPrefix(reason, "invalid UTF-8"):
+		return "invalid_utf8"
+	case strings.HasPrefix(reason, "record exceeds"):
+		return "too_long"
+	case strings.Contains(reason, "quot"):
+		return "malformed_csv"
+	case strings.HasPrefix(reason, "expected "):
+		return "field_count"
+	case strings.HasPrefix(reason, "invalid JSON"):
+		return "invalid_json"
+	}
+	return "missing_field"
 }
