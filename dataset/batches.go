@@ -16,9 +16,11 @@ import (
 
 // Example rows held in memory for training or evaluation.
 type Rows struct {
-	IDs     [][]int32 // token ids per row
-	Types   [][]int32 // token type ids per row (nil rows for single texts)
-	Labels  []int32
+	IDs     [][]int32   // token ids per row
+	Types   [][]int32   // token type ids per row (nil rows for single texts)
+	Labels  []int32     // single-label class index per row (-1: none)
+	Multi   [][]int32   // multi-label class indices per row (nil rows for other tasks)
+	Scores  []float32   // regression target per row
 	Teacher [][]float32 // cached teacher logits per row (nil rows outside distillation)
 	Hidden  [][]float32 // cached teacher [CLS] vectors per row (nil rows without a hidden-state loss)
 	Length  []int32
@@ -38,6 +40,12 @@ func (r *Rows) Append(rows []ShardRow) {
 		}
 		r.Types = append(r.Types, t)
 		r.Labels = append(r.Labels, x.Label)
+		var multi []int32
+		if len(x.Labels) > 0 {
+			multi = x.Labels
+		}
+		r.Multi = append(r.Multi, multi)
+		r.Scores = append(r.Scores, x.Score)
 		r.Length = append(r.Length, x.Length)
 		r.RowIDs = append(r.RowIDs, x.ID)
 		var logits []float32

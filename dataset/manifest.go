@@ -33,7 +33,10 @@ type Manifest struct {
 		SHA256    string `json:"sha256"`
 		MaxLength int    `json:"max_length"`
 	} `json:"tokenizer"`
-	Labels       []string          `json:"labels"` // class index -> label
+	// Task is the kind of problem (SingleLabel, MultiLabel, Regression);
+	// absent in manifests from before tasks, which are SingleLabel.
+	Task         string            `json:"task,omitempty"`
+	Labels       []string          `json:"labels"` // class index -> label (regression: RegressionLabels)
 	LabelsSHA256 string            `json:"labels_sha256"`
 	Inputs       []FileFingerprint `json:"inputs"`
 	Config       json.RawMessage   `json:"config"` // the resolved prepare options
@@ -148,4 +151,12 @@ type FileFingerprint struct {
 	SHA256   string `json:"sha256"`
 	Records  int64  `json:"records"`  // good records read
 	Rejected int64  `json:"rejected"` // records sent to the dead letter while reading
+}
+
+// TaskKind is the manifest's task, SingleLabel for manifests without one.
+func (m *Manifest) TaskKind() string {
+	if m.Task == "" {
+		return SingleLabel
+	}
+	return m.Task
 }

@@ -93,6 +93,13 @@ type ParseConfig struct {
 	MaxRecordBytes int
 	// Labels, when set, is the label vocabulary; other labels are rejected.
 	Labels []string
+	// Task is the dataset's kind (SingleLabel when ""). A multi-label
+	// record's labels are a list (LabelSeparator-delimited, or a JSON array
+	// in JSONL) and Record.Label holds them canonically (JoinLabelSet); a
+	// regression label is a number, within LabelRange when set.
+	Task           string
+	LabelSeparator string // multi-label: "" is ","
+	LabelRange     *LabelRange
 }
 
 // DefaultMaxRecordBytes is the default limit on one record.
@@ -118,6 +125,8 @@ type Parser struct {
 	nCols    int // expected columns (from the header), 0 = any
 
 	pending []line // lines pushed back after a failed multi-line CSV record
+
+	jsonLabels []string // a multi-label JSONL record's label array, nil otherwise
 }
 
 type line struct {
@@ -324,6 +333,27 @@ func (p *Parser) fromJSON(ln line) (*Record, *BadRecord, error) {
 		}
 		return "", false, fmt.Sprintf("field %q is not a string or number", key)
 	}
+	p.jsonLabels = nil
+	if raw, ok := obj[p.cfg.Fields.Label]; ok && p.cfg.Task == MultiLabel && len(raw) > 0 && raw[0] == '[' {
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, p.bad(ln, fmt.Sprintf("label field %q: %v", p.cfg.Fields.Label, err)), nil
+		}
+		p.jsonLabels = []string{}
+		for _, item := range list {
+			var s string
+			var n json.Number
+			switch {
+			case json.Unmarshal(item, &s) == nil:
+			case json.Unmarshal(item, &n) == nil:
+				s = n.String()
+			default:
+				return nil, p.bad(ln, fmt.Sprintf("label field %q holds %s, not a string or number", p.cfg.Fields.Label, item)), nil
+			}
+			p.jsonLabels = append(p.jsonLabels, s)
+		}
+		delete(obj, p.cfg.Fields.Label) // read here; the loop below would refuse an array
+	}
 	var texts []string
 	for _, f := range p.cfg.Fields.Text {
 		v, ok, why := str(f)
@@ -366,11 +396,11 @@ func (p *Parser) validate(ln line, r *Record) (*Record, *BadRecord, error) {
 		return nil, p.bad(ln, "empty pair text"), nil
 	}
 	if p.cfg.Fields.Label != "" {
-		if r.Label == "" {
+		if r.Label == "" && p.jsonLabels == nil {
 			return nil, p.bad(ln, "missing label"), nil
 		}
-		if p.labels != nil && !p.labels[r.Label] {
-			return nil, p.bad(ln, fmt.Sprintf("unknown label %q", r.Label)), nil
+		if why := p.label(r); why != "" {
+			return nil, p.bad(ln, why), nil
 		}
 	}
 	r.Source, r.Line, r.Split = p.source, ln.no, p.cfg.Split
@@ -378,6 +408,48 @@ func (p *Parser) validate(ln line, r *Record) (*Record, *BadRecord, error) {
 		r.ID = fmt.Sprintf("%s:%d", p.source, ln.no)
 	}
 	return r, nil, nil
+}
+
+// label checks r.Label for the task and makes it canonical; it returns the
+// reason when the label is bad.
+func (p *Parser) label(r *Record) string {
+	switch p.cfg.Task {
+	case Regression:
+		canonical, why := parseScore(r.Label, p.cfg.LabelRange)
+		r.Label = canonical
+		return why
+	case MultiLabel:
+		parts := p.jsonLabels
+		if parts == nil {
+			sep := p.cfg.LabelSeparator
+			if sep == "" {
+				sep = ","
+			}
+			parts = strings.Split(r.Label, sep)
+		}
+		var set []string
+		for _, l := range parts {
+			l = strings.TrimSpace(l)
+			switch {
+			case l == "":
+				continue
+			case strings.Contains(l, labelSetSeparator):
+				return fmt.Sprintf("label %q holds a control character", l)
+			case p.labels != nil && !p.labels[l]:
+				return fmt.Sprintf("unknown label %q", l)
+			}
+			set = append(set, l)
+		}
+		if len(set) == 0 {
+			return "missing label"
+		}
+		r.Label = JoinLabelSet(set)
+		return ""
+	}
+	if p.labels != nil && !p.labels[r.Label] {
+		return fmt.Sprintf("unknown label %q", r.Label)
+	}
+	return ""
 }
 
 func firstInvalid(s string) int {
@@ -553,6 +625,8 @@ func BadKind(reason string) string {
 		return "missing_label"
 	case strings.HasPrefix(reason, "unknown label"):
 		return "unknown_label"
+	case strings.HasPrefix(reason, "label "):
+		return "invalid_label"
 	case strings.HasPrefix(reason, "invalid UTF-8"):
 		return "invalid_utf8"
 	case strings.HasPrefix(reason, "record exceeds"):

@@ -13,8 +13,13 @@ const LengthBucket = 8
 
 // ShardRow is the Parquet schema of a shard (one row per example).
 type ShardRow struct {
-	ID           string  `parquet:"id"`
-	Label        int32   `parquet:"label"`
+	ID    string `parquet:"id"`
+	Label int32  `parquet:"label"` // single-label: the class index; -1 unlabelled or another task
+	// Labels are a multi-label row's class indices, ascending (empty for
+	// other tasks).
+	Labels []int32 `parquet:"labels,list"`
+	// Score is a regression row's target.
+	Score        float32 `parquet:"score"`
 	InputIDs     []int32 `parquet:"input_ids,list"`
 	TokenTypeIDs []int32 `parquet:"token_type_ids,list"` // empty unless the task has text pairs
 	Length       int32   `parquet:"length"`

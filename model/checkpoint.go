@@ -356,7 +356,7 @@ func (m *Bert) Export(dir, tokenizerDir string) error {
 func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 	cfg := *m.Config
 	cfg.Architectures = []string{"BertForSequenceClassification"}
-	cfg.ProblemType = "single_label_classification"
+	cfg.ProblemType = cfg.Task() // named always, so transformers never guesses it from the labels' dtype
 	cj, err := json.Marshal(cfg)
 	if err != nil {
 		return err

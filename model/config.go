@@ -31,8 +31,19 @@ type Config struct {
 	// ID2Label maps class index to name. NumLabels is derived from it; HF writes
 	// both id2label and label2id and ignores num_labels when id2label is present.
 	ID2Label map[int]string `json:"-"`
-	// ProblemType is HF's problem_type; beamtune trains single_label_classification.
+	// ProblemType is HF's problem_type: single_label_classification,
+	// multi_label_classification or regression.
 	ProblemType string `json:"problem_type,omitempty"`
+}
+
+// Task is the problem_type, single_label_classification when the config
+// names none (HF then infers it from the labels; beamtune's older exports
+// and most hub classifiers are single-label).
+func (c *Config) Task() string {
+	if c.ProblemType == "" {
+		return "single_label_classification"
+	}
+	return c.ProblemType
 }
 
 // NumLabels is the size of the classification head.

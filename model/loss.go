@@ -191,3 +191,35 @@ func FreeParams(params []*Param) {
 		p.T = nil
 	}
 }
+
+// BCEWithLogits is the mean binary cross-entropy of logits [batch, labels]
+// against 0/1 float targets of the same shape: the multi-label loss (HF's
+// BCEWithLogitsLoss for problem_type multi_label_classification). posWeight
+// ([labels], or nil) weighs each label's positive term, for rare labels.
+func BCEWithLogits(logits, targets, posWeight *ts.Tensor) (*ts.Tensor, error) {
+	pw := ts.None
+	if posWeight != nil {
+		pw = posWeight
+	}
+	t, err := logits.BinaryCrossEntropyWithLogits(targets, ts.None, pw, reductionMean, false)
+	if err != nil {
+		return nil, fmt.Errorf("bce_with_logits: %w", err)
+	}
+	return t, nil
+}
+
+// MSE is the mean squared error of a one-output head's logits [batch, 1]
+// against float targets [batch]: the regression loss (HF's MSELoss on the
+// squeezed logits for problem_type regression).
+func MSE(logits, targets *ts.Tensor) (*ts.Tensor, error) {
+	flat, err := logits.View([]int64{-1}, false)
+	if err != nil {
+		return nil, fmt.Errorf("mse: %w", err)
+	}
+	defer flat.Drop()
+	t, err := flat.MseLoss(targets, reductionMean, false)
+	if err != nil {
+		return nil, fmt.Errorf("mse: %w", err)
+	}
+	return t, nil
+}

@@ -62,6 +62,9 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := singleLabelOnly("distill", o.Data, man); err != nil {
+		return nil, err
+	}
 	if _, err := CheckModelDir(ctx, o.Teacher, ModelUse{Role: "--teacher", Tokenizer: true, Labels: man.Labels}); err != nil {
 		return nil, err
 	}

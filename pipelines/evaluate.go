@@ -84,6 +84,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if err != nil {
 		return nil, err
 	}
+	if err := singleLabelOnly("evaluate", o.Data, man); err != nil {
+		return nil, err
+	}
 	split := o.Split
 	if split == "" {
 		split = dataset.SplitTest

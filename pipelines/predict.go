@@ -44,6 +44,9 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if task := cfg.Task(); task != dataset.SingleLabel {
+		return nil, badInputf("--model: %s is a %s model; predict supports %s models only for now", o.Model, task, dataset.SingleLabel)
+	}
 	labels := cfg.Labels()
 	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
 		MaxRecordBytes: o.MaxRecordBytes, Labels: labels, Output: o.Output, Fractions: transforms.Fractions{Train: 1}})

@@ -48,6 +48,14 @@ type PrepareOptions struct {
 	Fields dataset.Fields `json:"fields"`
 	Labels []string       `json:"labels,omitempty"` // the label vocabulary; inferred when empty
 
+	// Task is the kind of problem (dataset.SingleLabel when ""): carried by
+	// the manifest to every later stage. LabelSeparator splits a
+	// multi-label field ("" is ","); LabelRange ("min:max") bounds
+	// regression labels.
+	Task           string `json:"task,omitempty"`
+	LabelSeparator string `json:"label_separator,omitempty"`
+	LabelRange     string `json:"label_range,omitempty"`
+
 	Fractions transforms.Fractions `json:"fractions"`
 	Salt      string               `json:"salt"`
 	// ValidationFromTrain moves this share of the given training file's
@@ -161,6 +169,20 @@ func resolveInputFiles(ctx context.Context, o PrepareOptions) ([]transforms.Inpu
 			return nil, err
 		}
 	}
+	task, err := dataset.ParseTask(o.Task)
+	if err != nil {
+		return nil, err
+	}
+	labelRange, err := dataset.ParseLabelRange(o.LabelRange)
+	if err != nil {
+		return nil, err
+	}
+	if labelRange != nil && task != dataset.Regression {
+		return nil, fmt.Errorf("label_range is for --task=%s", dataset.Regression)
+	}
+	if task == dataset.Regression && len(o.Labels) > 0 {
+		return nil, fmt.Errorf("label_vocab is for classification; a regression label is a number")
+	}
 	if o.ValidationFromTrain < 0 || o.ValidationFromTrain >= 1 {
 		return nil, fmt.Errorf("validation_from_train %g: want a share in [0, 1)", o.ValidationFromTrain)
 	}
@@ -195,6 +217,7 @@ func resolveInputFiles(ctx context.Context, o PrepareOptions) ([]transforms.Inpu
 				out = append(out, transforms.InputFile{Path: m, Parse: dataset.ParseConfig{
 					Format: f, Header: o.Header, Fields: o.Fields, Split: split,
 					MaxRecordBytes: o.MaxRecordBytes, Labels: o.Labels,
+					Task: task, LabelSeparator: o.LabelSeparator, LabelRange: labelRange,
 				}})
 			}
 		}
@@ -322,7 +345,7 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 	labels := transforms.LabelVocabularyOf(s, seenLabels, o.Labels)
 
 	byShard := beam.GroupByKey(s.Scope("GroupChunksByShard"), beam.ParDo(s.Scope("RouteChunks"), &transforms.RouteSpillFn{Plan: plan}, chunks))
-	shards, shardStats, events := beam.ParDo3(s.Scope("WriteShards"), &transforms.WriteShardFn{Root: o.Output, Dir: dataDir, Plan: plan},
+	shards, shardStats, events := beam.ParDo3(s.Scope("WriteShards"), &transforms.WriteShardFn{Root: o.Output, Dir: dataDir, Plan: plan, Task: o.Task},
 		byShard, beam.SideInput{Input: labels})
 	st := beam.Combine(s.Scope("Stats"), &transforms.StatsFn{}, shardStats)
 
@@ -337,7 +360,11 @@ func buildPrepare(o PrepareOptions, files []transforms.InputFile, plan transform
 	if err != nil {
 		return nil, err
 	}
-	base := dataset.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg}
+	task, err := dataset.ParseTask(o.Task)
+	if err != nil {
+		return nil, err
+	}
+	base := dataset.Manifest{Fingerprint: fp, DataDir: dataDir, Config: cfg, Task: task}
 	base.Tokenizer.Path, base.Tokenizer.SHA256, base.Tokenizer.MaxLength = tokPath, tokSHA, o.MaxLength
 	base.Rejected.DeadLetter = deadLetter
 	beam.ParDo0(s.Scope("WriteManifest"), &transforms.WriteManifestFn{Root: o.Output, Base: base, MaxBadFraction: o.MaxBadFraction, Inputs: len(files)},

@@ -151,7 +151,7 @@ func trials(o TrainOptions) ([]trainer.Job, error) {
 }
 
 // RunTrain trains every trial of the sweep in parallel (one element each),
-// picks the best by validation accuracy (then loss), records every trial in
+// picks the best by the task's main validation metric (then loss), records every trial in
 // trials.json and publishes the winner's best checkpoint, its training log
 // and configuration as Output/Name, atomically.
 func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
@@ -205,8 +205,8 @@ func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results fu
 	}
 	sort.Slice(all, func(i, j int) bool {
 		a, b := all[i], all[j]
-		if a.BestAccuracy != b.BestAccuracy {
-			return a.BestAccuracy > b.BestAccuracy
+		if a.BestMetric != b.BestMetric {
+			return a.BestMetric > b.BestMetric
 		}
 		if a.BestLoss != b.BestLoss {
 			return a.BestLoss < b.BestLoss

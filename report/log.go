@@ -17,13 +17,17 @@ const (
 
 // LogEntry is one line of a trial's training log.
 type LogEntry struct {
-	Kind        string  `json:"kind"` // LogTrain or LogEval
-	Step        int64   `json:"step"`
-	Epoch       float64 `json:"epoch"`
-	Loss        float64 `json:"loss"`
-	LR          float64 `json:"lr,omitempty"`
-	GradNorm    float64 `json:"grad_norm,omitempty"`
-	Accuracy    float64 `json:"accuracy,omitempty"`
+	Kind     string  `json:"kind"` // LogTrain or LogEval
+	Step     int64   `json:"step"`
+	Epoch    float64 `json:"epoch"`
+	Loss     float64 `json:"loss"`
+	LR       float64 `json:"lr,omitempty"`
+	GradNorm float64 `json:"grad_norm,omitempty"`
+	Accuracy float64 `json:"accuracy,omitempty"`
+	// Metric is an eval entry's main metric when the task's is not
+	// accuracy (multi-label macro-F1, regression Pearson), named by MetricName.
+	Metric      float64 `json:"metric,omitempty"`
+	MetricName  string  `json:"metric_name,omitempty"`
 	ExamplesSec float64 `json:"examples_per_s,omitempty"`
 	Time        string  `json:"time"`
 }

@@ -8,8 +8,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// tensors builds a padded batch from rows idx, padded to its longest row.
-func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (model.Batch, *ts.Tensor, *ts.Tensor, error) {
+// batchTensors builds the inputs of rows idx, padded to the longest row,
+// and their cached teacher logits (nil outside distillation).
+func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (model.Batch, *ts.Tensor, error) {
 	maxLen := 0
 	pair := false
 	for _, i := range idx {
@@ -23,7 +24,6 @@ func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (mo
 	if pair {
 		types = make([]int64, n*maxLen)
 	}
-	labels := make([]int64, n)
 	for k, i := range idx {
 		row := ids[k*maxLen : (k+1)*maxLen]
 		for j := range row {
@@ -38,7 +38,6 @@ func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (mo
 				types[k*maxLen+j] = int64(v)
 			}
 		}
-		labels[k] = int64(r.Labels[i])
 	}
 	var b model.Batch
 	var err error
@@ -50,27 +49,17 @@ func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (mo
 		}
 	}
 	if b.InputIDs, err = model.Int64Tensor(ids, n, maxLen, dev); err != nil {
-		return b, nil, nil, err
+		return b, nil, err
 	}
 	if b.AttentionMask, err = model.Int64Tensor(mask, n, maxLen, dev); err != nil {
 		free()
-		return b, nil, nil, err
+		return b, nil, err
 	}
 	if pair {
 		if b.TokenTypeIDs, err = model.Int64Tensor(types, n, maxLen, dev); err != nil {
 			free()
-			return b, nil, nil, err
+			return b, nil, err
 		}
-	}
-	lab, err := model.Int64Tensor(labels, 1, n, dev)
-	if err != nil {
-		free()
-		return b, nil, nil, err
-	}
-	labFlat, err := lab.Reshape([]int64{int64(n)}, true)
-	if err != nil {
-		free()
-		return b, nil, nil, err
 	}
 	var teacher *ts.Tensor
 	if r.HasTeacher() {
@@ -79,18 +68,51 @@ func batchTensors(r *dataset.Rows, idx []int, padID int64, dev model.Device) (mo
 		for _, i := range idx {
 			if len(r.Teacher[i]) != k {
 				free()
-				_ = labFlat.Drop()
-				return b, nil, nil, fmt.Errorf("row %s has %d teacher logits, want %d", r.RowIDs[i], len(r.Teacher[i]), k)
+				return b, nil, fmt.Errorf("row %s has %d teacher logits, want %d", r.RowIDs[i], len(r.Teacher[i]), k)
 			}
 			vals = append(vals, r.Teacher[i]...)
 		}
 		if teacher, err = model.Float32Tensor(vals, []int64{int64(n), int64(k)}, dev); err != nil {
 			free()
-			_ = labFlat.Drop()
-			return b, nil, nil, err
+			return b, nil, err
 		}
 	}
-	return b, labFlat, teacher, nil
+	return b, teacher, nil
+}
+
+// targetTensor is the training target of rows idx for the task: class
+// indices (int64 [n]), multi-hot labels (float32 [n, numLabels]) or scores
+// (float32 [n]).
+func targetTensor(r *dataset.Rows, idx []int, task string, numLabels int, dev model.Device) (*ts.Tensor, error) {
+	n := len(idx)
+	switch task {
+	case dataset.MultiLabel:
+		vals := make([]float32, n*numLabels)
+		for k, i := range idx {
+			for _, l := range r.Multi[i] {
+				if l < 0 || int(l) >= numLabels {
+					return nil, fmt.Errorf("row %s has label %d, the head has %d", r.RowIDs[i], l, numLabels)
+				}
+				vals[k*numLabels+int(l)] = 1
+			}
+		}
+		return model.Float32Tensor(vals, []int64{int64(n), int64(numLabels)}, dev)
+	case dataset.Regression:
+		vals := make([]float32, n)
+		for k, i := range idx {
+			vals[k] = r.Scores[i]
+		}
+		return model.Float32Tensor(vals, []int64{int64(n)}, dev)
+	}
+	labels := make([]int64, n)
+	for k, i := range idx {
+		labels[k] = int64(r.Labels[i])
+	}
+	lab, err := model.Int64Tensor(labels, 1, n, dev)
+	if err != nil {
+		return nil, err
+	}
+	return lab.Reshape([]int64{int64(n)}, true)
 }
 
 func freeBatch(b model.Batch, more ...*ts.Tensor) {

@@ -17,11 +17,12 @@ import (
 
 // trainState is what a checkpoint restores besides weights and optimizer moments.
 type trainState struct {
-	Step         int64             `json:"step"`       // optimizer steps done
-	Epoch        int               `json:"epoch"`      // epoch in progress
-	Batch        int               `json:"batch"`      // next batch index in that epoch's plan
-	MicroStep    int64             `json:"micro_step"` // micro-batches done (seeds dropout)
-	BestAccuracy float64           `json:"best_accuracy"`
+	Step         int64             `json:"step"`          // optimizer steps done
+	Epoch        int               `json:"epoch"`         // epoch in progress
+	Batch        int               `json:"batch"`         // next batch index in that epoch's plan
+	MicroStep    int64             `json:"micro_step"`    // micro-batches done (seeds dropout)
+	BestMetric   float64           `json:"best_metric"`   // the task's main metric at BestStep
+	BestAccuracy float64           `json:"best_accuracy"` // accuracy at BestStep (single-label; subset accuracy for multi-label)
 	BestLoss     float64           `json:"best_loss"`
 	BestStep     int64             `json:"best_step"`
 	BadEvals     int               `json:"bad_evals"` // evaluations since the last improvement
@@ -146,6 +147,17 @@ func loadCheckpoint(ctx context.Context, out string, params []*model.Param, opt 
 	}
 	if err := json.Unmarshal(data, &saved); err != nil {
 		return false, fmt.Errorf("%s: %w", dir, err)
+	}
+	// Checkpoints from before task kinds have no best_metric: they were
+	// single-label, where the main metric is the accuracy.
+	var since struct {
+		BestMetric *float64 `json:"best_metric"`
+	}
+	if err := json.Unmarshal(data, &since); err != nil {
+		return false, fmt.Errorf("%s: %w", dir, err)
+	}
+	if since.BestMetric == nil {
+		saved.BestMetric = saved.BestAccuracy
 	}
 	if saved.Config != st.Config {
 		return false, fmt.Errorf("checkpoint %s was made with other hyperparameters (%+v); start a fresh output folder or resume with the same flags", dir, saved.Config)

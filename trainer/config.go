@@ -59,6 +59,8 @@ type TrialResult struct {
 	BestDir        string  `json:"best_dir"`  // HF folder of the best evaluation
 	FinalDir       string  `json:"final_dir"` // HF folder of the last step
 	BestStep       int64   `json:"best_step"`
+	Metric         string  `json:"metric"`      // the task's main metric (MetricAccuracy, ...)
+	BestMetric     float64 `json:"best_metric"` // its value at BestStep
 	BestAccuracy   float64 `json:"best_accuracy"`
 	BestLoss       float64 `json:"best_loss"`
 	Steps          int64   `json:"steps"`

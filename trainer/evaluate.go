@@ -44,12 +44,12 @@ func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []i
 			for i := lo; i < min(lo+batchSize, rows.Len()); i++ {
 				idx = append(idx, i)
 			}
-			b, _, _, err := batchTensors(rows, idx, int64(m.Config.PadTokenID), m.Device)
+			b, teacher, err := batchTensors(rows, idx, int64(m.Config.PadTokenID), m.Device)
 			if err != nil {
 				return err
 			}
 			out, err := m.Forward(b, false, len(layers) > 0)
-			freeBatch(b)
+			freeBatch(b, teacher)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,7 @@ import (
 
 // buildModel loads the starting model: Init with the dataset's labels, cut
 // down to StudentLayers when a student is asked for.
-func buildModel(ctx context.Context, job Job, labels []string, dev model.Device) (*model.Bert, error) {
+func buildModel(ctx context.Context, job Job, labels []string, task string, dev model.Device) (*model.Bert, error) {
 	dir, cleanup, err := storage.LocalDir(ctx, job.Init)
 	if err != nil {
 		return nil, err
@@ -24,8 +24,9 @@ func buildModel(ctx context.Context, job Job, labels []string, dev model.Device)
 		return nil, err
 	}
 	opts := model.LoadOptions{Labels: labels, Device: dev}
-	// A head trained for other labels cannot be reused.
-	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") {
+	// A head trained for other labels, or for another kind of task, cannot
+	// be reused.
+	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") || cfg.Task() != task {
 		opts.HeadFromScratch = true
 	}
 	var m *model.Bert
@@ -38,6 +39,7 @@ func buildModel(ctx context.Context, job Job, labels []string, dev model.Device)
 		return nil, err
 	}
 	slog.Info("train: " + rep.String())
+	m.Config.ProblemType = task // exported, so transformers picks the same loss and outputs
 	if len(job.StudentLayers) == 0 {
 		return m, nil
 	}

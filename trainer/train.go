@@ -49,6 +49,8 @@ type trial struct {
 	progress Progress
 
 	dev          model.Device
+	task         string // the dataset's kind: loss, targets and main metric
+	numLabels    int
 	train, valid *dataset.Rows
 	distill      bool // the training rows carry teacher logits
 	padID        int64
@@ -115,8 +117,12 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		return nil, fmt.Errorf("%s has no training rows", job.Data)
 	}
 	t.distill = t.train.HasTeacher()
+	t.task, t.numLabels = man.TaskKind(), len(man.Labels)
+	if t.distill && t.task != dataset.SingleLabel {
+		return nil, fmt.Errorf("%s: distillation of %s datasets is not supported yet (only %s)", job.Data, t.task, dataset.SingleLabel)
+	}
 
-	if t.m, err = buildModel(ctx, job, man.Labels, t.dev); err != nil {
+	if t.m, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
 		return nil, err
 	}
 	t.padID = int64(t.m.Config.PadTokenID)
@@ -139,7 +145,7 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		t.total = int64(cfg.Epochs) * t.stepsPerEpoch
 	}
 	t.sched = model.LinearSchedule{Peak: cfg.LR, Warmup: int64(math.Round(cfg.WarmupRatio * float64(t.total))), Total: t.total}
-	t.st = trainState{BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
+	t.st = trainState{BestMetric: -math.MaxFloat64, BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
 	t.stopped = StoppedEpochs
 	if cfg.MaxSteps > 0 {
 		t.stopped = StoppedMaxSteps
@@ -289,17 +295,21 @@ func (t *trial) logTrain(ctx context.Context, lr, gradNorm float64) {
 // it improved, and says whether patience has run out (and marks the run as
 // stopped early if so).
 func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
-	ev, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
+	out, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
 	if err != nil {
 		return false, fmt.Errorf("evaluate: %w", err)
 	}
+	ev := ScoreTask(t.task, t.valid, out.Logits)
 	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Time: now()}
+	if t.task != dataset.SingleLabel {
+		e.Metric, e.MetricName = ev.Value, ev.Metric
+	}
 	t.st.Log = append(t.st.Log, e)
 	t.progress.Logged(ctx, e)
-	improved := ev.Accuracy > t.st.BestAccuracy || (ev.Accuracy == t.st.BestAccuracy && ev.Loss < t.st.BestLoss)
-	slog.Info("train: eval", "trial", t.job.Trial, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_accuracy", round4(ev.Accuracy), "best", improved)
+	improved := ev.Value > t.st.BestMetric || (ev.Value == t.st.BestMetric && ev.Loss < t.st.BestLoss)
+	slog.Info("train: eval", "trial", t.job.Trial, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_"+ev.Metric, round4(ev.Value), "best", improved)
 	if improved {
-		t.st.BestAccuracy, t.st.BestLoss, t.st.BestStep, t.st.BadEvals = ev.Accuracy, ev.Loss, t.st.Step, 0
+		t.st.BestMetric, t.st.BestAccuracy, t.st.BestLoss, t.st.BestStep, t.st.BadEvals = ev.Value, ev.Accuracy, ev.Loss, t.st.Step, 0
 		if err := exportModel(ctx, t.m, t.bestDir(), t.job.Init); err != nil {
 			return false, err
 		}
@@ -332,6 +342,7 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 	}
 	return TrialResult{
 		Trial: t.job.Trial, Config: t.cfg, Output: t.job.Output, BestDir: t.bestDir(), FinalDir: finalDir, BestStep: t.st.BestStep,
+		Metric: MainMetric(t.task), BestMetric: t.st.BestMetric,
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
 	}, nil
@@ -358,8 +369,13 @@ func (t *trial) microStep(b microBatch) (loss float64, err error) {
 }
 
 func (t *trial) forwardBackward(mb microBatch) (float64, error) {
-	b, labels, teacher, err := batchTensors(t.train, mb.idx, t.padID, t.dev)
+	b, teacher, err := batchTensors(t.train, mb.idx, t.padID, t.dev)
 	if err != nil {
+		return 0, err
+	}
+	labels, err := targetTensor(t.train, mb.idx, t.task, t.numLabels, t.dev)
+	if err != nil {
+		freeBatch(b, teacher)
 		return 0, err
 	}
 	defer freeBatch(b, labels, teacher)
@@ -374,9 +390,14 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	}
 	defer out.Free()
 	var loss *ts.Tensor
-	if t.distill {
+	switch {
+	case t.distill:
 		loss, err = model.DistillLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
-	} else {
+	case t.task == dataset.MultiLabel:
+		loss, err = model.BCEWithLogits(out.Logits, labels, nil)
+	case t.task == dataset.Regression:
+		loss, err = model.MSE(out.Logits, labels)
+	default:
 		loss, err = model.CrossEntropy(out.Logits, labels)
 	}
 	if err != nil {

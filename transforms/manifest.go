@@ -58,6 +58,9 @@ func (fn *WriteManifestFn) ProcessElement(ctx context.Context, _ []byte, shards 
 	for labels(&l) {
 		m.Labels = l
 	}
+	if m.Task == dataset.Regression {
+		m.Labels = dataset.RegressionLabels // one output: the score
+	}
 	h := sha256.Sum256([]byte(strings.Join(m.Labels, "\n")))
 	m.LabelsSHA256 = hex.EncodeToString(h[:])
 

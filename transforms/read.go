@@ -163,7 +163,13 @@ func (fn *SpillRecordsFn) ProcessElement(ctx context.Context, in InputFile, emit
 			truncated++
 		}
 		tokenized++
-		if r.Label != "" {
+		switch {
+		case r.Label == "" || in.Parse.Task == dataset.Regression: // scores make no vocabulary
+		case in.Parse.Task == dataset.MultiLabel:
+			for _, l := range dataset.SplitLabelSet(r.Label) {
+				labels[l] = true
+			}
+		default:
 			labels[r.Label] = true
 		}
 		shard := fn.Plan.ShardOf(r.Split, h)

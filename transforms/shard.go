@@ -14,6 +14,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,7 +68,15 @@ func (a *Stats) Add(e Example) {
 		a.Splits[e.Split] = s
 	}
 	s.Rows++
-	s.Labels[e.Label]++
+	switch {
+	case e.Scored: // a score is no class
+	case e.Labels != nil:
+		for _, l := range e.Labels {
+			s.Labels[l]++
+		}
+	default:
+		s.Labels[e.Label]++
+	}
 	b := int(e.Length) / dataset.LengthBucket
 	for len(s.Lengths) <= b {
 		s.Lengths = append(s.Lengths, 0)
@@ -554,6 +563,7 @@ type WriteShardFn struct {
 	Root string // the manifest's folder
 	Dir  string // data folder, relative to Root
 	Plan ShardPlan
+	Task string // the dataset's kind: how a row's label text becomes its target
 }
 
 func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs func(*SpillRef) bool, vocab func(*[]string) bool,
@@ -695,15 +705,11 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 		}
 		row.Label = -1
 		if len(label) > 0 {
-			idx, ok := labelIndex[string(label)]
-			if !ok {
-				// Labels outside a given vocabulary are rejected while
-				// reading, and an inferred one holds every label read.
-				return fail(fmt.Errorf("label %q of %s:%d is not in the vocabulary", label, rows.sources[es[i].src], es[i].line))
+			if err := setTarget(&row, fn.Task, string(label), labelIndex); err != nil {
+				return fail(fmt.Errorf("%s:%d: %w", rows.sources[es[i].src], es[i].line, err))
 			}
-			row.Label = idx
 		}
-		st.Add(Example{Split: split, ID: row.ID, Label: row.Label, InputIDs: row.InputIDs, TokenTypeIDs: row.TokenTypeIDs,
+		st.Add(Example{Split: split, ID: row.ID, Label: row.Label, Labels: row.Labels, Scored: fn.Task == dataset.Regression && len(label) > 0, InputIDs: row.InputIDs, TokenTypeIDs: row.TokenTypeIDs,
 			Length: row.Length, Truncated: row.Truncated, Text: row.Text})
 		if batch = append(batch, row); len(batch) == cap(batch) || i == len(es)-1 {
 			if _, err := pw.Write(batch); err != nil {
@@ -723,6 +729,35 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 	shardsWritten.Inc(ctx, 1)
 	emit(info)
 	emitStats(st)
+	return nil
+}
+
+// setTarget turns a row's canonical label text into its training target:
+// the class index, the class indices of a multi-label row, or the score.
+// Labels outside a given vocabulary are rejected while reading, and an
+// inferred vocabulary holds every label read, so a miss here is a bug.
+func setTarget(row *dataset.ShardRow, task, label string, index map[string]int32) error {
+	switch task {
+	case dataset.Regression:
+		v, err := dataset.ParseScore(label)
+		row.Score = v
+		return err
+	case dataset.MultiLabel:
+		for _, l := range dataset.SplitLabelSet(label) {
+			idx, ok := index[l]
+			if !ok {
+				return fmt.Errorf("label %q is not in the vocabulary", l)
+			}
+			row.Labels = append(row.Labels, idx)
+		}
+		slices.Sort(row.Labels)
+		return nil
+	}
+	idx, ok := index[label]
+	if !ok {
+		return fmt.Errorf("label %q is not in the vocabulary", label)
+	}
+	row.Label = idx
 	return nil
 }
 

@@ -27,7 +27,9 @@ func init() {
 type Example struct {
 	Split        string
 	ID           string
-	Label        int32 // index into the label vocabulary, -1 when unlabelled
+	Label        int32   // index into the label vocabulary, -1 when unlabelled (or not single-label)
+	Labels       []int32 // multi-label: the class indices
+	Scored       bool    // regression: the example has a score (it has no class)
 	InputIDs     []int32
 	TokenTypeIDs []int32 // only for text pairs
 	Length       int32   // tokens, special tokens included

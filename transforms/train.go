@@ -52,6 +52,10 @@ func (trainMetrics) Logged(ctx context.Context, e report.LogEntry) {
 	case report.LogTrain:
 		trainLoss.Set(ctx, int64(e.Loss*1000))
 	case report.LogEval:
-		valAccuracy.Set(ctx, int64(e.Accuracy*10000))
+		v := e.Accuracy
+		if e.MetricName != "" { // the task's main metric is not accuracy
+			v = e.Metric
+		}
+		valAccuracy.Set(ctx, int64(v*10000))
 	}
 }

@@ -139,8 +139,12 @@ func printTrials(res *pipelines.TrainResult) error {
 		if t.Trial == res.Best.Trial {
 			mark = "*"
 		}
-		fmt.Printf("%s %-30s val_accuracy %.4f  val_loss %.4f  best_step %d/%d  %.1f ex/s  %.0fs  (%s)\n",
-			mark, t.Trial, t.BestAccuracy, t.BestLoss, t.BestStep, t.Steps, t.ExamplesPerSec, t.WallSeconds, t.Stopped)
+		metric := t.Metric
+		if metric == "" { // a result from before task kinds
+			metric, t.BestMetric = trainer.MetricAccuracy, t.BestAccuracy
+		}
+		fmt.Printf("%s %-30s val_%s %.4f  val_loss %.4f  best_step %d/%d  %.1f ex/s  %.0fs  (%s)\n",
+			mark, t.Trial, metric, t.BestMetric, t.BestLoss, t.BestStep, t.Steps, t.ExamplesPerSec, t.WallSeconds, t.Stopped)
 	}
 	b, err := json.Marshal(res.Best.Config)
 	if err != nil {

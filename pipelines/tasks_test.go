@@ -1,0 +1,175 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/trainer"
+)
+
+// sharedData is ../shared/data beside the repository: the real corpora of
+// the task kinds (MRPC, STS-B, GoEmotions), read by tests, never shipped.
+var sharedData = filepath.Join("..", "..", "shared", "data")
+
+// sharedHead writes the first n lines of src (after skipping skip lines) to
+// dir, keeping only the lines keep accepts (nil: all).
+func sharedHead(t *testing.T, src, dir string, skip, n int, keep func(string) bool) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Skipf("shared data %s (../shared/data beside the repository) is absent: %v", src, err)
+	}
+	var out []string
+	for i, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if i < skip || keep != nil && !keep(l) {
+			continue
+		}
+		if out = append(out, l); len(out) == n {
+			break
+		}
+	}
+	dst := filepath.Join(dir, strings.ReplaceAll(strings.TrimPrefix(src, sharedData+"/"), "/", "-"))
+	if err := os.WriteFile(dst, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// trainTask prepares o and trains all-MiniLM-L6-v2 on it for a few hundred
+// steps, and returns the manifest and the winning trial.
+func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64) (*dataset.Manifest, trainer.TrialResult) {
+	t.Helper()
+	ctx := context.Background()
+	prep, err := RunPrepare(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := trainer.DefaultConfig()
+	cfg.Epochs, cfg.BatchSize, cfg.LR = epochs, 16, lr
+	res, err := RunTrain(ctx, TrainOptions{Data: o.Output, Init: o.ModelDir, Output: filepath.Join(filepath.Dir(o.Output), "run"),
+		Config: cfg, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prep.Manifest, res.Best
+}
+
+// TestRegressionTask trains on 400 STS-B pairs (scores 0–5) and checks the
+// task reaches every stage it should: the manifest's kind and scores, a
+// one-output head exported with problem_type regression, a validation
+// Pearson well above chance; and distill and evaluate refuse it for now.
+func TestRegressionTask(t *testing.T) {
+	modelDir := needModel(t)
+	dir := t.TempDir()
+	stsb := filepath.Join(sharedData, "stsb")
+	o := DefaultPrepareOptions()
+	o.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 400, nil)}
+	o.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 150, nil)}
+	o.Format, o.Header = "tsv", false
+	o.Fields = dataset.Fields{Text: []string{"6"}, Pair: "7", Label: "5"}
+	o.Task, o.LabelRange = dataset.Regression, "0:5"
+	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
+	man, best := trainTask(t, o, 3, 1e-4)
+	if man.Task != dataset.Regression || strings.Join(man.Labels, ",") != "score" {
+		t.Errorf("manifest task %q labels %v", man.Task, man.Labels)
+	}
+	rows := shardRows(t, o.Output, man, dataset.SplitValidation)
+	var sum float64
+	for _, r := range rows {
+		if r.Label != -1 || len(r.Labels) != 0 || r.Score < 0 || r.Score > 5 {
+			t.Fatalf("row %s: label %d labels %v score %g", r.ID, r.Label, r.Labels, r.Score)
+		}
+		sum += float64(r.Score)
+	}
+	if mean := sum / float64(len(rows)); mean < 1 || mean > 4 {
+		t.Errorf("mean validation score %.2f: scores were not carried", mean)
+	}
+	if best.Metric != trainer.MetricPearson || best.BestMetric < 0.5 {
+		t.Errorf("best %s %.3f, want pearson above 0.5", best.Metric, best.BestMetric)
+	}
+	t.Logf("STS-B 400 pairs: validation %s %.3f (loss %.3f)", best.Metric, best.BestMetric, best.BestLoss)
+	cfg, err := model.LoadConfig(filepath.Join(filepath.Dir(o.Output), "run", TeacherModel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProblemType != dataset.Regression || cfg.NumLabels() != 1 {
+		t.Errorf("exported problem_type %q with %d labels", cfg.ProblemType, cfg.NumLabels())
+	}
+	_, err = RunEvaluate(context.Background(), EvaluateOptions{Data: o.Output, Models: []NamedModel{{Name: "t", Dir: filepath.Join(dir, "run", TeacherModel)}}, Output: filepath.Join(dir, "report")})
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "evaluate supports single_label_classification datasets only") {
+		t.Errorf("evaluate of a regression dataset: %v", err)
+	}
+}
+
+// TestMultiLabelTask trains on GoEmotions comments carrying only its four
+// most frequent labels (one or several each) and checks the multi-hot rows,
+// the exported problem_type, and a validation macro-F1 above what guessing
+// each label at its frequency would score.
+func TestMultiLabelTask(t *testing.T) {
+	modelDir := needModel(t)
+	dir := t.TempDir()
+	ge := filepath.Join(sharedData, "goemotions")
+	frequent := map[string]bool{"27": true, "0": true, "4": true, "3": true} // neutral, admiration, approval, annoyance
+	keep := func(l string) bool {
+		f := strings.Split(l, "\t")
+		if len(f) != 3 || strings.Contains(f[0], `"`) {
+			return false
+		}
+		for _, x := range strings.Split(f[1], ",") {
+			if !frequent[x] {
+				return false
+			}
+		}
+		return true
+	}
+	o := DefaultPrepareOptions()
+	o.Train = []string{sharedHead(t, filepath.Join(ge, "train.tsv"), dir, 0, 600, keep)}
+	o.Validation = []string{sharedHead(t, filepath.Join(ge, "dev.tsv"), dir, 0, 200, keep)}
+	o.Format, o.Header = "tsv", false
+	o.Fields = dataset.Fields{Text: []string{"1"}, Label: "2", ID: "3"}
+	o.Task = dataset.MultiLabel
+	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
+	man, best := trainTask(t, o, 6, 2e-4)
+	if man.Task != dataset.MultiLabel || strings.Join(man.Labels, ",") != "0,3,4,27" {
+		t.Errorf("manifest task %q labels %v", man.Task, man.Labels)
+	}
+	rows := shardRows(t, o.Output, man, dataset.SplitValidation)
+	multi, freq := 0, make([]float64, len(man.Labels))
+	for _, r := range rows {
+		if r.Label != -1 || len(r.Labels) == 0 {
+			t.Fatalf("row %s: label %d labels %v", r.ID, r.Label, r.Labels)
+		}
+		if len(r.Labels) > 1 {
+			multi++
+		}
+		for _, l := range r.Labels {
+			freq[l]++
+		}
+	}
+	if multi == 0 {
+		t.Error("no validation row has several labels")
+	}
+	// Guessing label j with probability p_j (its frequency) scores an
+	// expected F1 of p_j on it: the macro-F1 of chance is the mean p_j.
+	var chance float64
+	for _, f := range freq {
+		chance += f / float64(len(rows)) / float64(len(freq))
+	}
+	if best.Metric != trainer.MetricMacroF1 || best.BestMetric < chance+0.1 {
+		t.Errorf("best %s %.3f, want 0.1 above chance (%.3f)", best.Metric, best.BestMetric, chance)
+	}
+	t.Logf("GoEmotions, 4 labels: validation %s %.3f (chance %.3f), subset accuracy %.3f", best.Metric, best.BestMetric, chance, best.BestAccuracy)
+	cfg, err := model.LoadConfig(filepath.Join(dir, "run", TeacherModel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProblemType != dataset.MultiLabel || strings.Join(cfg.Labels(), ",") != "0,3,4,27" {
+		t.Errorf("exported problem_type %q labels %v", cfg.ProblemType, cfg.Labels())
+	}
+}
