@@ -1,6 +1,8 @@
 package model
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,33 +12,75 @@ import (
 	"github.com/sugarme/gotch"
 )
 
-// TestExportForTransformers exports all-MiniLM-L6-v2 with a new 3-class head,
-// reloads the folder and checks the logits are unchanged. With
-// BEAMTUNE_EXPORT_DIR set (scripts/parity.sh), the folder and the Go logits are
-// kept there for transformers to load.
+// exportKinds are the task kinds TestExportForTransformers exports, each with
+// a new seeded head on all-MiniLM-L6-v2. sub is the folder under the export
+// dir ("" for the dir itself: the single-label folder, where it always was).
+var exportKinds = []struct {
+	problemType string // "" leaves Config.ProblemType unset: Export must name single-label
+	want        string // problem_type config.json must carry
+	sub         string
+	labels      []string
+	seed        int64
+}{
+	{"", "single_label_classification", "", []string{"World", "Sports", "Business"}, 3},
+	{"multi_label_classification", "multi_label_classification", "multi_label_classification", []string{"World", "Sports", "Business"}, 4},
+	{"regression", "regression", "regression", []string{"score"}, 5},
+}
+
+// TestExportForTransformers exports all-MiniLM-L6-v2 with a new head for each
+// task kind (3-class single-label, 3-label multi-label, 1-output regression),
+// checks config.json names the task (problem_type, id2label, label2id),
+// reloads each folder and checks the logits are unchanged. With
+// BEAMTUNE_EXPORT_DIR set (scripts/parity.sh), the folders and the Go logits
+// are kept there for transformers to load: the single-label folder is the
+// dir itself, the others are its multi_label_classification/ and regression/.
 func TestExportForTransformers(t *testing.T) {
 	src := DefaultModelDir()
 	if _, err := os.Stat(filepath.Join(src, "model.safetensors")); err != nil {
 		t.Skipf("pretrained model not installed (%v): run scripts/setup.sh", err)
 	}
 	dir := os.Getenv("BEAMTUNE_EXPORT_DIR")
+	keep := dir != ""
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "exported")
 	}
-	defer LockThread()()
-	Seed(3)
-	labels := []string{"World", "Sports", "Business"}
-	m, _, err := Load(src, LoadOptions{Labels: labels, Device: gotch.CPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
 	ref := openRef(t, "minilm_ref.safetensors")
 	ids, shape := ref.int64s("input_ids")
 	mask, _ := ref.int64s("attention_mask")
 	types, _ := ref.int64s("token_type_ids")
 	L, n := int(shape[1]), 40
+	// In order: exporting the single-label folder replaces the dir, and with
+	// it any kind folders an earlier run left inside.
+	for _, k := range exportKinds {
+		out := filepath.Join(dir, k.sub)
+		ok := t.Run(k.want, func(t *testing.T) {
+			defer LockThread()()
+			before := exportKind(t, src, out, k.problemType, k.labels, k.seed, ids, mask, types, L, n)
+			checkExportedConfig(t, out, k.want, k.labels)
+			if keep {
+				writeGoLogits(t, out, k.want, before, ids, mask, types, L, n, len(k.labels))
+			}
+		})
+		if !ok {
+			return
+		}
+	}
+}
+
+// exportKind loads src with a new head (labels, seeded), exports it to dir,
+// reloads it and returns the logits of the first n reference rows.
+func exportKind(t *testing.T, src, dir, problemType string, labels []string, seed int64, ids, mask, types []int64, L, n int) []float32 {
+	t.Helper()
+	Seed(seed)
+	m, _, err := Load(src, LoadOptions{Labels: labels, Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	m.Config.ProblemType = problemType
+	want := m.Config.Task()
 	b := Batch{InputIDs: rowsTensor(t, ids, L, 0, n), TokenTypeIDs: rowsTensor(t, types, L, 0, n), AttentionMask: rowsTensor(t, mask, L, 0, n)}
+	defer drop(b.InputIDs, b.TokenTypeIDs, b.AttentionMask)
 	logits := func(m *Bert) []float32 {
 		var v []float32
 		if err := NoGrad(func() error {
@@ -45,6 +89,9 @@ func TestExportForTransformers(t *testing.T) {
 				return err
 			}
 			defer out.Free()
+			if got := Shape(out.Logits); !slices.Equal(got, []int64{int64(n), int64(len(labels))}) {
+				return fmt.Errorf("logits shape %v, want [%d %d]", got, n, len(labels))
+			}
 			v = values(t, out.Logits)
 			return nil
 		}); err != nil {
@@ -72,28 +119,87 @@ func TestExportForTransformers(t *testing.T) {
 	if !slices.Equal(back.Config.Labels(), labels) {
 		t.Errorf("labels after reload = %v, want %v", back.Config.Labels(), labels)
 	}
+	if got := back.Config.Task(); got != want || back.Config.ProblemType != want {
+		t.Errorf("task after reload = %q (problem_type %q), want %q", got, back.Config.ProblemType, want)
+	}
 	if d := maxAbsDiff(logits(back), before); d != 0 {
 		t.Errorf("logits changed by %.3g after export and reload", d)
 	}
-	if os.Getenv("BEAMTUNE_EXPORT_DIR") != "" {
-		i64 := func(name string, v []int64) safetensors.Tensor {
-			raw := make([]byte, 8*len(v))
-			for i, x := range v {
-				for k := 0; k < 8; k++ {
-					raw[8*i+k] = byte(uint64(x) >> (8 * k))
-				}
+	return before
+}
+
+// checkExportedConfig reads dir/config.json as transformers would and checks
+// it names the task: problem_type, the head's size (id2label, label2id and,
+// if written, num_labels) and the label names.
+func checkExportedConfig(t *testing.T, dir, problemType string, labels []string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Architectures []string          `json:"architectures"`
+		ProblemType   *string           `json:"problem_type"`
+		ID2Label      map[string]string `json:"id2label"`
+		Label2ID      map[string]int    `json:"label2id"`
+		NumLabels     *int              `json:"num_labels"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatalf("exported config.json: %v", err)
+	}
+	if !slices.Equal(cfg.Architectures, []string{"BertForSequenceClassification"}) {
+		t.Errorf("architectures = %v, want [BertForSequenceClassification]", cfg.Architectures)
+	}
+	if cfg.ProblemType == nil {
+		t.Errorf("config.json has no problem_type, want %q", problemType)
+	} else if *cfg.ProblemType != problemType {
+		t.Errorf("problem_type = %q, want %q", *cfg.ProblemType, problemType)
+	}
+	if cfg.NumLabels != nil && *cfg.NumLabels != len(labels) {
+		t.Errorf("num_labels = %d, want %d", *cfg.NumLabels, len(labels))
+	}
+	if len(cfg.ID2Label) != len(labels) || len(cfg.Label2ID) != len(labels) {
+		t.Errorf("id2label has %d entries and label2id %d, want %d labels: %v", len(cfg.ID2Label), len(cfg.Label2ID), len(labels), labels)
+	}
+	for i, name := range labels {
+		if got := cfg.ID2Label[fmt.Sprint(i)]; got != name {
+			t.Errorf("id2label[%d] = %q, want %q", i, got, name)
+		}
+		if got, ok := cfg.Label2ID[name]; !ok || got != i {
+			t.Errorf("label2id[%q] = %d (present %v), want %d", name, got, ok, i)
+		}
+	}
+	// And as beamtune parses it.
+	c, err := ParseConfig(data, "exported config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Task() != problemType || c.NumLabels() != len(labels) {
+		t.Errorf("parsed config: task %q, %d labels; want %q, %d", c.Task(), c.NumLabels(), problemType, len(labels))
+	}
+}
+
+// writeGoLogits keeps the Go logits and their inputs next to the exported
+// folder, for scripts/parity.py --roundtrip.
+func writeGoLogits(t *testing.T, dir, problemType string, logits []float32, ids, mask, types []int64, L, n, labels int) {
+	t.Helper()
+	i64 := func(name string, v []int64) safetensors.Tensor {
+		raw := make([]byte, 8*len(v))
+		for i, x := range v {
+			for k := 0; k < 8; k++ {
+				raw[8*i+k] = byte(uint64(x) >> (8 * k))
 			}
-			return safetensors.Tensor{Name: name, DType: safetensors.I64, Shape: []int64{int64(n), int64(L)}, Data: raw}
 		}
-		lt, err := safetensors.FromFloat32("logits", safetensors.F32, []int64{int64(n), int64(len(labels))}, before)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = safetensors.WriteFile(filepath.Join(dir, "go_logits.safetensors"), []safetensors.Tensor{
-			lt, i64("input_ids", ids[:n*L]), i64("attention_mask", mask[:n*L]), i64("token_type_ids", types[:n*L]),
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		return safetensors.Tensor{Name: name, DType: safetensors.I64, Shape: []int64{int64(n), int64(L)}, Data: raw}
+	}
+	lt, err := safetensors.FromFloat32("logits", safetensors.F32, []int64{int64(n), int64(labels)}, logits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = safetensors.WriteFile(filepath.Join(dir, "go_logits.safetensors"), []safetensors.Tensor{
+		lt, i64("input_ids", ids[:n*L]), i64("attention_mask", mask[:n*L]), i64("token_type_ids", types[:n*L]),
+	}, map[string]string{"problem_type": problemType})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

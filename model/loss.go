@@ -223,3 +223,90 @@ func MSE(logits, targets *ts.Tensor) (*ts.Tensor, error) {
 	}
 	return t, nil
 }
+
+// DistillMultiLabelLoss is DistillLoss for multi-label heads, where each
+// label is its own binary decision:
+//
+//	alpha * T² * BCE(student/T, sigmoid(teacher/T)) + (1-alpha) * BCE(student, targets)
+//
+// with BCE averaged over rows and labels. The teacher's probabilities at
+// temperature T are the soft targets; T² keeps their gradients on the scale
+// of the hard-label term, as in the softmax case. mseWeight adds
+// mseWeight * MSE(student, teacher) on raw logits.
+func DistillMultiLabelLoss(student, teacher, targets *ts.Tensor, temperature, alpha, mseWeight float64) (*ts.Tensor, error) {
+	if temperature <= 0 {
+		return nil, fmt.Errorf("distill: temperature must be positive, got %g", temperature)
+	}
+	var s scope
+	defer s.release()
+	var total *ts.Tensor
+	if alpha > 0 {
+		sT := s.mulScalar(student, 1/temperature)
+		tT := s.mulScalar(teacher, 1/temperature)
+		if !s.ok() {
+			return nil, s.err
+		}
+		soft, err := tT.Sigmoid(false)
+		soft = s.add(soft, err, "sigmoid")
+		if !s.ok() {
+			return nil, s.err
+		}
+		bce, err := BCEWithLogits(sT, soft, nil)
+		bce = s.add(bce, err, "bce_with_logits")
+		total = s.mulScalar(bce, alpha*temperature*temperature)
+	}
+	if alpha < 1 && targets != nil {
+		if !s.ok() {
+			return nil, s.err
+		}
+		hard, err := BCEWithLogits(student, targets, nil)
+		hard = s.add(hard, err, "bce_with_logits")
+		total = s.sumScaled(total, hard, 1-alpha)
+	}
+	if mseWeight > 0 {
+		if !s.ok() {
+			return nil, s.err
+		}
+		mse, err := student.MseLoss(teacher, reductionMean, false)
+		mse = s.add(mse, err, "mse")
+		total = s.sumScaled(total, mse, mseWeight)
+	}
+	if !s.ok() {
+		return nil, s.err
+	}
+	if total == nil {
+		return nil, fmt.Errorf("distill: nothing to optimise (alpha=%g, no labels, no MSE)", alpha)
+	}
+	return s.keep(total), nil
+}
+
+// DistillRegressionLoss is DistillLoss for a regression head: the teacher's
+// score is the soft target, with no temperature (a score has no
+// distribution to soften):
+//
+//	alpha * MSE(student, teacher) + (1-alpha) * MSE(student, targets)
+func DistillRegressionLoss(student, teacher, targets *ts.Tensor, alpha float64) (*ts.Tensor, error) {
+	var s scope
+	defer s.release()
+	var total *ts.Tensor
+	if alpha > 0 {
+		soft, err := student.MseLoss(teacher, reductionMean, false)
+		soft = s.add(soft, err, "mse")
+		total = s.mulScalar(soft, alpha)
+	}
+	if alpha < 1 && targets != nil {
+		if !s.ok() {
+			return nil, s.err
+		}
+		hard, err := MSE(student, targets)
+		hard = s.add(hard, err, "mse")
+		total = s.sumScaled(total, hard, 1-alpha)
+	}
+	if !s.ok() {
+		return nil, s.err
+	}
+	if total == nil {
+		return nil, fmt.Errorf("distill: nothing to optimise (alpha=%g, no labels)", alpha)
+	}
+	return s.keep(total), nil
+}

@@ -103,3 +103,60 @@ func TestHiddenCLSLossByHand(t *testing.T) {
 		t.Error("mismatched pair counts should be refused")
 	}
 }
+
+// TestDistillLossesPerTask checks the multi-label and regression
+// distillation losses against by-hand values.
+func TestDistillLossesPerTask(t *testing.T) {
+	defer LockThread()()
+	tensor := func(v []float32, shape ...int64) *ts.Tensor {
+		x, err := Float32Tensor(v, shape, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	// bce(z, y) with logits, for a soft or hard target y.
+	bce := func(z, y float64) float64 { return math.Max(z, 0) - z*y + math.Log1p(math.Exp(-math.Abs(z))) }
+
+	zs := []float32{1.5, -0.5, 0.2, 2.0} // student logits [2, 2]
+	zt := []float32{3.0, -1.0, -0.4, 1.0}
+	y := []float32{1, 0, 0, 1}
+	const temp, alpha, w = 2.0, 0.7, 0.3
+	var soft, hard, mse float64
+	for i := range zs {
+		soft += bce(float64(zs[i])/temp, sig(float64(zt[i])/temp))
+		hard += bce(float64(zs[i]), float64(y[i]))
+		d := float64(zs[i] - zt[i])
+		mse += d * d
+	}
+	want := alpha*temp*temp*soft/4 + (1-alpha)*hard/4 + w*mse/4
+	s, tt, yt := tensor(zs, 2, 2), tensor(zt, 2, 2), tensor(y, 2, 2)
+	defer drop(s, tt, yt)
+	loss, err := DistillMultiLabelLoss(s, tt, yt, temp, alpha, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := float64(values(t, loss)[0])
+	drop(loss)
+	if math.Abs(got-want) > 1e-5 {
+		t.Errorf("multi-label distillation loss %v, by hand %v", got, want)
+	}
+
+	// Regression: student [3, 1] against teacher scores [3, 1] and targets [3].
+	rs, rt, ry := tensor([]float32{1, 2, 3}, 3, 1), tensor([]float32{1.5, 2, 2}, 3, 1), tensor([]float32{2, 2, 4}, 3)
+	defer drop(rs, rt, ry)
+	rl, err := DistillRegressionLoss(rs, rt, ry, 0.25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rgot := float64(values(t, rl)[0])
+	drop(rl)
+	rwant := 0.25*(0.25+0+1)/3 + 0.75*(1+0+1)/3
+	if math.Abs(rgot-rwant) > 1e-6 {
+		t.Errorf("regression distillation loss %v, by hand %v", rgot, rwant)
+	}
+	if _, err := DistillMultiLabelLoss(s, tt, yt, 0, alpha, 0); err == nil {
+		t.Error("a zero temperature was accepted")
+	}
+}

@@ -223,6 +223,15 @@ func (s *scope) addT(a, b *ts.Tensor) *ts.Tensor {
 	return s.add(t, err, "add")
 }
 
+// sumScaled is total + w*t, or w*t when total is nil.
+func (s *scope) sumScaled(total, t *ts.Tensor, w float64) *ts.Tensor {
+	t = s.mulScalar(t, w)
+	if total == nil {
+		return t
+	}
+	return s.addT(total, t)
+}
+
 func (s *scope) mulT(a, b *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil

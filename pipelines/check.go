@@ -334,8 +334,8 @@ func CheckOutput(ctx context.Context, dir string) error {
 }
 
 // singleLabelOnly refuses a dataset of another task kind for the stages
-// that score only single-label models so far: prepare and train take every
-// kind, distill, evaluate and predict single-label ones (issue #15).
+// that score only single-label models so far: prepare, train and distill
+// take every kind, evaluate and predict single-label ones (issue #15).
 func singleLabelOnly(stage, dir string, m *dataset.Manifest) error {
 	if task := m.TaskKind(); task != dataset.SingleLabel {
 		return badInputf("%s: a %s dataset; %s supports %s datasets only for now", dir, task, stage, dataset.SingleLabel)

@@ -62,11 +62,12 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := singleLabelOnly("distill", o.Data, man); err != nil {
+	teacher, err := CheckModelDir(ctx, o.Teacher, ModelUse{Role: "--teacher", Tokenizer: true, Labels: man.Labels})
+	if err != nil {
 		return nil, err
 	}
-	if _, err := CheckModelDir(ctx, o.Teacher, ModelUse{Role: "--teacher", Tokenizer: true, Labels: man.Labels}); err != nil {
-		return nil, err
+	if teacher.Task() != man.TaskKind() {
+		return nil, badInputf("--teacher: %s is a %s model, the dataset %s is %s", o.Teacher, teacher.Task(), o.Data, man.TaskKind())
 	}
 	if o.StudentInit != "" {
 		if _, err := CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {

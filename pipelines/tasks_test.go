@@ -60,10 +60,26 @@ func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64) (*dataset
 	return prep.Manifest, res.Best
 }
 
+// distillTask distils a 3-layer student (teacher layers 0, 2, 4) from the
+// teacher trainTask published, and returns the winning trial.
+func distillTask(t *testing.T, o PrepareOptions, epochs int, lr float64) trainer.TrialResult {
+	t.Helper()
+	run := filepath.Join(filepath.Dir(o.Output), "run")
+	cfg := trainer.DefaultConfig()
+	cfg.Epochs, cfg.BatchSize, cfg.LR = epochs, 16, lr
+	res, err := RunDistill(context.Background(), DistillOptions{Data: o.Output, Teacher: filepath.Join(run, TeacherModel),
+		StudentLayers: []int{0, 2, 4}, Output: run, Config: cfg, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Student.Best
+}
+
 // TestRegressionTask trains on 400 STS-B pairs (scores 0–5) and checks the
 // task reaches every stage it should: the manifest's kind and scores, a
 // one-output head exported with problem_type regression, a validation
-// Pearson well above chance; and distill and evaluate refuse it for now.
+// Pearson well above chance, a distilled student that learns from the
+// teacher's scores; and evaluate refuses it for now.
 func TestRegressionTask(t *testing.T) {
 	modelDir := needModel(t)
 	dir := t.TempDir()
@@ -101,6 +117,11 @@ func TestRegressionTask(t *testing.T) {
 	if cfg.ProblemType != dataset.Regression || cfg.NumLabels() != 1 {
 		t.Errorf("exported problem_type %q with %d labels", cfg.ProblemType, cfg.NumLabels())
 	}
+	student := distillTask(t, o, 3, 2e-4)
+	if student.Metric != trainer.MetricPearson || student.BestMetric < 0.3 {
+		t.Errorf("student %s %.3f, want pearson above 0.3 (chance is 0)", student.Metric, student.BestMetric)
+	}
+	t.Logf("STS-B: 3-layer student %s %.3f (%.0f%% of the teacher's)", student.Metric, student.BestMetric, 100*student.BestMetric/best.BestMetric)
 	_, err = RunEvaluate(context.Background(), EvaluateOptions{Data: o.Output, Models: []NamedModel{{Name: "t", Dir: filepath.Join(dir, "run", TeacherModel)}}, Output: filepath.Join(dir, "report")})
 	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "evaluate supports single_label_classification datasets only") {
 		t.Errorf("evaluate of a regression dataset: %v", err)

@@ -118,9 +118,6 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 	}
 	t.distill = t.train.HasTeacher()
 	t.task, t.numLabels = man.TaskKind(), len(man.Labels)
-	if t.distill && t.task != dataset.SingleLabel {
-		return nil, fmt.Errorf("%s: distillation of %s datasets is not supported yet (only %s)", job.Data, t.task, dataset.SingleLabel)
-	}
 
 	if t.m, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
 		return nil, err
@@ -391,6 +388,10 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	defer out.Free()
 	var loss *ts.Tensor
 	switch {
+	case t.distill && t.task == dataset.MultiLabel:
+		loss, err = model.DistillMultiLabelLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
+	case t.distill && t.task == dataset.Regression:
+		loss, err = model.DistillRegressionLoss(out.Logits, teacher, labels, t.cfg.Alpha)
 	case t.distill:
 		loss, err = model.DistillLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
 	case t.task == dataset.MultiLabel:
