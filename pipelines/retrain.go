@@ -74,6 +74,9 @@ type RetrainPrepare struct {
 	LabelField          string               `yaml:"label_field" json:"label_field"`
 	IDField             string               `yaml:"id_field" json:"id_field,omitempty"`
 	Labels              []string             `yaml:"labels" json:"labels,omitempty"`
+	Task                string               `yaml:"task" json:"task,omitempty"` // single_label_classification (default), multi_label_classification, regression
+	LabelSeparator      string               `yaml:"label_separator" json:"label_separator,omitempty"`
+	LabelRange          string               `yaml:"label_range" json:"label_range,omitempty"`
 	Fractions           transforms.Fractions `yaml:"fractions" json:"fractions"`
 	Salt                string               `yaml:"salt" json:"salt"`
 	MaxLength           int                  `yaml:"max_length" json:"max_length"`
@@ -164,6 +167,12 @@ func (c RetrainConfig) validate() error {
 		return errors.New("model: missing")
 	}
 	p := c.Prepare
+	if _, err := dataset.ParseTask(p.Task); err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	if _, err := dataset.ParseLabelRange(p.LabelRange); err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
 	if len(p.Inputs)+len(p.Train)+len(p.Validation)+len(p.Test) == 0 {
 		return errors.New("prepare: give inputs, or train/validation/test files")
 	}
@@ -222,6 +231,7 @@ func (c RetrainConfig) prepareOptions(output string) PrepareOptions {
 	o.Format, o.Header = p.Format, p.Header
 	o.Fields = dataset.Fields{Text: p.TextFields, Pair: p.PairField, Label: p.LabelField, ID: p.IDField}
 	o.Labels, o.Fractions, o.Salt = p.Labels, p.Fractions, p.Salt
+	o.Task, o.LabelSeparator, o.LabelRange = p.Task, p.LabelSeparator, p.LabelRange
 	o.MaxLength, o.MaxRecordBytes, o.MaxBadFraction, o.ShardBytes, o.KeepText = p.MaxLength, p.MaxRecordBytes, p.MaxBadFraction, p.ShardBytes, p.KeepText
 	o.ModelDir = c.Model
 	o.Output = output

@@ -13,9 +13,13 @@ It writes, under testdata/parity/:
   tiny-bert/              a random 2-layer BERT (config.json, model.safetensors).
   tiny_ref.safetensors    its inputs, logits, every hidden state, and the loss and
                           gradient of every parameter for a cross-entropy step.
-Then, with --roundtrip DIR, it loads a folder exported by beamtune (Go) with
-AutoModelForSequenceClassification and compares its logits with the ones the Go
-side wrote there (DIR/go_logits.safetensors).
+Then, with --roundtrip DIR, it loads the folders exported by beamtune (Go) for
+each task kind (DIR: single-label, DIR/multi_label_classification,
+DIR/regression) with AutoModelForSequenceClassification, checks problem_type,
+num_labels and id2label, compares the logits with the ones the Go side wrote
+there (go_logits.safetensors), and checks that the loss transformers computes
+for a small fake target is the one the problem_type names (cross-entropy,
+BCE-with-logits, MSE).
 """
 import argparse
 import csv
@@ -25,6 +29,7 @@ import sys
 
 import numpy as np
 import torch
+import transformers
 from safetensors.numpy import save_file, load_file
 from tokenizers import Tokenizer
 from transformers import BertConfig, BertForSequenceClassification, AutoModelForSequenceClassification
@@ -172,17 +177,98 @@ def tiny_adamw():
     print(f"tiny adamw: grad norms {norms}, lrs {lrs}")
 
 
-def roundtrip(folder):
+# The task kinds beamtune exports (TestExportForTransformers): problem_type,
+# the folder under the --roundtrip dir ("" is the dir itself, the single-label
+# folder as before), and the head's label names.
+KINDS = [
+    ("single_label_classification", "", ["World", "Sports", "Business"]),
+    ("multi_label_classification", "multi_label_classification", ["World", "Sports", "Business"]),
+    ("regression", "regression", ["score"]),
+]
+
+
+def fake_targets(kind, rows, num_labels):
+    """A small fixed target of the dtype and shape transformers expects for kind."""
+    i = torch.arange(rows)
+    if kind == "single_label_classification":
+        return i % num_labels  # long class ids [rows]
+    if kind == "multi_label_classification":
+        j = torch.arange(num_labels)
+        return ((i[:, None] >> j[None, :]) & 1).float()  # multi-hot [rows, labels]: the bits of the row index, 0 to all labels on
+    return torch.linspace(-1.0, 1.0, rows)  # float scores [rows]
+
+
+def direct_loss(kind, logits, targets, num_labels):
+    """The loss kind's problem_type stands for, computed on the logits by hand."""
+    if kind == "single_label_classification":
+        return "CrossEntropyLoss", torch.nn.CrossEntropyLoss()(logits.view(-1, num_labels), targets.view(-1))
+    if kind == "multi_label_classification":
+        return "BCEWithLogitsLoss", torch.nn.BCEWithLogitsLoss()(logits, targets)
+    return "MSELoss", torch.nn.MSELoss()(logits.squeeze(-1), targets)
+
+
+def roundtrip_kind(folder, kind, labels):
+    """Loads one exported folder, checks it is the task it was exported as, and
+    compares its logits (and the loss transformers picks) with the Go side's."""
+    errors = []
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     model.eval()
     ref = load_file(os.path.join(folder, "go_logits.safetensors"))
-    with torch.no_grad():
-        o = model(input_ids=torch.from_numpy(ref["input_ids"]), attention_mask=torch.from_numpy(ref["attention_mask"]),
+    rows = int(ref["logits"].shape[0])
+    cfg = model.config
+    loaded_type = cfg.problem_type  # as loaded: transformers sets it in forward when the config has none
+    if loaded_type != kind:
+        errors.append(f"problem_type {loaded_type!r}, want {kind!r}")
+    if cfg.num_labels != len(labels) or ref["logits"].shape[1] != len(labels):
+        errors.append(f"num_labels {cfg.num_labels}, Go logits width {ref['logits'].shape[1]}, want {len(labels)}")
+    if [cfg.id2label[i] for i in range(cfg.num_labels)] != labels:
+        errors.append(f"id2label {cfg.id2label}, want {labels}")
+    inputs = dict(input_ids=torch.from_numpy(ref["input_ids"]), attention_mask=torch.from_numpy(ref["attention_mask"]),
                   token_type_ids=torch.from_numpy(ref["token_type_ids"]))
-    diff = float(np.abs(o.logits.numpy() - ref["logits"]).max())
-    print(json.dumps({"folder": folder, "class": type(model).__name__, "id2label": model.config.id2label,
-                      "rows": int(ref["logits"].shape[0]), "max_abs_diff": diff}))
-    return diff
+    targets = fake_targets(kind, rows, len(labels))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        fn, direct = direct_loss(kind, logits, targets, len(labels))
+        _, on_go = direct_loss(kind, torch.from_numpy(ref["logits"]), targets, len(labels))
+        try:
+            hf_loss = model(**inputs, labels=targets).loss.item()
+        except Exception as e:  # transformers took another loss, one these targets do not fit
+            hf_loss = float("nan")
+            errors.append(f"transformers' loss failed on {kind} targets: {type(e).__name__}: {e}")
+    diff = float(np.abs(logits.numpy() - ref["logits"]).max()) if logits.shape == ref["logits"].shape else float("inf")
+    if not diff <= 1e-4:
+        errors.append(f"logits differ by {diff:.3g} (bound 1e-4)")
+    loss_diff = abs(hf_loss - direct.item())
+    if not loss_diff <= 1e-6:
+        errors.append(f"transformers' loss {hf_loss:.7g} is not {fn} {direct.item():.7g}")
+    return {
+        "folder": folder, "class": type(model).__name__, "problem_type": loaded_type,
+        "num_labels": cfg.num_labels, "id2label": cfg.id2label, "rows": rows, "max_abs_diff": diff,
+        "loss": {"fn": fn, "targets": str(targets.dtype).replace("torch.", "") + str(list(targets.shape)),
+                 "transformers": hf_loss, "direct": direct.item(), "abs_diff": loss_diff,
+                 "direct_on_go_logits": on_go.item()},
+        "ok": not errors, "errors": errors,
+    }
+
+
+def roundtrip(folder):
+    """Every task kind under folder; prints one JSON object (the single-label
+    fields at the top, as before, and every kind under "kinds"); True if all pass."""
+    kinds = {}
+    for kind, sub, labels in KINDS:
+        try:
+            kinds[kind] = roundtrip_kind(os.path.join(folder, sub) if sub else folder, kind, labels)
+        except Exception as e:  # a folder that fails to load is a failed kind, reported with the others
+            kinds[kind] = {"folder": os.path.join(folder, sub), "ok": False, "errors": [f"{type(e).__name__}: {e}"]}
+    single = kinds["single_label_classification"]
+    out = {k: single.get(k) for k in ("folder", "class", "id2label", "rows", "max_abs_diff")}
+    out["transformers"] = transformers.__version__
+    out["torch"] = torch.__version__
+    out["bound"] = 1e-4
+    out["ok"] = all(k["ok"] for k in kinds.values())
+    out["kinds"] = kinds
+    print(json.dumps(out, indent=1))
+    return out["ok"]
 
 
 if __name__ == "__main__":
@@ -192,7 +278,7 @@ if __name__ == "__main__":
     ap.add_argument("--roundtrip", help="a folder exported by beamtune to load with transformers")
     a = ap.parse_args()
     if a.roundtrip:
-        sys.exit(0 if roundtrip(a.roundtrip) <= 1e-4 else 1)
+        sys.exit(0 if roundtrip(a.roundtrip) else 1)
     os.makedirs(OUT, exist_ok=True)
     minilm(a.model, a.shared)
     tiny()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# parity.sh: regenerate testdata/parity from HF transformers, then check that a
-# folder exported by beamtune loads in transformers with the same logits.
-# The result of the round trip is written to testdata/parity/ROUNDTRIP.json.
+# parity.sh: regenerate testdata/parity from HF transformers, then check that the
+# folders beamtune exports for each task kind (single-label, multi-label,
+# regression) load in transformers as the same task, with the same logits and
+# the loss their problem_type names. The result of the round trip is written
+# to testdata/parity/ROUNDTRIP.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=$(scripts/pyenv.sh)
@@ -9,5 +11,7 @@ MODEL=${BEAMTUNE_MODEL:-${BEAMTUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamtu
 "$PY" scripts/parity.py --model "$MODEL"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-BEAMTUNE_EXPORT_DIR=$out/exported go test ./model -run '^TestExportForTransformers$' -count=1 -v | tail -n 3
+# Writes $out/exported (single-label) and its multi_label_classification/ and
+# regression/ folders, each with go_logits.safetensors.
+BEAMTUNE_EXPORT_DIR=$out/exported go test ./model -run '^TestExportForTransformers$' -count=1 -v | tail -n 6
 "$PY" scripts/parity.py --model "$MODEL" --roundtrip "$out/exported" | tee testdata/parity/ROUNDTRIP.json
