@@ -43,7 +43,7 @@ func sharedHead(t *testing.T, src, dir string, skip, n int, keep func(string) bo
 
 // trainTask prepares o and trains all-MiniLM-L6-v2 on it for a few hundred
 // steps, and returns the manifest and the winning trial.
-func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64) (*dataset.Manifest, trainer.TrialResult) {
+func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64, tweak ...func(*trainer.Config)) (*dataset.Manifest, trainer.TrialResult) {
 	t.Helper()
 	ctx := context.Background()
 	prep, err := RunPrepare(ctx, o)
@@ -52,6 +52,9 @@ func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64) (*dataset
 	}
 	cfg := trainer.DefaultConfig()
 	cfg.Epochs, cfg.BatchSize, cfg.LR = epochs, 16, lr
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	res, err := RunTrain(ctx, TrainOptions{Data: o.Output, Init: o.ModelDir, Output: filepath.Join(filepath.Dir(o.Output), "run"),
 		Config: cfg, Threads: 2})
 	if err != nil {
@@ -129,9 +132,10 @@ func TestRegressionTask(t *testing.T) {
 }
 
 // TestMultiLabelTask trains on GoEmotions comments carrying only its four
-// most frequent labels (one or several each) and checks the multi-hot rows,
-// the exported problem_type, and a validation macro-F1 above what guessing
-// each label at its frequency would score.
+// most frequent labels (one or several each), with per-label positive
+// weights and checkpoints picked by micro-F1, and checks the multi-hot rows,
+// the exported problem_type, and a validation F1 above what guessing each
+// label at its frequency would score.
 func TestMultiLabelTask(t *testing.T) {
 	modelDir := needModel(t)
 	dir := t.TempDir()
@@ -156,7 +160,7 @@ func TestMultiLabelTask(t *testing.T) {
 	o.Fields = dataset.Fields{Text: []string{"1"}, Label: "2", ID: "3"}
 	o.Task = dataset.MultiLabel
 	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
-	man, best := trainTask(t, o, 6, 2e-4)
+	man, best := trainTask(t, o, 6, 2e-4, func(c *trainer.Config) { c.PosWeight, c.MetricForBest = true, trainer.MetricMicroF1 })
 	if man.Task != dataset.MultiLabel || strings.Join(man.Labels, ",") != "0,3,4,27" {
 		t.Errorf("manifest task %q labels %v", man.Task, man.Labels)
 	}
@@ -176,13 +180,16 @@ func TestMultiLabelTask(t *testing.T) {
 	if multi == 0 {
 		t.Error("no validation row has several labels")
 	}
-	// Guessing label j with probability p_j (its frequency) scores an
-	// expected F1 of p_j on it: the macro-F1 of chance is the mean p_j.
-	var chance float64
+	// Guessing label j with probability p_j (its frequency) makes, per row
+	// and label, a true positive with probability p_j², and p_j positives
+	// and p_j predictions: the micro-F1 of chance is Σp_j² / Σp_j.
+	var sq, sum float64
 	for _, f := range freq {
-		chance += f / float64(len(rows)) / float64(len(freq))
+		p := f / float64(len(rows))
+		sq, sum = sq+p*p, sum+p
 	}
-	if best.Metric != trainer.MetricMacroF1 || best.BestMetric < chance+0.1 {
+	chance := sq / sum
+	if best.Metric != trainer.MetricMicroF1 || best.BestMetric < chance+0.1 {
 		t.Errorf("best %s %.3f, want 0.1 above chance (%.3f)", best.Metric, best.BestMetric, chance)
 	}
 	t.Logf("GoEmotions, 4 labels: validation %s %.3f (chance %.3f), subset accuracy %.3f", best.Metric, best.BestMetric, chance, best.BestAccuracy)

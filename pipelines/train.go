@@ -11,6 +11,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
@@ -239,8 +240,15 @@ func checkTrainInputs(ctx context.Context, o TrainOptions) error {
 	if describedOnly(o.Runner) {
 		return nil
 	}
-	if _, err := CheckDataset(ctx, o.Data); err != nil {
+	man, err := CheckDataset(ctx, o.Data)
+	if err != nil {
 		return err
+	}
+	if _, err := trainer.CheckMetric(man.TaskKind(), o.Config.MetricForBest); err != nil {
+		return badInput(err)
+	}
+	if o.Config.PosWeight && man.TaskKind() != dataset.MultiLabel {
+		return badInputf("--pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, o.Data, man.TaskKind())
 	}
 	if _, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true}); err != nil {
 		return err

@@ -27,6 +27,15 @@ type Config struct {
 	// beamtune distill fills the map from the student's layers when it is empty.
 	HiddenMSE      float64 `json:"hidden_mse" yaml:"hidden_mse"`
 	HiddenLayerMap string  `json:"hidden_layer_map" yaml:"hidden_layer_map"`
+
+	// MetricForBest is the validation metric that picks the best checkpoint
+	// and drives early stopping ("": the task's main metric; see
+	// MetricsOf for each task's choices).
+	MetricForBest string `json:"metric_for_best,omitempty" yaml:"metric_for_best"`
+	// PosWeight, for multi-label training, weighs each label's positive
+	// term by negatives/positives of that label in the training split, as
+	// BCEWithLogitsLoss's pos_weight: rare labels are then not drowned out.
+	PosWeight bool `json:"pos_weight,omitempty" yaml:"pos_weight"`
 }
 
 // DefaultConfig is a BERT fine-tuning recipe that works for the

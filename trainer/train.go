@@ -49,8 +49,10 @@ type trial struct {
 	progress Progress
 
 	dev          model.Device
-	task         string // the dataset's kind: loss, targets and main metric
+	task         string // the dataset's kind: loss, targets and metrics
+	metric       string // the validation metric that picks the best checkpoint
 	numLabels    int
+	posWeight    *ts.Tensor // multi-label with Config.PosWeight: negatives/positives per label; nil otherwise
 	train, valid *dataset.Rows
 	distill      bool // the training rows carry teacher logits
 	padID        int64
@@ -118,6 +120,17 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 	}
 	t.distill = t.train.HasTeacher()
 	t.task, t.numLabels = man.TaskKind(), len(man.Labels)
+	if t.metric, err = CheckMetric(t.task, cfg.MetricForBest); err != nil {
+		return nil, err
+	}
+	if cfg.PosWeight {
+		if t.task != dataset.MultiLabel {
+			return nil, fmt.Errorf("pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, job.Data, t.task)
+		}
+		if t.posWeight, err = positiveWeights(t.train, t.numLabels, t.dev); err != nil {
+			return nil, err
+		}
+	}
 
 	if t.m, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
 		return nil, err
@@ -154,6 +167,9 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 func (t *trial) free() {
 	if t.opt != nil {
 		t.opt.Free()
+	}
+	if t.posWeight != nil {
+		_ = t.posWeight.Drop()
 	}
 	t.hidden.free()
 	if t.m != nil {
@@ -296,9 +312,9 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("evaluate: %w", err)
 	}
-	ev := ScoreTask(t.task, t.valid, out.Logits)
+	ev := ScoreTask(t.task, t.metric, t.valid, out.Logits)
 	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Time: now()}
-	if t.task != dataset.SingleLabel {
+	if ev.Metric != MetricAccuracy {
 		e.Metric, e.MetricName = ev.Value, ev.Metric
 	}
 	t.st.Log = append(t.st.Log, e)
@@ -339,7 +355,7 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 	}
 	return TrialResult{
 		Trial: t.job.Trial, Config: t.cfg, Output: t.job.Output, BestDir: t.bestDir(), FinalDir: finalDir, BestStep: t.st.BestStep,
-		Metric: MainMetric(t.task), BestMetric: t.st.BestMetric,
+		Metric: t.metric, BestMetric: t.st.BestMetric,
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
 	}, nil
@@ -395,7 +411,7 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	case t.distill:
 		loss, err = model.DistillLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
 	case t.task == dataset.MultiLabel:
-		loss, err = model.BCEWithLogits(out.Logits, labels, nil)
+		loss, err = model.BCEWithLogits(out.Logits, labels, t.posWeight)
 	case t.task == dataset.Regression:
 		loss, err = model.MSE(out.Logits, labels)
 	default:

@@ -30,6 +30,8 @@ func recipeFlags(f *flagSet, c *trainer.Config, sweep *[]string, lossTitle strin
 	f.intVar(&c.ShuffleBuffer, "shuffle_buffer", c.ShuffleBuffer, "batches mixed by the seeded shuffle buffer")
 	f.int64Var(&c.EvalEvery, "eval_every", c.EvalEvery, "evaluate on validation every N steps (0: at epoch ends)")
 	f.intVar(&c.Patience, "patience", c.Patience, "stop after N evaluations without improvement (0: never)")
+	f.stringVar(&c.MetricForBest, "metric_for_best", c.MetricForBest, "validation metric that picks the best checkpoint and early stopping (default: the task's main one): accuracy, macro_f1 or f1 (binary, class 1) for single-label; macro_f1 or micro_f1 for multi-label; pearson or spearman for regression")
+	f.boolVar(&c.PosWeight, "pos_weight", c.PosWeight, "multi-label: weigh each label's positive term by negatives/positives of that label in the training split")
 	f.repeatVar(sweep, "sweep", "name=v1,v2: train one trial per value (repeat for a grid), e.g. --sweep lr=2e-5,5e-5 --sweep seed=1,2")
 
 	f.section(lossTitle)
