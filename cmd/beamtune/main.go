@@ -109,7 +109,7 @@ func main() {
 		if cmd == nil {
 			fmt.Fprintf(os.Stderr, "beamtune: %v\n\"beamtune help\" lists the commands\n", err)
 		} else {
-			fmt.Fprintf(os.Stderr, "beamtune %s: %v\n\"beamtune help %s\" lists its flags\n", name, err, name)
+			fmt.Fprintf(os.Stderr, "beamtune %s: %v (\"beamtune help %s\" lists its flags)\n", name, err, name)
 		}
 		os.Exit(2)
 	}

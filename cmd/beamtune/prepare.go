@@ -30,8 +30,10 @@ func (c *prepareCmd) register(f *flagSet) {
 	f.stringVar(&o.Fields.Label, "label_field", "", "label field")
 	f.stringVar(&o.Fields.ID, "id_field", "", "id field (default: file:line)")
 	f.listVar(&o.Labels, "label_vocab", "the label vocabulary in class order (default: inferred, numeric labels in numeric order)")
-	f.stringVar(&o.Task, "task", "single_label_classification", "single_label_classification, multi_label_classification (several labels a text) or regression (a score a text); later stages take it from the manifest")
-	f.stringVar(&o.LabelSeparator, "label_separator", ",", "multi-label: what separates a text's labels in the label field (JSONL may also give an array)")
+	// The defaults are empty so that options, and so the dataset's
+	// fingerprint, stay as they were for single-label data.
+	f.stringVar(&o.Task, "task", "", "single_label_classification (empty: the default), multi_label_classification (several labels a text) or regression (a score a text); later stages take it from the manifest")
+	f.stringVar(&o.LabelSeparator, "label_separator", "", "multi-label: what separates a text's labels in the label field (empty: a comma; JSONL may also give an array)")
 	f.stringVar(&o.LabelRange, "label_range", "", "regression: min:max of a valid score (e.g. 0:5); scores outside go to the dead letter")
 	f.intVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")
 	f.float64Var(&o.MaxBadFraction, "max_bad_fraction", o.MaxBadFraction, "fail when more than this share of records is rejected")
