@@ -44,8 +44,9 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if task := cfg.Task(); task != dataset.SingleLabel {
-		return nil, badInputf("--model: %s is a %s model; predict supports %s models only for now", o.Model, task, dataset.SingleLabel)
+	task := cfg.Task()
+	if task != dataset.SingleLabel && o.Fields.Label != "" {
+		return nil, badInputf("--label_field: true labels are read for %s models only for now; %s is a %s model", dataset.SingleLabel, o.Model, task)
 	}
 	labels := cfg.Labels()
 	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
@@ -69,11 +70,11 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	labelCol := beam.Create(s.Scope("ModelLabels"), labels)
 	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, model.TokenizerFile), MaxLength: o.MaxLength},
 		records, beam.SideInput{Input: labelCol})
-	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
+	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model", Task: task}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Model, o.BatchSize, o.Device, o.Threads
 	preds := beam.ParDo(s.Scope("Predict"), fn, examples)
 	keyed := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyPredictionsFn{Shards: o.Shards}, preds)
-	beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels}, beam.GroupByKey(s, keyed))
+	beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels, Task: task}, beam.GroupByKey(s, keyed))
 	deadLetter := storage.Join(o.Output, dataset.DeadLetterFile)
 	beam.ParDo(s.Scope("WriteDeadLetter"), &writeDeadLetterFn{Path: deadLetter},
 		beam.GroupByKey(s, beam.ParDo(s, keyDeadLetter, beam.Flatten(s, bad, badLabels))))

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -63,6 +64,34 @@ func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64, tweak ...
 	return prep.Manifest, res.Best
 }
 
+// predictRows runs predict with the model train published on the first
+// rows of a validation file and returns its JSONL rows.
+func predictRows(t *testing.T, o PrepareOptions, input string) []map[string]any {
+	t.Helper()
+	out := filepath.Join(filepath.Dir(o.Output), "preds")
+	res, err := RunPredict(context.Background(), PredictOptions{Model: filepath.Join(filepath.Dir(o.Output), "run", TeacherModel),
+		Inputs: []string{input}, Format: o.Format, Header: o.Header, Fields: dataset.Fields{Text: o.Fields.Text, Pair: o.Fields.Pair},
+		Output: out, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	for _, f := range res.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var r map[string]any
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
 // distillTask distils a 3-layer student (teacher layers 0, 2, 4) from the
 // teacher trainTask published, and returns the winning trial.
 func distillTask(t *testing.T, o PrepareOptions, epochs int, lr float64) trainer.TrialResult {
@@ -119,6 +148,16 @@ func TestRegressionTask(t *testing.T) {
 	}
 	if cfg.ProblemType != dataset.Regression || cfg.NumLabels() != 1 {
 		t.Errorf("exported problem_type %q with %d labels", cfg.ProblemType, cfg.NumLabels())
+	}
+	preds := predictRows(t, o, o.Validation[0])
+	if len(preds) != 150 {
+		t.Fatalf("%d predictions, want 150", len(preds))
+	}
+	for _, p := range preds {
+		score, ok := p["score"].(float64)
+		if !ok || score < -1 || score > 6 || p["label"] != nil || p["probabilities"] != nil {
+			t.Fatalf("prediction %v: want a score near 0-5 and no class fields", p)
+		}
 	}
 	student := distillTask(t, o, 3, 2e-4)
 	if student.Metric != trainer.MetricPearson || student.BestMetric < 0.3 {
@@ -193,6 +232,26 @@ func TestMultiLabelTask(t *testing.T) {
 		t.Errorf("best %s %.3f, want 0.1 above chance (%.3f)", best.Metric, best.BestMetric, chance)
 	}
 	t.Logf("GoEmotions, 4 labels: validation %s %.3f (chance %.3f), subset accuracy %.3f", best.Metric, best.BestMetric, chance, best.BestAccuracy)
+	preds := predictRows(t, o, o.Validation[0])
+	sets := 0
+	for _, p := range preds {
+		labels, ok := p["labels"].([]any)
+		probs, _ := p["probabilities"].(map[string]any)
+		if !ok || len(probs) != 4 || p["label"] != nil || p["score"] != nil {
+			t.Fatalf("prediction %v: want labels and 4 probabilities", p)
+		}
+		for _, l := range labels {
+			if pr, _ := probs[l.(string)].(float64); pr <= 0.5 {
+				t.Errorf("prediction %v: label %v under the threshold", p, l)
+			}
+		}
+		if len(labels) > 0 {
+			sets++
+		}
+	}
+	if sets == 0 {
+		t.Error("no prediction has a label above the threshold")
+	}
 	cfg, err := model.LoadConfig(filepath.Join(dir, "run", TeacherModel))
 	if err != nil {
 		t.Fatal(err)

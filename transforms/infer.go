@@ -111,10 +111,37 @@ type Prediction struct {
 	Model  string    `json:"model,omitempty"`
 	ID     string    `json:"id"`
 	Label  int32     `json:"label"` // the true label, -1 when unknown
-	Pred   int32     `json:"pred"`
-	Probs  []float32 `json:"probs"`
+	Pred   int32     `json:"pred"`  // single-label: the predicted class; -1 for the other tasks
+	Probs  []float32 `json:"probs"` // softmax (single-label) or per-label sigmoid (multi-label) probabilities
 	Length int32     `json:"length"`
 	Text   string    `json:"text,omitempty"`
+	// PredLabels are a multi-label prediction's classes: those whose
+	// probability passes the decision threshold.
+	PredLabels []int32 `json:"pred_labels,omitempty"`
+	// Score is a regression prediction.
+	Score float32 `json:"score,omitempty"`
+}
+
+// MultiLabelThreshold is the probability above which a multi-label class is
+// predicted (thresholds tuned on validation are still to come: issue #15).
+const MultiLabelThreshold = 0.5
+
+// predictionOf turns one row's logits into a Prediction for the task.
+func predictionOf(task string, logits []float32) Prediction {
+	switch task {
+	case dataset.MultiLabel:
+		p := Prediction{Pred: -1, Probs: make([]float32, len(logits)), PredLabels: []int32{}}
+		for j, z := range logits {
+			p.Probs[j] = float32(1 / (1 + math.Exp(-float64(z))))
+			if p.Probs[j] > MultiLabelThreshold {
+				p.PredLabels = append(p.PredLabels, int32(j))
+			}
+		}
+		return p
+	case dataset.Regression:
+		return Prediction{Pred: -1, Score: logits[0]}
+	}
+	return Prediction{Pred: int32(trainer.Argmax(logits)), Probs: Softmax(logits)}
 }
 
 // PredictShardFn scores every row of a shard.
@@ -134,8 +161,9 @@ func (fn *PredictShardFn) ProcessElement(ctx context.Context, s dataset.ShardInf
 	}
 	inferRows.Inc(ctx, int64(len(rows)))
 	for i, r := range rows {
-		p := Softmax(ev.Logits[i])
-		emit(Prediction{Model: fn.Name, ID: r.ID, Label: r.Label, Pred: int32(trainer.Argmax(ev.Logits[i])), Probs: p, Length: r.Length, Text: r.Text})
+		p := predictionOf(dataset.SingleLabel, ev.Logits[i]) // evaluate scores single-label models only so far
+		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, r.ID, r.Label, r.Length, r.Text
+		emit(p)
 	}
 	return nil
 }

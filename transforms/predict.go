@@ -11,7 +11,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/storage"
-	"github.com/beamtune/beamtune/trainer"
 )
 
 func init() {
@@ -30,6 +29,7 @@ type PredictExamplesFn struct {
 	inferModel
 	Labels []string // class names, for the output
 	Name   string
+	Task   string // the model's problem_type ("": single-label)
 
 	buf []Example
 }
@@ -66,7 +66,9 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 		return err
 	}
 	for i, e := range fn.buf {
-		emit(Prediction{Model: fn.Name, ID: e.ID, Label: e.Label, Pred: int32(trainer.Argmax(ev.Logits[i])), Probs: Softmax(ev.Logits[i]), Length: e.Length, Text: e.Text})
+		p := predictionOf(fn.Task, ev.Logits[i])
+		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, e.ID, e.Label, e.Length, e.Text
+		emit(p)
 	}
 	inferRows.Inc(ctx, int64(len(fn.buf)))
 	fn.buf = fn.buf[:0]
@@ -88,12 +90,17 @@ const (
 	PredictionsGlob = "predictions-*.jsonl"
 )
 
-// PredictionRow is one line of predict's JSONL output.
+// PredictionRow is one line of predict's JSONL output: for a single-label
+// model the label, its probability and every class's; for a multi-label
+// model the labels whose probability passes the threshold and every label's
+// probability; for a regression model the score.
 type PredictionRow struct {
 	ID            string             `json:"id"`
-	Label         string             `json:"label"`
-	Probability   float32            `json:"probability"`
-	Probabilities map[string]float32 `json:"probabilities"`
+	Label         string             `json:"label,omitempty"`
+	Probability   float32            `json:"probability,omitempty"`
+	Labels        *[]string          `json:"labels,omitempty"`
+	Score         *float32           `json:"score,omitempty"`
+	Probabilities map[string]float32 `json:"probabilities,omitempty"`
 	TrueLabel     string             `json:"true_label,omitempty"`
 }
 
@@ -102,19 +109,35 @@ type WritePredictionsFn struct {
 	Dir    string
 	Shards int
 	Labels []string
+	Task   string // the model's problem_type ("": single-label)
 }
 
 func (fn *WritePredictionsFn) ProcessElement(ctx context.Context, shard int, preds func(*Prediction) bool, emit func(string)) error {
 	var rows []PredictionRow
 	var p Prediction
 	for preds(&p) {
-		r := PredictionRow{ID: p.ID, Probabilities: map[string]float32{}}
-		for i, v := range p.Probs {
-			r.Probabilities[fn.Labels[i]] = v
+		r := PredictionRow{ID: p.ID}
+		if len(p.Probs) > 0 {
+			r.Probabilities = map[string]float32{}
+			for i, v := range p.Probs {
+				r.Probabilities[fn.Labels[i]] = v
+			}
 		}
-		r.Label, r.Probability = fn.Labels[p.Pred], p.Probs[p.Pred]
-		if p.Label >= 0 {
-			r.TrueLabel = fn.Labels[p.Label]
+		switch fn.Task {
+		case dataset.MultiLabel:
+			names := make([]string, 0, len(p.PredLabels))
+			for _, l := range p.PredLabels {
+				names = append(names, fn.Labels[l])
+			}
+			r.Labels = &names
+		case dataset.Regression:
+			score := p.Score
+			r.Score = &score
+		default:
+			r.Label, r.Probability = fn.Labels[p.Pred], p.Probs[p.Pred]
+			if p.Label >= 0 {
+				r.TrueLabel = fn.Labels[p.Label]
+			}
 		}
 		rows = append(rows, r)
 	}
