@@ -100,6 +100,9 @@ type ParseConfig struct {
 	Task           string
 	LabelSeparator string // multi-label: "" is ","
 	LabelRange     *LabelRange
+	// LabelNames, when set, renames each label as read (an id such as "3")
+	// to its name ("annoyance"); a label it lacks is unknown.
+	LabelNames map[string]string
 }
 
 // DefaultMaxRecordBytes is the default limit on one record.
@@ -399,7 +402,9 @@ func (p *Parser) validate(ln line, r *Record) (*Record, *BadRecord, error) {
 		if r.Label == "" && p.jsonLabels == nil {
 			return nil, p.bad(ln, "missing label"), nil
 		}
-		if why := p.label(r); why != "" {
+		why := p.label(r)
+		p.jsonLabels = nil // this record's; the next JSONL record sets its own
+		if why != "" {
 			return nil, p.bad(ln, why), nil
 		}
 	}
@@ -430,6 +435,13 @@ func (p *Parser) label(r *Record) string {
 		var set []string
 		for _, l := range parts {
 			l = strings.TrimSpace(l)
+			if l != "" && p.cfg.LabelNames != nil {
+				name, ok := p.cfg.LabelNames[l]
+				if !ok {
+					return fmt.Sprintf("unknown label %q (not in the label names)", l)
+				}
+				l = name
+			}
 			switch {
 			case l == "":
 				continue
@@ -445,6 +457,13 @@ func (p *Parser) label(r *Record) string {
 		}
 		r.Label = JoinLabelSet(set)
 		return ""
+	}
+	if p.cfg.LabelNames != nil {
+		name, ok := p.cfg.LabelNames[r.Label]
+		if !ok {
+			return fmt.Sprintf("unknown label %q (not in the label names)", r.Label)
+		}
+		r.Label = name
 	}
 	if p.labels != nil && !p.labels[r.Label] {
 		return fmt.Sprintf("unknown label %q", r.Label)

@@ -87,3 +87,20 @@ func TestRegressionRecords(t *testing.T) {
 		t.Error("ParseTask accepted an unknown task")
 	}
 }
+
+func TestLabelNames(t *testing.T) {
+	names := map[string]string{"0": "admiration", "3": "annoyance", "27": "neutral"}
+	cfg := ParseConfig{Format: TSV, Fields: Fields{Text: []string{"1"}, Label: "2"}, Task: MultiLabel, LabelNames: names}
+	labels, reasons := labelsAndReasons(t, "a\t3,0\nb\t27\nc\t5\n", cfg)
+	if strings.Join(labels, "|") != JoinLabelSet([]string{"admiration", "annoyance"})+"|neutral" {
+		t.Errorf("labels %q", labels)
+	}
+	if len(reasons) != 1 || reasons[0] != `unknown label "5" (not in the label names)` {
+		t.Errorf("reasons %q", reasons)
+	}
+	single := ParseConfig{Format: TSV, Fields: Fields{Text: []string{"1"}, Label: "2"}, LabelNames: names, Labels: []string{"admiration", "annoyance", "neutral"}}
+	labels, reasons = labelsAndReasons(t, "a\t27\nb\t0\nc\tneutral\n", single)
+	if strings.Join(labels, "|") != "neutral|admiration" || len(reasons) != 1 {
+		t.Errorf("single-label: labels %q reasons %q", labels, reasons)
+	}
+}

@@ -14,6 +14,10 @@ import (
 // would give its dataset now (inputs as storage reports them, the options
 // and the tokenizer), without running it: retrain derives run ids from it.
 func PrepareFingerprint(ctx context.Context, o PrepareOptions) (string, error) {
+	o, err := withLabelNames(ctx, o)
+	if err != nil {
+		return "", err
+	}
 	files, err := resolveInputs(ctx, o)
 	if err != nil {
 		return "", err

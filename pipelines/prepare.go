@@ -13,6 +13,7 @@ import (
 	"math"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -55,6 +56,15 @@ type PrepareOptions struct {
 	Task           string `json:"task,omitempty"`
 	LabelSeparator string `json:"label_separator,omitempty"`
 	LabelRange     string `json:"label_range,omitempty"`
+	// LabelNames is a file naming the labels, one a line: line i (from 0)
+	// names the label written i in the data (GoEmotions' emotions.txt, AG
+	// News' classes.txt with --label_names_from=1). The names become the
+	// label vocabulary, in the file's order, and appear in every later
+	// stage's output instead of the ids.
+	LabelNames     string `json:"label_names,omitempty"`
+	LabelNamesFrom int    `json:"label_names_from,omitempty"` // the id of the file's first line
+
+	labelIDs map[string]string // LabelNames read: id -> name (filled by withLabelNames)
 
 	Fractions transforms.Fractions `json:"fractions"`
 	Salt      string               `json:"salt"`
@@ -95,6 +105,10 @@ type PrepareResult struct {
 // fingerprint; otherwise it writes a fresh data folder and then replaces the
 // manifest atomically, so readers never see a mix of runs.
 func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
+	o, err := withLabelNames(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	files, err := resolveInputs(ctx, o)
 	if err != nil {
 		return nil, err
@@ -217,7 +231,7 @@ func resolveInputFiles(ctx context.Context, o PrepareOptions) ([]transforms.Inpu
 				out = append(out, transforms.InputFile{Path: m, Parse: dataset.ParseConfig{
 					Format: f, Header: o.Header, Fields: o.Fields, Split: split,
 					MaxRecordBytes: o.MaxRecordBytes, Labels: o.Labels,
-					Task: task, LabelSeparator: o.LabelSeparator, LabelRange: labelRange,
+					Task: task, LabelSeparator: o.LabelSeparator, LabelRange: labelRange, LabelNames: o.labelIDs,
 				}})
 			}
 		}
@@ -441,4 +455,34 @@ func removeStaleData(ctx context.Context, out, keep string) {
 			slog.Warn("prepare: cannot remove old data folder", "dir", dir, "err", err)
 		}
 	}
+}
+
+// withLabelNames reads o.LabelNames, if set, into the id -> name map the
+// parsers apply, and makes the names the label vocabulary.
+func withLabelNames(ctx context.Context, o PrepareOptions) (PrepareOptions, error) {
+	if o.LabelNames == "" {
+		return o, nil
+	}
+	if len(o.Labels) > 0 {
+		return o, badInputf("give --label_names or --label_vocab, not both")
+	}
+	if o.Task == dataset.Regression {
+		return o, badInputf("--label_names is for classification; a regression label is a number")
+	}
+	data, err := storage.ReadFileLimit(ctx, o.LabelNames, 16<<20)
+	if err != nil {
+		return o, badInputf("--label_names: %w", err)
+	}
+	o.labelIDs = map[string]string{}
+	seen := map[string]bool{}
+	for i, line := range strings.Split(strings.TrimRight(string(data), "\r\n"), "\n") {
+		name := strings.TrimSpace(line)
+		if name == "" || seen[name] {
+			return o, badInputf("%s:%d: a label name must be non-empty and given once, got %q", o.LabelNames, i+1, name)
+		}
+		seen[name] = true
+		o.labelIDs[strconv.Itoa(o.LabelNamesFrom+i)] = name
+		o.Labels = append(o.Labels, name)
+	}
+	return o, nil
 }

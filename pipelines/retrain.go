@@ -77,6 +77,8 @@ type RetrainPrepare struct {
 	Task                string               `yaml:"task" json:"task,omitempty"` // single_label_classification (default), multi_label_classification, regression
 	LabelSeparator      string               `yaml:"label_separator" json:"label_separator,omitempty"`
 	LabelRange          string               `yaml:"label_range" json:"label_range,omitempty"`
+	LabelNames          string               `yaml:"label_names" json:"label_names,omitempty"`
+	LabelNamesFrom      int                  `yaml:"label_names_from" json:"label_names_from,omitempty"`
 	Fractions           transforms.Fractions `yaml:"fractions" json:"fractions"`
 	Salt                string               `yaml:"salt" json:"salt"`
 	MaxLength           int                  `yaml:"max_length" json:"max_length"`
@@ -232,6 +234,7 @@ func (c RetrainConfig) prepareOptions(output string) PrepareOptions {
 	o.Fields = dataset.Fields{Text: p.TextFields, Pair: p.PairField, Label: p.LabelField, ID: p.IDField}
 	o.Labels, o.Fractions, o.Salt = p.Labels, p.Fractions, p.Salt
 	o.Task, o.LabelSeparator, o.LabelRange = p.Task, p.LabelSeparator, p.LabelRange
+	o.LabelNames, o.LabelNamesFrom = p.LabelNames, p.LabelNamesFrom
 	o.MaxLength, o.MaxRecordBytes, o.MaxBadFraction, o.ShardBytes, o.KeepText = p.MaxLength, p.MaxRecordBytes, p.MaxBadFraction, p.ShardBytes, p.KeepText
 	o.ModelDir = c.Model
 	o.Output = output

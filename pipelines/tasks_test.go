@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -256,7 +257,64 @@ func TestMultiLabelTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ProblemType != dataset.MultiLabel || strings.Join(cfg.Labels(), ",") != "0,3,4,27" {
+	if cfg.ProblemType != dataset.MultiLabel || strings.Join(cfg.Labels(), ",") != strings.Join(man.Labels, ",") {
 		t.Errorf("exported problem_type %q labels %v", cfg.ProblemType, cfg.Labels())
+	}
+}
+
+// TestLabelNames prepares GoEmotions rows with --label_names=emotions.txt:
+// the manifest's vocabulary is the 28 names in the file's order and each
+// row's label indices point at the names its ids stand for.
+func TestLabelNames(t *testing.T) {
+	modelDir := needModel(t)
+	dir := t.TempDir()
+	ge := filepath.Join(sharedData, "goemotions")
+	o := DefaultPrepareOptions()
+	o.Train = []string{sharedHead(t, filepath.Join(ge, "train.tsv"), dir, 0, 100, nil)}
+	o.Validation = []string{sharedHead(t, filepath.Join(ge, "dev.tsv"), dir, 0, 50, nil)}
+	o.Format, o.Header = "tsv", false
+	o.Fields = dataset.Fields{Text: []string{"1"}, Label: "2", ID: "3"}
+	o.Task, o.LabelNames = dataset.MultiLabel, filepath.Join(ge, "emotions.txt")
+	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
+	prep, err := RunPrepare(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := prep.Manifest
+	names, err := os.ReadFile(o.LabelNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(man.Labels, "\n") != string(names) {
+		t.Fatalf("manifest labels %v, want emotions.txt in order", man.Labels)
+	}
+	// The raw ids of each row, by id, from the input file.
+	raw := map[string][]string{}
+	data, err := os.ReadFile(o.Train[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Split(l, "\t")
+		raw[f[2]] = strings.Split(f[1], ",")
+	}
+	rows := shardRows(t, o.Output, man, dataset.SplitTrain)
+	if len(rows) < 90 {
+		t.Fatalf("%d training rows, want about 100", len(rows))
+	}
+	for _, r := range rows {
+		ids := raw[r.ID]
+		if len(ids) != len(r.Labels) {
+			t.Fatalf("row %s: labels %v, raw %v", r.ID, r.Labels, ids)
+		}
+		for k, id := range ids { // ids ascend, and so do names' indices: the file's order is the ids'
+			if want, _ := strconv.Atoi(id); int(r.Labels[k]) != want {
+				t.Errorf("row %s: label %d (%s), raw id %s", r.ID, r.Labels[k], man.Labels[r.Labels[k]], id)
+			}
+		}
+	}
+	o.Labels = []string{"x"}
+	if _, err := RunPrepare(context.Background(), o); !errors.Is(err, ErrBadInput) {
+		t.Errorf("--label_names with --label_vocab: %v", err)
 	}
 }

@@ -34,6 +34,8 @@ func (c *prepareCmd) register(f *flagSet) {
 	// fingerprint, stay as they were for single-label data.
 	f.stringVar(&o.Task, "task", "", "single_label_classification (empty: the default), multi_label_classification (several labels a text) or regression (a score a text); later stages take it from the manifest")
 	f.stringVar(&o.LabelSeparator, "label_separator", "", "multi-label: what separates a text's labels in the label field (empty: a comma; JSONL may also give an array)")
+	f.stringVar(&o.LabelNames, "label_names", "", "file naming the labels, one a line: line i names the label written i in the data (e.g. GoEmotions' emotions.txt); the names become the label vocabulary and appear in every later output")
+	f.intVar(&o.LabelNamesFrom, "label_names_from", 0, "the id of the --label_names file's first line (1 for AG News' classes.txt)")
 	f.stringVar(&o.LabelRange, "label_range", "", "regression: min:max of a valid score (e.g. 0:5); scores outside go to the dead letter")
 	f.intVar(&o.MaxRecordBytes, "max_record_bytes", o.MaxRecordBytes, "records larger than this go to the dead letter")
 	f.float64Var(&o.MaxBadFraction, "max_bad_fraction", o.MaxBadFraction, "fail when more than this share of records is rejected")
