@@ -56,17 +56,24 @@ func rootCause(err error) string {
 // --verbose is given: its job-service chatter at INFO, and its reports of a
 // failed bundle, which print the whole execution plan and repeat the error
 // that the command's last line states in one line. Records from beamtune's
-// packages (progress of prepare, train, evaluate...) and Beam's other
-// warnings pass.
+// packages (progress of prepare, train, evaluate...), Beam's other warnings
+// and the lines that say where a submitted job runs (isJobLink) pass.
 type quietHandler struct{ inner slog.Handler }
 
 func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if fromBeam(r.PC) && (r.Level < slog.LevelWarn || isFailureReport(r.Message)) {
+	if fromBeam(r.PC) && !isJobLink(r.Message) && (r.Level < slog.LevelWarn || isFailureReport(r.Message)) {
 		return nil
 	}
 	return h.inner.Handle(ctx, r)
+}
+
+// isJobLink matches Beam's lines that tell where a submitted job can be
+// followed: its id on a job server (Flink, Spark), and Dataflow's console
+// and log links. A person needs those, verbose or not.
+func isJobLink(msg string) bool {
+	return strings.HasPrefix(msg, "Submitted job:") || strings.HasPrefix(msg, "Console: ") || strings.HasPrefix(msg, "Logs: ")
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {

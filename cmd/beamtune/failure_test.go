@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
@@ -383,6 +387,37 @@ func TestRootCause(t *testing.T) {
 	} {
 		if got := rootCause(fmt.Errorf("%s", c.err)); got != c.want {
 			t.Errorf("rootCause(%q) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// TestQuietHandler keeps beamtune's records and Beam's job links, and drops
+// Beam's chatter and plan dumps.
+func TestQuietHandler(t *testing.T) {
+	var out strings.Builder
+	h := quietHandler{slog.NewTextHandler(&out, nil)}
+	beamPC := func() uintptr { // a PC inside the Beam SDK: one of its functions
+		return reflect.ValueOf(beam.NewPipeline).Pointer() + 1
+	}()
+	for _, c := range []struct {
+		pc    uintptr
+		level slog.Level
+		msg   string
+		keep  bool
+	}{
+		{0, slog.LevelInfo, "train: eval", true},
+		{beamPC, slog.LevelInfo, "Serving JobManagement", false},
+		{beamPC, slog.LevelInfo, "Submitted job: job-001", true},
+		{beamPC, slog.LevelInfo, "Console: https://console.cloud.google.com/dataflow/jobs/r/j?project=p", true},
+		{beamPC, slog.LevelError, "process bundle failed for instruction inst004 using plan stage-005 :\n1: DataSource", false},
+		{beamPC, slog.LevelWarn, "worker is slow", true},
+	} {
+		out.Reset()
+		if err := h.Handle(context.Background(), slog.NewRecord(time.Now(), c.level, c.msg, c.pc)); err != nil {
+			t.Fatal(err)
+		}
+		if kept := out.Len() > 0; kept != c.keep {
+			t.Errorf("%q (from Beam: %v): kept %v, want %v", c.msg, c.pc != 0, kept, c.keep)
 		}
 	}
 }
