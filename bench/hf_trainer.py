@@ -18,7 +18,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--model", required=True)
 ap.add_argument("--train", required=True)
 ap.add_argument("--dev", required=True)
-ap.add_argument("--format", default="sst2", choices=["sst2", "agnews"])
+ap.add_argument("--format", default="sst2", choices=["sst2", "agnews", "stsb"],
+                help="stsb: STS-B pairs scored 0-5 (regression, num_labels 1, Pearson/Spearman)")
 ap.add_argument("--epochs", type=float, default=3)
 ap.add_argument("--lr", type=float, default=5e-5)
 ap.add_argument("--batch_size", type=int, default=32)
@@ -36,7 +37,11 @@ torch.set_num_threads(a.threads)
 def read(path):
     texts, labels = [], []
     with open(path, encoding="utf-8") as f:
-        if a.format == "sst2":
+        if a.format == "stsb":
+            # No header, no quoting: genre, file, year, id, score, sentence1, sentence2.
+            for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+                texts.append((r[5].strip(), r[6].strip())); labels.append(float(r[4]))
+        elif a.format == "sst2":
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
             for r in rows:
                 texts.append(r[0].strip()); labels.append(int(r[1]))
@@ -49,21 +54,34 @@ tok = AutoTokenizer.from_pretrained(a.model)
 class DS(torch.utils.data.Dataset):
     def __init__(self, path):
         t, self.labels = read(path)
-        self.enc = tok(t, truncation=True, max_length=a.max_length)
+        if a.format == "stsb":
+            self.enc = tok([x[0] for x in t], [x[1] for x in t], truncation=True, max_length=a.max_length)
+        else:
+            self.enc = tok(t, truncation=True, max_length=a.max_length)
     def __len__(self): return len(self.labels)
     def __getitem__(self, i):
         d = {k: v[i] for k, v in self.enc.items()}
         d["labels"] = self.labels[i]
         return d
 train, dev = DS(a.train), DS(a.dev)
-n_labels = len(set(train.labels))
-model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels)
+regression = a.format == "stsb"
+n_labels = 1 if regression else len(set(train.labels))
+model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels,
+                                                      problem_type="regression" if regression else None)
 args = TrainingArguments(output_dir=a.output, num_train_epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr,
     per_device_train_batch_size=a.batch_size, per_device_eval_batch_size=64, warmup_ratio=a.warmup_ratio,
     weight_decay=a.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear", seed=a.seed,
     group_by_length=True, eval_strategy="steps", eval_steps=a.eval_every, save_strategy="no", logging_steps=200, report_to=[],
     use_cpu=True, dataloader_num_workers=0)
-def acc(p): return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+def acc(p):
+    if regression:
+        # The main metric goes under "accuracy" so the rest of the script is one;
+        # the JSON names it. Spearman is Pearson of the ranks (ties share their mean rank).
+        import pandas as pd
+        x, y = p.predictions.reshape(-1), p.label_ids.reshape(-1)
+        return {"accuracy": float(np.corrcoef(x, y)[0, 1]),
+                "spearman": float(np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1])}
+    return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
 tr = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
              data_collator=DataCollatorWithPadding(tok), compute_metrics=acc)
 t = time.perf_counter()
@@ -74,7 +92,8 @@ train_s = time.perf_counter() - t - eval_s
 ev = tr.evaluate()
 evals = [(h["step"], h["eval_accuracy"]) for h in tr.state.log_history if "eval_accuracy" in h]
 best_step, best_acc = max(evals, key=lambda x: x[1])
-print(json.dumps({"peer": "hf-trainer", "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
+print(json.dumps({"peer": "hf-trainer", "metric": "pearson" if regression else "accuracy",
+                  "final_spearman": ev.get("eval_spearman"), "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
                   "seed": a.seed, "threads": a.threads, "dev_accuracy": ev["eval_accuracy"],
                   "best_dev_accuracy": best_acc, "best_step": best_step, "evals": evals,
                   "steps": tr.state.global_step, "train_seconds": train_s,
