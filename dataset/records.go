@@ -220,6 +220,9 @@ func (p *Parser) bad(ln line, reason string) *BadRecord {
 }
 
 func (p *Parser) readHeader(ln line) error {
+	// A UTF-8 byte-order mark (MRPC's files start with one, as files saved
+	// by Windows tools do) is not part of the first column's name.
+	ln.data = bytes.TrimPrefix(ln.data, []byte("\xef\xbb\xbf"))
 	var names []string
 	switch p.cfg.Format {
 	case TSV:

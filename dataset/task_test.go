@@ -104,3 +104,19 @@ func TestLabelNames(t *testing.T) {
 		t.Errorf("single-label: labels %q reasons %q", labels, reasons)
 	}
 }
+
+// TestHeaderBOM reads a header that starts with a UTF-8 byte-order mark, as
+// MRPC's does: the first column keeps its name.
+func TestHeaderBOM(t *testing.T) {
+	for _, f := range []Format{TSV, CSV} {
+		sep := "\t"
+		if f == CSV {
+			sep = ","
+		}
+		cfg := ParseConfig{Format: f, Header: true, Fields: Fields{Text: []string{"text"}, Label: "Quality"}}
+		labels, reasons := labelsAndReasons(t, "\xef\xbb\xbfQuality"+sep+"text\n1"+sep+"a\n", cfg)
+		if len(labels) != 1 || labels[0] != "1" || len(reasons) != 0 {
+			t.Errorf("%s: labels %q reasons %q", f, labels, reasons)
+		}
+	}
+}
