@@ -18,7 +18,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--model", required=True)
 ap.add_argument("--train", required=True)
 ap.add_argument("--dev", required=True)
-ap.add_argument("--format", default="sst2", choices=["sst2", "agnews", "stsb"],
+ap.add_argument("--format", default="sst2", choices=["sst2", "agnews", "stsb", "mrpc"],
                 help="stsb: STS-B pairs scored 0-5 (regression, num_labels 1, Pearson/Spearman)")
 ap.add_argument("--epochs", type=float, default=3)
 ap.add_argument("--lr", type=float, default=5e-5)
@@ -37,7 +37,12 @@ torch.set_num_threads(a.threads)
 def read(path):
     texts, labels = [], []
     with open(path, encoding="utf-8") as f:
-        if a.format == "stsb":
+        if a.format == "mrpc":
+            # Header (after a BOM), no quoting: label, id1, id2, sentence1, sentence2.
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+            for r in rows:
+                texts.append((r[3].strip(), r[4].strip())); labels.append(int(r[0]))
+        elif a.format == "stsb":
             # No header, no quoting: genre, file, year, id, score, sentence1, sentence2.
             for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
                 texts.append((r[5].strip(), r[6].strip())); labels.append(float(r[4]))
@@ -54,7 +59,7 @@ tok = AutoTokenizer.from_pretrained(a.model)
 class DS(torch.utils.data.Dataset):
     def __init__(self, path):
         t, self.labels = read(path)
-        if a.format == "stsb":
+        if a.format in ("stsb", "mrpc"):
             self.enc = tok([x[0] for x in t], [x[1] for x in t], truncation=True, max_length=a.max_length)
         else:
             self.enc = tok(t, truncation=True, max_length=a.max_length)
@@ -81,7 +86,14 @@ def acc(p):
         x, y = p.predictions.reshape(-1), p.label_ids.reshape(-1)
         return {"accuracy": float(np.corrcoef(x, y)[0, 1]),
                 "spearman": float(np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1])}
-    return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+    pred = np.argmax(p.predictions, -1)
+    out = {"accuracy": float((pred == p.label_ids).mean())}
+    if a.format == "mrpc":  # GLUE reports F1 of the positive class (1: paraphrase)
+        tp = int(((pred == 1) & (p.label_ids == 1)).sum())
+        fp = int(((pred == 1) & (p.label_ids == 0)).sum())
+        fn = int(((pred == 0) & (p.label_ids == 1)).sum())
+        out["f1"] = 2 * tp / max(1, 2 * tp + fp + fn)
+    return out
 tr = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
              data_collator=DataCollatorWithPadding(tok), compute_metrics=acc)
 t = time.perf_counter()
@@ -93,7 +105,8 @@ ev = tr.evaluate()
 evals = [(h["step"], h["eval_accuracy"]) for h in tr.state.log_history if "eval_accuracy" in h]
 best_step, best_acc = max(evals, key=lambda x: x[1])
 print(json.dumps({"peer": "hf-trainer", "metric": "pearson" if regression else "accuracy",
-                  "final_spearman": ev.get("eval_spearman"), "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
+                  "final_spearman": ev.get("eval_spearman"), "final_f1": ev.get("eval_f1"),
+                  "evals_f1": [(h["step"], h["eval_f1"]) for h in tr.state.log_history if "eval_f1" in h], "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
                   "seed": a.seed, "threads": a.threads, "dev_accuracy": ev["eval_accuracy"],
                   "best_dev_accuracy": best_acc, "best_step": best_step, "evals": evals,
                   "steps": tr.state.global_step, "train_seconds": train_s,
