@@ -66,6 +66,10 @@ type ModelUse struct {
 	Labels []string
 }
 
+// maxConfigBytes bounds the config.json read in the driver: a real one is a
+// few KB.
+const maxConfigBytes = 1 << 20
+
 // maxTokenizerBytes bounds the tokenizer.json read in the driver (the
 // largest HF tokenizers are a few tens of MB).
 const maxTokenizerBytes = 256 << 20
@@ -104,19 +108,20 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 		}
 	}
 	configPath := storage.Join(dir, model.ConfigFile)
-	if _, err := storage.Stat(ctx, configPath); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
+	configData, err := storage.ReadFileLimit(ctx, configPath, maxConfigBytes)
+	if errors.Is(err, fs.ErrNotExist) {
 		if ok, err := storage.Exists(ctx, dir); err == nil && !ok {
 			return nil, fmt.Errorf("model folder %s does not exist", dir)
 		}
 		return nil, fmt.Errorf("%s: no %s: not a HF model folder", dir, model.ConfigFile)
 	}
+	if err != nil {
+		return nil, err
+	}
 	if err := checkPublished(ctx, dir); err != nil {
 		return nil, err
 	}
-	cfg, err := loadModelConfig(ctx, dir)
+	cfg, err := model.ParseConfig(configData, configPath)
 	if err != nil {
 		return nil, err
 	}

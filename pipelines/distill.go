@@ -69,8 +69,9 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if teacher.Task() != man.TaskKind() {
 		return nil, badInputf("--teacher: %s is a %s model, the dataset %s is %s", o.Teacher, teacher.Task(), o.Data, man.TaskKind())
 	}
+	var studentInit *model.Config
 	if o.StudentInit != "" {
-		if _, err := CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {
+		if studentInit, err = CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {
 			return nil, err
 		}
 	}
@@ -78,7 +79,7 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 		return nil, err
 	}
 	data := storage.Join(o.Output, "distill-data")
-	hidden, err := resolveHiddenLayers(ctx, &o)
+	hidden, err := resolveHiddenLayers(&o, teacher, studentInit)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -102,7 +103,9 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 // resolveHiddenLayers fills o.Config.HiddenLayerMap when a hidden-state loss
 // is asked for (by the configuration or a sweep) and returns the teacher
 // hidden states the distillation shards must cache; none without that loss.
-func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) {
+// teacher and studentInit (nil without --student_init) are the configs the
+// driver checked.
+func resolveHiddenLayers(o *DistillOptions, teacher, studentInit *model.Config) ([]int, error) {
 	wanted := o.Config.HiddenMSE > 0
 	for _, v := range o.Sweep["hidden_mse"] {
 		if w, err := strconv.ParseFloat(v, 64); err == nil && w > 0 {
@@ -112,23 +115,16 @@ func resolveHiddenLayers(ctx context.Context, o *DistillOptions) ([]int, error) 
 	if !wanted {
 		return nil, nil
 	}
-	teacher, err := loadModelConfig(ctx, o.Teacher)
-	if err != nil {
-		return nil, fmt.Errorf("teacher: %w", err)
-	}
 	var pairs []trainer.LayerPair
+	var err error
 	if o.Config.HiddenLayerMap != "" {
 		if pairs, err = trainer.ParseLayerMap(o.Config.HiddenLayerMap); err != nil {
 			return nil, err
 		}
 	} else {
 		depth := len(o.StudentLayers)
-		if o.StudentInit != "" {
-			student, err := loadModelConfig(ctx, o.StudentInit)
-			if err != nil {
-				return nil, fmt.Errorf("student_init: %w", err)
-			}
-			depth = student.NumHiddenLayers
+		if studentInit != nil {
+			depth = studentInit.NumHiddenLayers
 		}
 		pairs = trainer.DefaultLayerMap(o.StudentLayers, depth, teacher.NumHiddenLayers)
 	}

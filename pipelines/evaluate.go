@@ -236,15 +236,6 @@ func (fn *writeEvalPartsFn) ProcessElement(ctx context.Context, _ []byte, metric
 	return storage.WriteFile(ctx, fn.Path, data)
 }
 
-func loadModelConfig(ctx context.Context, dir string) (*model.Config, error) {
-	path := storage.Join(dir, model.ConfigFile)
-	data, err := storage.ReadFileLimit(ctx, path, 1<<20)
-	if err != nil {
-		return nil, err
-	}
-	return model.ParseConfig(data, path)
-}
-
 // medianLength is the median token length of a split, from the manifest's histogram.
 func medianLength(m *dataset.Manifest, split string) int {
 	sp := m.Splits[split]

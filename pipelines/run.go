@@ -30,9 +30,12 @@ func run(ctx context.Context, runner string, p *beam.Pipeline) (beam.PipelineRes
 	if name == "" {
 		name = *runners.Runner
 	}
+	if name == "" {
+		name = "prism"
+	}
 	// The checks before a pipeline are over: from here on, work runs on
 	// Beam's workers.
-	slog.Info("pipeline starts", "runner", orDefault(name, "prism"))
+	slog.Info("pipeline starts", "runner", name)
 	if runner == "" {
 		res, err = beamx.RunWithMetrics(ctx, p)
 	} else {
@@ -117,11 +120,4 @@ func scalar(v any) bool {
 		return true
 	}
 	return false
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -8,11 +8,10 @@ import (
 	"github.com/beamtune/beamtune/model"
 )
 
-// EvalResult is a model's loss, accuracy and logits on a set of rows.
+// EvalResult is a model's logits on a set of rows (ScoreTask turns them
+// into the task's loss and metrics).
 type EvalResult struct {
-	Loss     float64
-	Accuracy float64
-	Logits   [][]float32 // per row, in row order
+	Logits [][]float32 // per row, in row order
 	// Hidden holds per row the [CLS] vectors of the hidden states asked of
 	// EvaluateHidden, concatenated in the order asked; nil otherwise.
 	Hidden [][]float32
@@ -36,8 +35,6 @@ func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []i
 	if len(layers) > 0 {
 		res.Hidden = make([][]float32, rows.Len())
 	}
-	var lossSum float64
-	var correct, labelled int
 	err := model.NoGrad(func() error {
 		for lo := 0; lo < rows.Len(); lo += batchSize {
 			idx := make([]int, 0, batchSize)
@@ -71,23 +68,11 @@ func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []i
 			}
 			k := len(vals) / len(idx)
 			for j, i := range idx {
-				lg := vals[j*k : (j+1)*k]
-				res.Logits[i] = lg
-				if y := rows.Labels[i]; y >= 0 && int(y) < k {
-					labelled++
-					lossSum += crossEntropy(lg, int(y))
-					if Argmax(lg) == int(y) {
-						correct++
-					}
-				}
+				res.Logits[i] = vals[j*k : (j+1)*k]
 			}
 		}
 		return nil
 	})
-	if labelled > 0 {
-		res.Loss = lossSum / float64(labelled)
-		res.Accuracy = float64(correct) / float64(labelled)
-	}
 	return res, err
 }
 

@@ -202,17 +202,25 @@ func (t *trial) run(ctx context.Context) error {
 		for t.st.Batch < len(plan) && t.st.Step < t.total {
 			stop, err := t.step(ctx, plan)
 			if err != nil || stop {
-				return err
+				return t.stop(stop, err)
 			}
 		}
 		if t.st.Batch >= len(plan) {
 			stop, err := t.endEpoch(ctx)
 			if err != nil || stop {
-				return err
+				return t.stop(stop, err)
 			}
 		}
 	}
 	return nil
+}
+
+// stop ends the run: with err, or early (patience ran out) when early is set.
+func (t *trial) stop(early bool, err error) error {
+	if early {
+		t.stopped = StoppedEarly
+	}
+	return err
 }
 
 // step makes one optimizer step, then logs, evaluates and checkpoints when
@@ -305,8 +313,7 @@ func (t *trial) logTrain(ctx context.Context, lr, gradNorm float64) {
 }
 
 // evaluate scores the validation split, exports the model as the best when
-// it improved, and says whether patience has run out (and marks the run as
-// stopped early if so).
+// it improved, and says whether patience has run out.
 func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	out, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
 	if err != nil {
@@ -329,22 +336,16 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	} else {
 		t.st.BadEvals++
 	}
-	if t.cfg.Patience > 0 && t.st.BadEvals >= t.cfg.Patience {
-		t.stopped = StoppedEarly
-		return true, nil
-	}
-	return false, nil
+	return t.cfg.Patience > 0 && t.st.BadEvals >= t.cfg.Patience, nil
 }
 
 // finish evaluates the last step if no evaluation saw it, exports the final
 // model and writes the trial's log and job.
 func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 	if t.st.BestStep != t.st.Step && (len(t.st.Log) == 0 || t.st.Log[len(t.st.Log)-1].Kind != report.LogEval) {
-		stopped := t.stopped
 		if _, err := t.evaluate(ctx); err != nil {
 			return TrialResult{}, err
 		}
-		t.stopped = stopped // a last evaluation does not stop anything
 	}
 	finalDir := storage.Join(t.job.Output, FinalDir)
 	if err := exportModel(ctx, t.m, finalDir, t.job.Init); err != nil {
