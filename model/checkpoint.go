@@ -315,9 +315,10 @@ func tensorOfFloat32(vals []float32, shape []int64, dev Device) (*ts.Tensor, err
 
 // Export writes a HF-compatible folder: config.json (BertForSequenceClassification
 // with id2label/label2id), model.safetensors (float32) and the tokenizer files
-// found in tokenizerDir. The folder appears whole or not at all: it is
-// written beside dir and renamed into place.
-func (m *Bert) Export(dir, tokenizerDir string) error {
+// found in tokenizerDir, and the extra files (name → content, e.g.
+// ThresholdsFile). The folder appears whole or not at all: it is written
+// beside dir and renamed into place.
+func (m *Bert) Export(dir, tokenizerDir string, extra map[string][]byte) error {
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
@@ -329,6 +330,11 @@ func (m *Bert) Export(dir, tokenizerDir string) error {
 	defer os.RemoveAll(tmp)
 	if err := m.writeFolder(tmp, tokenizerDir); err != nil {
 		return err
+	}
+	for name, data := range extra {
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			return err
+		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err

@@ -100,7 +100,7 @@ func exportKind(t *testing.T, src, dir, problemType string, labels []string, see
 		return v
 	}
 	before := logits(m)
-	if err := m.Export(dir, src); err != nil {
+	if err := m.Export(dir, src, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{ConfigFile, SafetensorsFile, "tokenizer.json", "vocab.txt"} {

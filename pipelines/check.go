@@ -338,12 +338,32 @@ func CheckOutput(ctx context.Context, dir string) error {
 	return nil
 }
 
-// singleLabelOnly refuses a dataset of another task kind for the stages
-// that score only single-label models so far: prepare, train and distill
-// take every kind, evaluate and predict single-label ones (issue #15).
-func singleLabelOnly(stage, dir string, m *dataset.Manifest) error {
-	if task := m.TaskKind(); task != dataset.SingleLabel {
-		return badInputf("%s: a %s dataset; %s supports %s datasets only for now", dir, task, stage, dataset.SingleLabel)
+
+// CheckThreshold resolves the threshold rule a stage will decide a model's
+// labels by (see model.Thresholds.Resolve) before any worker starts, and
+// returns the thresholds and the rule's name: a rule for a model that is not
+// multi-label, or tuned thresholds the folder lacks, fail here.
+func CheckThreshold(ctx context.Context, dir, task, rule string, labels int) ([]float64, string, error) {
+	if task != dataset.MultiLabel {
+		if rule != "" {
+			return nil, "", badInputf("--threshold is for %s models; %s is a %s model", dataset.MultiLabel, dir, task)
+		}
+		return nil, "", nil
 	}
-	return nil
+	path := storage.Join(dir, model.ThresholdsFile)
+	var th *model.Thresholds
+	data, err := storage.ReadFile(ctx, path)
+	switch {
+	case err == nil:
+		if th, err = model.ParseThresholds(data, path); err != nil {
+			return nil, "", badInputf("%v", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, "", err
+	}
+	values, name, err := th.Resolve(rule, labels)
+	if err != nil {
+		return nil, "", badInputf("%s: %v", dir, err)
+	}
+	return values, name, nil
 }

@@ -54,6 +54,9 @@ type EvaluateOptions struct {
 	Challenger string
 	Gate       report.GateConfig
 	Output     string // report folder (local or gs://)
+	// Threshold decides multi-label models' labels: "" or "per_label" (each
+	// model's thresholds tuned on validation), "global", or a probability.
+	Threshold string
 
 	LengthEdges []int32 // token-length slice bounds
 	Seed        int64   // bootstrap seed
@@ -84,8 +87,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := singleLabelOnly("evaluate", o.Data, man); err != nil {
-		return nil, err
+	task := man.TaskKind()
+	if o.Gate.Metric, err = report.CheckGateMetric(task, o.Gate.Metric); err != nil {
+		return nil, badInputf("--%v", err)
 	}
 	split := o.Split
 	if split == "" {
@@ -103,14 +107,28 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		models = append(models, NamedModel{Name: ChampionModel, Dir: o.Champion})
 	}
 	seen := map[string]bool{}
+	type decision struct {
+		thresholds []float64
+		rule       string
+	}
+	decisions := map[string]decision{} // multi-label: each model's thresholds
 	for _, m := range models {
 		if seen[m.Name] {
 			return nil, badInputf("model name %q used twice", m.Name)
 		}
 		seen[m.Name] = true
-		if _, err := CheckModelDir(ctx, m.Dir, ModelUse{Role: "model " + m.Name, Labels: man.Labels}); err != nil {
+		cfg, err := CheckModelDir(ctx, m.Dir, ModelUse{Role: "model " + m.Name, Labels: man.Labels})
+		if err != nil {
 			return nil, err
 		}
+		if cfg.Task() != task {
+			return nil, badInputf("model %s (%s) is a %s model; %s is a %s dataset", m.Name, m.Dir, cfg.Task(), o.Data, task)
+		}
+		th, rule, err := CheckThreshold(ctx, m.Dir, task, o.Threshold, len(man.Labels))
+		if err != nil {
+			return nil, err
+		}
+		decisions[m.Name] = decision{th, rule}
 	}
 	if o.Challenger != "" && !seen[o.Challenger] {
 		return nil, badInputf("--challenger %q is not one of the models", o.Challenger)
@@ -127,12 +145,12 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	var preds []beam.PCollection
 	for _, m := range models {
 		fn := &transforms.PredictShardFn{Root: o.Data, Name: m.Name}
-		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = m.Dir, o.InferBatch, o.Device, o.Threads
+		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
 		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))
 	}
 	all := beam.Flatten(s, preds...)
-	metrics := transforms.EvaluateMetrics(s, all, man.Labels, o.Seed)
-	slices := transforms.SliceMetricsOf(s, all, man.Labels, o.Seed, o.LengthEdges)
+	metrics := transforms.EvaluateMetrics(s, all, task, man.Labels, o.Seed)
+	slices := transforms.SliceMetricsOf(s, all, task, man.Labels, o.Seed, o.LengthEdges)
 	partsPath := storage.Join(o.Output, ".metrics-"+fmt.Sprint(time.Now().UnixNano())+".json")
 	// The driver's hand-off file, removed however the run ends (prism can run
 	// CollectMetrics and still fail the job on another bundle).
@@ -162,13 +180,16 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		if err != nil {
 			return nil, err
 		}
+		d := decisions[m.Name]
 		for _, mm := range parts.Models {
 			if mm.Model == m.Name {
 				mr.Metrics = mm.Metrics
+				withThresholds(&mr.Metrics, d.thresholds, d.rule)
 			}
 		}
 		for _, sm := range parts.Slices {
 			if sm.Model == m.Name {
+				withThresholds(&sm.Slice.Metrics, d.thresholds, d.rule)
 				mr.Slices = append(mr.Slices, sm.Slice)
 			}
 		}
@@ -200,6 +221,20 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		return nil, err
 	}
 	return &EvaluateResult{Report: rep, Dir: o.Output}, nil
+}
+
+// withThresholds records in multi-label metrics the thresholds their
+// labels were decided by.
+func withThresholds(m *report.Metrics, thresholds []float64, rule string) {
+	if m.MultiLabel == nil {
+		return
+	}
+	m.MultiLabel.Thresholds = rule
+	for j := range m.PerClass {
+		if j < len(thresholds) {
+			m.PerClass[j].Threshold = thresholds[j]
+		}
+	}
 }
 
 // sliceOrder sorts length buckets numerically ("1-16" before "17-32").

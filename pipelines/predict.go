@@ -26,7 +26,10 @@ type PredictOptions struct {
 	BatchSize      int
 	Device         string
 	Threads        int
-	Runner         string
+	// Threshold decides a multi-label model's labels: "" or "per_label"
+	// (the thresholds tuned on validation), "global", or a probability.
+	Threshold string
+	Runner    string
 }
 
 // PredictResult lists what predict wrote.
@@ -49,6 +52,9 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 		return nil, badInputf("--label_field: true labels are read for %s models only for now; %s is a %s model", dataset.SingleLabel, o.Model, task)
 	}
 	labels := cfg.Labels()
+	if _, _, err := CheckThreshold(ctx, o.Model, task, o.Threshold, len(labels)); err != nil {
+		return nil, err
+	}
 	files, err := resolveInputs(ctx, PrepareOptions{Inputs: o.Inputs, Format: o.Format, Header: o.Header, Fields: o.Fields,
 		MaxRecordBytes: o.MaxRecordBytes, Labels: labels, Output: o.Output, Fractions: transforms.Fractions{Train: 1}})
 	if err != nil {
@@ -70,8 +76,8 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	labelCol := beam.Create(s.Scope("ModelLabels"), labels)
 	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, model.TokenizerFile), MaxLength: o.MaxLength},
 		records, beam.SideInput{Input: labelCol})
-	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model", Task: task}
-	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Model, o.BatchSize, o.Device, o.Threads
+	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
+	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
 	preds := beam.ParDo(s.Scope("Predict"), fn, examples)
 	keyed := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyPredictionsFn{Shards: o.Shards}, preds)
 	beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels, Task: task}, beam.GroupByKey(s, keyed))

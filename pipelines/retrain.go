@@ -113,6 +113,8 @@ type RetrainEvaluate struct {
 	InferBatch int    `yaml:"infer_batch" json:"infer_batch"`
 	SpeedRuns  int    `yaml:"speed_runs" json:"speed_runs"`
 	Seed       int64  `yaml:"seed" json:"seed"`
+	// Threshold decides a multi-label model's labels (as evaluate --threshold).
+	Threshold string `yaml:"threshold" json:"threshold,omitempty"`
 }
 
 // DefaultRetrainConfig is what a retrain.yaml starts from.
@@ -567,7 +569,8 @@ func (r *retrainRun) run(ctx context.Context) error {
 	verdict, err := runStage(ctx, r, "evaluate", evalFP, func() (evaluateOutputs, error) {
 		res, err := RunEvaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
 			Champion: champDir, Challenger: challenger, Gate: c.Gate, Output: reportDir, Seed: c.Evaluate.Seed,
-			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Runner: r.o.Runner})
+			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Threshold: c.Evaluate.Threshold,
+			Runner: r.o.Runner})
 		if err != nil {
 			return evaluateOutputs{}, err
 		}

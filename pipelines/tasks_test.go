@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/trainer"
 )
 
@@ -112,7 +115,9 @@ func distillTask(t *testing.T, o PrepareOptions, epochs int, lr float64) trainer
 // task reaches every stage it should: the manifest's kind and scores, a
 // one-output head exported with problem_type regression, a validation
 // Pearson well above chance, a distilled student that learns from the
-// teacher's scores; and evaluate refuses it for now.
+// teacher's scores; and an evaluation whose Pearson and MSE are the
+// trainer's own on the same split, with regression slices, a scatter plot
+// and a gate on Pearson.
 func TestRegressionTask(t *testing.T) {
 	modelDir := needModel(t)
 	dir := t.TempDir()
@@ -139,7 +144,7 @@ func TestRegressionTask(t *testing.T) {
 	if mean := sum / float64(len(rows)); mean < 1 || mean > 4 {
 		t.Errorf("mean validation score %.2f: scores were not carried", mean)
 	}
-	if best.Metric != trainer.MetricPearson || best.BestMetric < 0.5 {
+	if best.Metric != report.MetricPearson || best.BestMetric < 0.5 {
 		t.Errorf("best %s %.3f, want pearson above 0.5", best.Metric, best.BestMetric)
 	}
 	t.Logf("STS-B 400 pairs: validation %s %.3f (loss %.3f)", best.Metric, best.BestMetric, best.BestLoss)
@@ -161,13 +166,59 @@ func TestRegressionTask(t *testing.T) {
 		}
 	}
 	student := distillTask(t, o, 3, 2e-4)
-	if student.Metric != trainer.MetricPearson || student.BestMetric < 0.3 {
+	if student.Metric != report.MetricPearson || student.BestMetric < 0.3 {
 		t.Errorf("student %s %.3f, want pearson above 0.3 (chance is 0)", student.Metric, student.BestMetric)
 	}
 	t.Logf("STS-B: 3-layer student %s %.3f (%.0f%% of the teacher's)", student.Metric, student.BestMetric, 100*student.BestMetric/best.BestMetric)
-	_, err = RunEvaluate(context.Background(), EvaluateOptions{Data: o.Output, Models: []NamedModel{{Name: "t", Dir: filepath.Join(dir, "run", TeacherModel)}}, Output: filepath.Join(dir, "report")})
-	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "evaluate supports single_label_classification datasets only") {
-		t.Errorf("evaluate of a regression dataset: %v", err)
+	teacherDir, studentDir := filepath.Join(dir, "run", TeacherModel), filepath.Join(dir, "run", StudentModel)
+	res, err := RunEvaluate(context.Background(), EvaluateOptions{Data: o.Output,
+		Models:   []NamedModel{{Name: "teacher", Dir: teacherDir}, {Name: "student", Dir: studentDir}},
+		Champion: teacherDir, Challenger: "student", Gate: report.DefaultGate(),
+		Output: filepath.Join(dir, "report"), Seed: 1, SpeedRuns: 2, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := res.Report.Models[0].Metrics
+	r := tm.Regression
+	if tm.Task != dataset.Regression || r == nil || tm.Examples != int64(len(rows)) {
+		t.Fatalf("teacher metrics: task %q, %d examples, regression %v", tm.Task, tm.Examples, r)
+	}
+	// The split is the validation split the trainer picked the best
+	// checkpoint on: the same Pearson and MSE, from other code.
+	if math.Abs(r.Pearson-best.BestMetric) > 1e-4 || math.Abs(r.MSE-best.BestLoss) > 1e-4 {
+		t.Errorf("evaluate: Pearson %.5f MSE %.5f; the trainer's best: %.5f, %.5f", r.Pearson, r.MSE, best.BestMetric, best.BestLoss)
+	}
+	if !(r.PearsonCI.Low < r.Pearson && r.Pearson < r.PearsonCI.High) || !(r.SpearmanCI.Low < r.Spearman && r.Spearman < r.SpearmanCI.High) {
+		t.Errorf("intervals %v around %.4f, %v around %.4f", r.PearsonCI, r.Pearson, r.SpearmanCI, r.Spearman)
+	}
+	if r.MAE <= 0 || r.MAE*r.MAE > r.MSE+1e-9 || len(r.Points) != len(rows) {
+		t.Errorf("MAE %.4f MSE %.4f (MAE² ≤ MSE must hold), %d scatter points", r.MAE, r.MSE, len(r.Points))
+	}
+	scoreSlices := 0
+	for _, sl := range res.Report.Models[0].Slices {
+		if sl.Column == "score" {
+			scoreSlices++
+		}
+	}
+	if scoreSlices < 4 {
+		t.Errorf("%d score slices, want one per unit of 0-5 that has rows", scoreSlices)
+	}
+	g := res.Report.Gate
+	if g == nil || len(g.Checks) != 1 || g.Checks[0].Name != "pearson_drop" {
+		t.Fatalf("gate: %+v", g)
+	}
+	sm := res.Report.Models[1].Metrics.Regression
+	if want := 100*(sm.Pearson-r.Pearson) >= -0.5; g.Checks[0].Passed != want {
+		t.Errorf("gate on Pearson %.4f vs %.4f passed=%v", sm.Pearson, r.Pearson, g.Checks[0].Passed)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "report", report.HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="scatter-teacher"`, "Mean residual", "Pearson"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %s", want)
+		}
 	}
 }
 
@@ -200,7 +251,7 @@ func TestMultiLabelTask(t *testing.T) {
 	o.Fields = dataset.Fields{Text: []string{"1"}, Label: "2", ID: "3"}
 	o.Task = dataset.MultiLabel
 	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
-	man, best := trainTask(t, o, 6, 2e-4, func(c *trainer.Config) { c.PosWeight, c.MetricForBest = true, trainer.MetricMicroF1 })
+	man, best := trainTask(t, o, 6, 2e-4, func(c *trainer.Config) { c.PosWeight, c.MetricForBest = true, report.MetricMicroF1 })
 	if man.Task != dataset.MultiLabel || strings.Join(man.Labels, ",") != "0,3,4,27" {
 		t.Errorf("manifest task %q labels %v", man.Task, man.Labels)
 	}
@@ -229,10 +280,22 @@ func TestMultiLabelTask(t *testing.T) {
 		sq, sum = sq+p*p, sum+p
 	}
 	chance := sq / sum
-	if best.Metric != trainer.MetricMicroF1 || best.BestMetric < chance+0.1 {
+	if best.Metric != report.MetricMicroF1 || best.BestMetric < chance+0.1 {
 		t.Errorf("best %s %.3f, want 0.1 above chance (%.3f)", best.Metric, best.BestMetric, chance)
 	}
 	t.Logf("GoEmotions, 4 labels: validation %s %.3f (chance %.3f), subset accuracy %.3f", best.Metric, best.BestMetric, chance, best.BestAccuracy)
+	teacherDir := filepath.Join(dir, "run", TeacherModel)
+	th, err := model.ReadThresholds(teacherDir)
+	if err != nil || th == nil {
+		t.Fatalf("the teacher's %s: %v, %v", model.ThresholdsFile, th, err)
+	}
+	if strings.Join(th.Labels, ",") != strings.Join(man.Labels, ",") || th.TunedOn != fmt.Sprintf("validation (%d rows)", len(rows)) {
+		t.Errorf("thresholds for %v tuned on %q", th.Labels, th.TunedOn)
+	}
+	threshold := map[string]float64{}
+	for j, l := range th.Labels {
+		threshold[l] = th.PerLabel[j]
+	}
 	preds := predictRows(t, o, o.Validation[0])
 	sets := 0
 	for _, p := range preds {
@@ -241,9 +304,13 @@ func TestMultiLabelTask(t *testing.T) {
 		if !ok || len(probs) != 4 || p["label"] != nil || p["score"] != nil {
 			t.Fatalf("prediction %v: want labels and 4 probabilities", p)
 		}
+		chosen := map[string]bool{}
 		for _, l := range labels {
-			if pr, _ := probs[l.(string)].(float64); pr <= 0.5 {
-				t.Errorf("prediction %v: label %v under the threshold", p, l)
+			chosen[l.(string)] = true
+		}
+		for l, pr := range probs { // a label is predicted exactly when its probability passes its own threshold
+			if above := pr.(float64) > threshold[l]; above != chosen[l] {
+				t.Errorf("prediction %v: label %s at %.3f against threshold %.2f", p, l, pr, threshold[l])
 			}
 		}
 		if len(labels) > 0 {
@@ -251,8 +318,37 @@ func TestMultiLabelTask(t *testing.T) {
 		}
 	}
 	if sets == 0 {
-		t.Error("no prediction has a label above the threshold")
+		t.Error("no prediction has a label above its threshold")
 	}
+	// Evaluate on the validation split: at a fixed 0.5 the micro-F1 is the
+	// trainer's; at the thresholds tuned on this very split each label's F1
+	// can only be higher (0.5 is on the grid), so macro-F1 too.
+	evaluate := func(rule string) report.Metrics {
+		t.Helper()
+		res, err := RunEvaluate(context.Background(), EvaluateOptions{Data: o.Output, Models: []NamedModel{{Name: "teacher", Dir: teacherDir}},
+			Threshold: rule, Output: filepath.Join(dir, "report-"+rule), Seed: 1, SpeedRuns: 2, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Report.Models[0].Metrics
+	}
+	fixed, tuned := evaluate("0.5"), evaluate("")
+	if math.Abs(fixed.MicroF1-best.BestMetric) > 0.01 || fixed.MultiLabel.Thresholds != model.ThresholdFixed {
+		t.Errorf("micro-F1 at 0.5: evaluate %.4f, trainer %.4f (%s)", fixed.MicroF1, best.BestMetric, fixed.MultiLabel.Thresholds)
+	}
+	if tuned.MacroF1 < fixed.MacroF1 || tuned.MultiLabel.Thresholds != model.ThresholdPerLabel || tuned.PerClass[0].Threshold != th.PerLabel[0] {
+		t.Errorf("macro-F1 at tuned thresholds %.4f (%s, first %.2f), at 0.5 %.4f", tuned.MacroF1, tuned.MultiLabel.Thresholds, tuned.PerClass[0].Threshold, fixed.MacroF1)
+	}
+	for _, c := range tuned.PerClass {
+		if c.AveragePrecision <= 0 || c.AveragePrecision > 1 || c.Support == 0 {
+			t.Errorf("label %s: PR-AUC %.3f support %d", c.Label, c.AveragePrecision, c.Support)
+		}
+	}
+	ml := tuned.MultiLabel
+	if ml.LabelCardinality < 1 || ml.HammingLoss <= 0 || ml.HammingLoss >= 0.5 || tuned.Accuracy <= 0 {
+		t.Errorf("cardinality %.3f, Hamming %.3f, subset accuracy %.3f", ml.LabelCardinality, ml.HammingLoss, tuned.Accuracy)
+	}
+	t.Logf("GoEmotions, 4 labels, validation: macro-F1 %.4f at tuned thresholds %v, %.4f at 0.5", tuned.MacroF1, th.PerLabel, fixed.MacroF1)
 	cfg, err := model.LoadConfig(filepath.Join(dir, "run", TeacherModel))
 	if err != nil {
 		t.Fatal(err)

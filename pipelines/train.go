@@ -244,7 +244,7 @@ func checkTrainInputs(ctx context.Context, o TrainOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := trainer.CheckMetric(man.TaskKind(), o.Config.MetricForBest); err != nil {
+	if _, err := report.CheckMetric(man.TaskKind(), o.Config.MetricForBest); err != nil {
 		return badInput(err)
 	}
 	if o.Config.PosWeight && man.TaskKind() != dataset.MultiLabel {

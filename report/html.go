@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/beamtune/beamtune/dataset"
 )
 
 // Colours: Tableau 10, distinguishable and colour-blind tolerant; model i
@@ -175,6 +177,27 @@ func htmlCharts(b *strings.Builder, r *Report, ids []string) {
 	}
 	b.WriteString("</div>\n</section>\n")
 
+	switch taskOf(r) {
+	case dataset.Regression:
+		b.WriteString("<section id=\"scatter\">\n<h2>Predicted against true scores</h2>\n<div class=\"grid narrow\">\n")
+		for i, m := range r.Models {
+			fmt.Fprintf(b, "<div class=\"card\"><h3>%s</h3>\n", esc(m.Name))
+			scatterChart(b, "scatter-"+ids[i], m)
+			b.WriteString("</div>\n")
+		}
+		b.WriteString("</div>\n</section>\n")
+		htmlSlices(b, r)
+		return
+	case dataset.MultiLabel:
+		b.WriteString("<section id=\"per-class\">\n<h2>Per-label metrics</h2>\n<div class=\"grid narrow\">\n")
+		var f1 strings.Builder
+		f1Chart(&f1, "f1-per-class", r.Models)
+		b.WriteString("<div class=\"card wide\">\n" + f1.String() + "</div>\n")
+		htmlPerClass(b, r)
+		b.WriteString("</div>\n</section>\n")
+		htmlSlices(b, r)
+		return
+	}
 	b.WriteString("<section id=\"calibration\">\n<h2>Calibration</h2>\n<div class=\"grid narrow\">\n")
 	for i, m := range r.Models {
 		fmt.Fprintf(b, "<div class=\"card\"><h3>%s</h3>\n", esc(m.Name))
@@ -264,16 +287,25 @@ func valueCI(v, ci string) string {
 func htmlSummary(b *strings.Builder, r *Report) {
 	if len(r.Models) > 0 {
 		b.WriteString("<div class=\"kpis\">\n")
+		task := taskOf(r)
 		for i, m := range r.Models {
 			mt := m.Metrics
 			fmt.Fprintf(b, "<div class=\"kpi\" style=\"--c:%s\"><div class=\"name\">%s</div>", colour(i), esc(m.Name))
-			fmt.Fprintf(b, "<div class=\"big\">%s</div>", esc(pct(mt.Accuracy)))
-			sub := "accuracy"
-			if ci := ciPct(mt.AccuracyCI); ci != "" {
+			value, name, ci := headline(task, mt)
+			fmt.Fprintf(b, "<div class=\"big\">%s</div>", esc(value))
+			sub := name
+			if ci != "" {
 				sub += " · 95% CI " + ci
 			}
 			fmt.Fprintf(b, "<div class=\"sub\">%s</div>", esc(sub))
-			sub = "macro-F1 " + fixed(mt.MacroF1, 4)
+			switch task {
+			case dataset.MultiLabel:
+				sub = "micro-F1 " + fixed(mt.MicroF1, 4)
+			case dataset.Regression:
+				sub = "Spearman " + fixed(regression(mt).Spearman, 4)
+			default:
+				sub = "macro-F1 " + fixed(mt.MacroF1, 4)
+			}
 			if m.Speed.ExamplesPerSec > 0 {
 				sub += " · " + fixed(m.Speed.ExamplesPerSec, 1) + " examples/s"
 			}
@@ -314,13 +346,18 @@ func htmlModels(b *strings.Builder, r *Report) {
 	}
 	// Non-breaking spaces (\u00a0) decide where the narrow numeric headers
 	// wrap; the intervals are explained in the note below the table.
-	head := []string{"Model", "Params", "Layers", "Size\u00a0MB", "Accuracy", "Macro-F1", "Log\u00a0loss", "ECE",
-		"p50\u00a0ms batch\u00a01", "p95\u00a0ms batch\u00a01", "Examples/s batch\u00a032", "Threads"}
-	kinds := "lnnnnnnnnnnn"
+	cols := modelColumns(r)
+	head := []string{"Model", "Params", "Layers", "Size\u00a0MB"}
+	kinds := "lnnn"
+	for _, c := range cols {
+		head = append(head, strings.ReplaceAll(c.head, " ", "\u00a0"))
+		kinds += "n"
+	}
+	head = append(head, "p50\u00a0ms batch\u00a01", "p95\u00a0ms batch\u00a01", "Examples/s batch\u00a032", "Threads")
+	kinds += "nnnn"
 	var rows [][]string
 	seqLens := map[int]bool{}
 	for _, m := range r.Models {
-		mt := m.Metrics
 		threads := "—"
 		if m.Speed.Threads > 0 {
 			threads = strconv.Itoa(m.Speed.Threads)
@@ -332,17 +369,17 @@ func htmlModels(b *strings.Builder, r *Report) {
 		if m.Dir != "" {
 			name += "<span class=\"ci\">" + esc(m.Dir) + "</span>"
 		}
-		rows = append(rows, []string{
-			name, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes),
-			valueCI(pct(mt.Accuracy), ciPct(mt.AccuracyCI)),
-			valueCI(fixed(mt.MacroF1, 4), ci4(mt.MacroF1CI)),
-			fixed(mt.LogLoss, 4), fixed(mt.ECE, 4),
+		row := []string{name, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
+		for _, c := range cols {
+			row = append(row, valueCI(c.cell(m.Metrics)))
+		}
+		rows = append(rows, append(row,
 			measured(m.Speed.LatencyP50Ms, 2, ""), measured(m.Speed.LatencyP95Ms, 2, ""),
 			measured(m.Speed.ExamplesPerSec, 1, ""), threads,
-		})
+		))
 	}
 	htmlTable(b, "models", head, kinds, rows)
-	note := "Under accuracy and macro-F1: 95% confidence interval (seeded Poisson bootstrap). ECE: expected calibration error over 15 equal-width confidence bins."
+	note := modelNote(taskOf(r)) + " Intervals are under their values."
 	if len(seqLens) > 0 {
 		var ls []string
 		for l := range seqLens {
@@ -371,21 +408,29 @@ func htmlComparisons(b *strings.Builder, r *Report) {
 		return
 	}
 	b.WriteString("<section id=\"comparisons\">\n<h2>Comparisons</h2>\n")
-	head := []string{"Base", "Other", "Accuracy kept", "Δ accuracy (points)", "Δ macro-F1", "Speedup (batch 32)", "Size ratio"}
-	kinds := "llnnnnn"
+	task := taskOf(r)
+	head := []string{"Base", "Other", "Metric", "Kept", "Δ metric"}
+	kinds := "lllnn"
+	if task != dataset.Regression {
+		head = append(head, "Δ accuracy (points)", "Δ macro-F1")
+		kinds += "nn"
+	}
+	head = append(head, "Speedup (batch 32)", "Size ratio")
+	kinds += "nn"
 	var rows [][]string
 	for _, c := range r.Comparisons {
-		da := signed(100*c.AccuracyDelta, 2)
-		df := signed(c.MacroF1Delta, 4)
-		rows = append(rows, []string{
-			esc(c.Base), "<b>" + esc(c.Other) + "</b>",
-			esc(measured(100*c.AccuracyKept, 2, "%")),
-			signClass(c.AccuracyDelta, da), signClass(c.MacroF1Delta, df),
-			esc(measured(c.Speedup, 2, "×")), esc(measured(c.SizeRatio, 3, "×")),
-		})
+		dm := signed(comparisonDelta(c), 4)
+		row := []string{esc(c.Base), "<b>" + esc(c.Other) + "</b>", esc(comparisonMetric(c)),
+			esc(measured(100*comparisonKept(c), 2, "%")), signClass(comparisonDelta(c), dm)}
+		if task != dataset.Regression {
+			da := signed(100*c.AccuracyDelta, 2)
+			df := signed(c.MacroF1Delta, 4)
+			row = append(row, signClass(c.AccuracyDelta, da), signClass(c.MacroF1Delta, df))
+		}
+		rows = append(rows, append(row, esc(measured(c.Speedup, 2, "×")), esc(measured(c.SizeRatio, 3, "×"))))
 	}
 	htmlTable(b, "comparisons", head, kinds, rows)
-	b.WriteString("<p class=\"note\">Accuracy kept: other ÷ base accuracy. Speedup: other ÷ base examples per second at batch 32. Size ratio: other ÷ base weight bytes.</p>\n</section>\n")
+	b.WriteString("<p class=\"note\">Metric: the task&#39;s main metric; kept: other ÷ base on it. Speedup: other ÷ base examples per second at batch 32. Size ratio: other ÷ base weight bytes.</p>\n</section>\n")
 }
 
 func htmlGate(b *strings.Builder, g *GateResult) {
@@ -418,6 +463,17 @@ func htmlPerClass(b *strings.Builder, r *Report) {
 			continue
 		}
 		var rows [][]string
+		if ml := mt.MultiLabel; ml != nil {
+			for _, c := range mt.PerClass {
+				rows = append(rows, []string{esc(c.Label), fixed(c.Precision, 4), fixed(c.Recall, 4), fixed(c.F1, 4), thousands(c.Support),
+					fixed(c.AveragePrecision, 4), fixed(c.Threshold, 2)})
+			}
+			htmlTable(b, "per-class", []string{"Label", "Precision", "Recall", "F1", "Support", "PR-AUC", "Threshold"}, "wnnnnnn", rows)
+			note := "Thresholds: " + thresholdText(ml.Thresholds) + " · labels per example " + fixed(ml.LabelCardinality, 3) +
+				" true, " + fixed(ml.PredictedCardinality, 3) + " predicted · weighted F1 " + fixed(mt.WeightedF1, 4)
+			fmt.Fprintf(b, "<p class=\"note\">%s</p>\n</div>\n", esc(note))
+			continue
+		}
 		for _, c := range mt.PerClass {
 			rows = append(rows, []string{esc(c.Label), fixed(c.Precision, 4), fixed(c.Recall, 4), fixed(c.F1, 4), thousands(c.Support)})
 		}
@@ -431,20 +487,27 @@ func htmlPerClass(b *strings.Builder, r *Report) {
 }
 
 func htmlSlices(b *strings.Builder, r *Report) {
+	cols := sliceColumns(r)
 	var rows [][]string
 	for _, m := range r.Models {
-		for _, s := range m.Slices {
-			sm := s.Metrics
-			rows = append(rows, []string{
-				esc(m.Name), esc(s.Column), esc(s.Value), thousands(sm.Examples),
-				valueCI(pct(sm.Accuracy), ciPct(sm.AccuracyCI)), fixed(sm.MacroF1, 4), fixed(sm.ECE, 4),
-			})
+		for _, sl := range m.Slices {
+			row := []string{esc(m.Name), esc(sl.Column), esc(sl.Value), thousands(sl.Metrics.Examples)}
+			for _, c := range cols {
+				row = append(row, valueCI(c.cell(sl.Metrics)))
+			}
+			rows = append(rows, row)
 		}
 	}
 	if len(rows) == 0 {
 		return
 	}
+	head := []string{"Model", "Column", "Value", "Examples"}
+	kinds := "wwwn"
+	for _, c := range cols {
+		head = append(head, c.head)
+		kinds += "n"
+	}
 	b.WriteString("<section id=\"slices\">\n<h2>Slices</h2>\n")
-	htmlTable(b, "slices", []string{"Model", "Column", "Value", "Examples", "Accuracy, 95% CI", "Macro-F1", "ECE"}, "wwwnnnn", rows)
-	b.WriteString("<p class=\"note\">length: examples bucketed by token count; label: the examples of one true class, where precision and macro-F1 mean little and accuracy is that class&#39;s recall.</p>\n</section>\n")
+	htmlTable(b, "slices", head, kinds, rows)
+	fmt.Fprintf(b, "<p class=\"note\">%s</p>\n</section>\n", esc(sliceNote(taskOf(r))))
 }

@@ -710,12 +710,13 @@ func TestReportMarkdown(t *testing.T) {
 		"# Evaluation report\n",
 		"- Dataset: gs://bt-data/prepared/sst2\n",
 		"- Examples: 872\n",
-		"| Model | Params | Layers | Size (MB) | Accuracy (95% CI) | Macro-F1 (95% CI) | Log loss | ECE | p50 ms (batch 1) | p95 ms (batch 1) | Examples/s (batch 32) | Threads |\n|---|---:|",
+		"| Model | Params | Layers | Size (MB) | Accuracy (95% CI) | Macro-F1 (95% CI) | F1 (class 1) (95% CI) | MCC | Log loss | ECE | p50 ms (batch 1) | p95 ms (batch 1) | Examples/s (batch 32) | Threads |\n|---|---:|",
 		// 796/872 correct; normal-approximation interval of the fixture.
-		"| **teacher** | 22.71M | 6 | 90.9 | 91.28% (89.41–93.16) | 0.9128 (0.8922–0.9325) | 0.2412 | 0.0187 | 11.84 | 14.02 | 152.3 | 2 |\n",
+		// A report without a task kind predates MCC and the class-1 F1: "—".
+		"| **teacher** | 22.71M | 6 | 90.9 | 91.28% (89.41–93.16) | 0.9128 (0.8922–0.9325) | — | — | 0.2412 | 0.0187 | 11.84 | 14.02 | 152.3 | 2 |\n",
 		"| **student** | 11.36M | 3 | 23.0 | 89.22% (87.16–91.28) |",
 		"Speed measured at 128 tokens per example.",
-		"| teacher | student | 97.74% | -2.06 | -0.0207 | 3.21× | 0.253× |\n",
+		"| teacher | student | accuracy | 97.74% | -0.0206 | -2.06 | -0.0207 | 3.21× | 0.253× |\n",
 		"## Promotion gate: ✅ **BLESSED**\n",
 		"Challenger **student**; no champion yet.",
 		"- no champion yet: the first model that passes the floor is promoted\n",

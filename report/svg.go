@@ -531,3 +531,54 @@ func confusionChart(b *strings.Builder, id string, m ModelReport) float64 {
 	b.WriteString("</g>\n</svg>\n")
 	return W
 }
+
+// scatterChart plots a regression model's predictions against the true
+// scores (a sample of at most ScatterPoints), with the y = x line: points
+// above it were scored too high.
+func scatterChart(b *strings.Builder, id string, m ModelReport) {
+	r := regression(m.Metrics)
+	var pts [][2]float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range r.Points {
+		x, y := float64(p[0]), float64(p[1])
+		if !finite(x) || !finite(y) {
+			continue
+		}
+		pts = append(pts, [2]float64{x, y})
+		lo, hi = math.Min(lo, math.Min(x, y)), math.Max(hi, math.Max(x, y))
+	}
+	if len(pts) == 0 {
+		emptyChart(b, id, "no points to plot")
+		return
+	}
+	if hi-lo < 1e-9 {
+		lo, hi = lo-0.5, hi+0.5
+	}
+	ticks, step := niceTicks(lo, hi, 5, false)
+	lo, hi = math.Min(lo, ticks[0]), math.Max(hi, ticks[len(ticks)-1])
+	const P = 270.0
+	const ml, mt = 60.0, 16.0
+	W, H := ml+P+16, mt+P+44
+	sx := func(v float64) float64 { return ml + (v-lo)/(hi-lo)*P }
+	sy := func(v float64) float64 { return mt + P - (v-lo)/(hi-lo)*P }
+	svgOpen(b, id, "scatter-chart", W, H, "Predicted against true scores: "+m.Name,
+		fmt.Sprintf("%d of %d examples; Pearson %s, MAE %s", len(pts), m.Metrics.Examples, fixed(r.Pearson, 4), fixed(r.MAE, 4)))
+	for _, v := range ticks {
+		fmt.Fprintf(b, "<line class=\"gridline\" x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>", num(ml), num(sy(v)), num(ml+P), num(sy(v)))
+		fmt.Fprintf(b, "<text x=\"%s\" y=\"%s\" text-anchor=\"end\">%s</text>", num(ml-6), num(sy(v)+3.5), tickLabel(v, step))
+		fmt.Fprintf(b, "<text x=\"%s\" y=\"%s\" text-anchor=\"middle\">%s</text>\n", num(sx(v)), num(mt+P+15), tickLabel(v, step))
+	}
+	b.WriteString("<g class=\"points\" fill=\"#4e79a7\" fill-opacity=\"0.45\">")
+	for _, p := range pts {
+		fmt.Fprintf(b, "<circle cx=\"%s\" cy=\"%s\" r=\"2.2\"/>", num(sx(p[0])), num(sy(p[1])))
+	}
+	b.WriteString("</g>\n")
+	fmt.Fprintf(b, "<line class=\"diagonal\" x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"#57606a\" stroke-width=\"1.2\" stroke-dasharray=\"5 4\"/>\n", num(sx(lo)), num(sy(lo)), num(sx(hi)), num(sy(hi)))
+	fmt.Fprintf(b, "<line class=\"axis\" x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/><line class=\"axis\" x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>",
+		num(ml), num(mt+P), num(ml+P), num(mt+P), num(ml), num(mt), num(ml), num(mt+P))
+	fmt.Fprintf(b, "<text x=\"%s\" y=\"%s\" text-anchor=\"middle\">true score</text>", num(ml+P/2), num(mt+P+32))
+	fmt.Fprintf(b, "<text x=\"14\" y=\"%s\" text-anchor=\"middle\" transform=\"rotate(-90 14 %s)\">predicted score</text>\n", num(mt+P/2), num(mt+P/2))
+	b.WriteString("</svg>\n")
+	fmt.Fprintf(b, "<div class=\"cap\">Pearson %s · Spearman %s · MSE %s · MAE %s · mean residual %s · %s of %s examples plotted</div>\n",
+		fixed(r.Pearson, 4), fixed(r.Spearman, 4), fixed(r.MSE, 4), fixed(r.MAE, 4), signed(r.MeanResidual, 4), thousands(int64(len(pts))), thousands(m.Metrics.Examples))
+}

@@ -20,6 +20,12 @@ type ClassMetrics struct {
 	Recall    float64 `json:"recall"`
 	F1        float64 `json:"f1"`
 	Support   int64   `json:"support"` // true examples of the class
+	// AveragePrecision is the area under the class's precision-recall
+	// curve (multi-label reports).
+	AveragePrecision float64 `json:"average_precision,omitempty"`
+	// Threshold is the probability above which a multi-label class is
+	// predicted.
+	Threshold float64 `json:"threshold,omitempty"`
 }
 
 // ReliabilityBin is one bin of the reliability diagram: predictions whose
@@ -38,8 +44,17 @@ type TopK struct {
 	Accuracy float64 `json:"accuracy"`
 }
 
-// Metrics are a model's scores on a set of labelled predictions.
+// Metrics are a model's scores on a set of labelled predictions. Task says
+// which fields are filled:
+//   - single-label classification (Task "" in reports written before task
+//     kinds existed): everything at the top level but Regression and
+//     MultiLabel; MCC always, PositiveF1 for two classes;
+//   - multi-label: Accuracy is subset accuracy, the F1s and PerClass are over
+//     the labels as decided at their thresholds, MultiLabel holds the rest;
+//     no confusion matrix, calibration or top-k;
+//   - regression: Regression only.
 type Metrics struct {
+	Task        string           `json:"task,omitempty"` // the dataset's task kind
 	Examples    int64            `json:"examples"`
 	Accuracy    float64          `json:"accuracy"`
 	AccuracyCI  Interval         `json:"accuracy_ci95"` // seeded Poisson bootstrap
@@ -55,7 +70,54 @@ type Metrics struct {
 	// Confusion[i][j] counts examples of true class i predicted as j.
 	Confusion [][]int64 `json:"confusion"`
 	Labels    []string  `json:"labels"`
+
+	// MCC is the Matthews correlation coefficient (single-label; the
+	// multi-class generalization above two classes).
+	MCC float64 `json:"mcc,omitempty"`
+	// PositiveF1 is the F1 of class 1 of a two-class task (GLUE's F1 for
+	// MRPC), with its interval.
+	PositiveF1   float64            `json:"positive_f1,omitempty"`
+	PositiveF1CI Interval           `json:"positive_f1_ci95,omitzero"`
+	MultiLabel   *MultiLabelMetrics `json:"multi_label,omitempty"`
+	Regression   *RegressionMetrics `json:"regression,omitempty"`
 }
+
+// MultiLabelMetrics are what a multi-label report adds to the F1s and the
+// per-label table.
+type MultiLabelMetrics struct {
+	MicroF1CI   Interval `json:"micro_f1_ci95"`
+	SamplesF1   float64  `json:"samples_f1"`   // F1 per example, averaged (an example with no true and no predicted label scores 0)
+	HammingLoss float64  `json:"hamming_loss"` // share of wrong (example, label) decisions
+	// MacroAveragePrecision averages the labels' PR-AUC.
+	MacroAveragePrecision float64 `json:"macro_average_precision"`
+	// LabelCardinality and PredictedCardinality are the mean number of
+	// true and of predicted labels per example.
+	LabelCardinality     float64 `json:"label_cardinality"`
+	PredictedCardinality float64 `json:"predicted_cardinality"`
+	// Thresholds names how labels were decided: "per_label" or "global"
+	// (tuned on the validation split when the model was trained), or
+	// "fixed" (one given probability).
+	Thresholds string `json:"thresholds"`
+}
+
+// RegressionMetrics are a regression model's scores.
+type RegressionMetrics struct {
+	Pearson    float64  `json:"pearson"`
+	PearsonCI  Interval `json:"pearson_ci95"`
+	Spearman   float64  `json:"spearman"`
+	SpearmanCI Interval `json:"spearman_ci95"`
+	MSE        float64  `json:"mse"`
+	MAE        float64  `json:"mae"`
+	// MeanResidual is mean(prediction − truth): positive when the model
+	// scores too high.
+	MeanResidual float64 `json:"mean_residual"`
+	// Points are up to ScatterPoints (truth, prediction) pairs for the
+	// scatter plot, a fixed pseudo-random sample of the examples.
+	Points [][2]float32 `json:"points,omitempty"`
+}
+
+// ScatterPoints caps RegressionMetrics.Points.
+const ScatterPoints = 1000
 
 // SliceMetrics are the metrics of one slice of the evaluation set.
 type SliceMetrics struct {
@@ -89,8 +151,13 @@ type ModelReport struct {
 
 // Comparison relates two models (student vs teacher, challenger vs champion).
 type Comparison struct {
-	Base          string  `json:"base"` // the reference model
-	Other         string  `json:"other"`
+	Base  string `json:"base"` // the reference model
+	Other string `json:"other"`
+	// Metric is the task's main metric (accuracy, macro_f1 or pearson);
+	// MetricKept is other ÷ base on it and MetricDelta other − base.
+	Metric        string  `json:"metric,omitempty"`
+	MetricKept    float64 `json:"metric_kept,omitempty"`
+	MetricDelta   float64 `json:"metric_delta,omitempty"`
 	AccuracyKept  float64 `json:"accuracy_kept"` // other.accuracy / base.accuracy
 	AccuracyDelta float64 `json:"accuracy_delta"`
 	MacroF1Delta  float64 `json:"macro_f1_delta"`

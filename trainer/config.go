@@ -30,7 +30,7 @@ type Config struct {
 
 	// MetricForBest is the validation metric that picks the best checkpoint
 	// and drives early stopping ("": the task's main metric; see
-	// MetricsOf for each task's choices).
+	// report.MetricsOf for each task's choices).
 	MetricForBest string `json:"metric_for_best,omitempty" yaml:"metric_for_best"`
 	// PosWeight, for multi-label training, weighs each label's positive
 	// term by negatives/positives of that label in the training split, as

@@ -200,7 +200,7 @@ func TestDistillHiddenStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	smallDir := filepath.Join(dir, "small-init")
-	if err := sm.Export(smallDir, ""); err != nil {
+	if err := sm.Export(smallDir, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	sm.Free()

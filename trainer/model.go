@@ -52,23 +52,23 @@ func buildModel(ctx context.Context, job Job, labels []string, task string, dev 
 	return s, nil
 }
 
-// exportModel writes a HF folder through storage: locally in place, or to a
-// local temporary folder then uploaded for gs://.
-func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string) error {
+// exportModel writes a HF folder through storage, with the extra files:
+// locally in place, or to a local temporary folder then uploaded for gs://.
+func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, extra map[string][]byte) error {
 	tokLocal, cleanupTok, err := storage.LocalDir(ctx, tokenizerDir)
 	if err != nil {
 		return err
 	}
 	defer cleanupTok()
 	if !storage.IsGCS(dir) {
-		return m.Export(dir, tokLocal)
+		return m.Export(dir, tokLocal, extra)
 	}
 	tmp, err := os.MkdirTemp("", "beamtune-export-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := m.Export(filepath.Join(tmp, "model"), tokLocal); err != nil {
+	if err := m.Export(filepath.Join(tmp, "model"), tokLocal, extra); err != nil {
 		return err
 	}
 	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)

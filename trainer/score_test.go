@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/report"
 )
 
 // TestScoreTask checks each task's main metric and loss on values worked
@@ -22,7 +23,7 @@ func TestScoreTask(t *testing.T) {
 	near("single accuracy", s.Value, 2.0/3)
 	ce := (math.Log(1+math.Exp(-2)) + math.Log(1+math.Exp(-1)) + (3 + math.Log(1+math.Exp(-3)))) / 3
 	near("single loss", s.Loss, ce)
-	if s.Metric != MetricAccuracy {
+	if s.Metric != report.MetricAccuracy {
 		t.Errorf("single metric %q", s.Metric)
 	}
 
@@ -70,19 +71,19 @@ func TestSelectionMetrics(t *testing.T) {
 	// class 0: tp 1, fp 1, fn 1 -> F1 1/2; macro 7/12.
 	rows := &dataset.Rows{Labels: []int32{1, 1, 0, 0, 1}}
 	logits := [][]float32{{0, 1}, {1, 0}, {1, 0}, {0, 1}, {0, 1}}
-	near("f1", ScoreTask(dataset.SingleLabel, MetricF1, rows, logits).Value, 2.0/3)
-	near("single macro-F1", ScoreTask(dataset.SingleLabel, MetricMacroF1, rows, logits).Value, 7.0/12)
-	near("accuracy", ScoreTask(dataset.SingleLabel, MetricAccuracy, rows, logits).Value, 3.0/5)
+	near("f1", ScoreTask(dataset.SingleLabel, report.MetricF1, rows, logits).Value, 2.0/3)
+	near("single macro-F1", ScoreTask(dataset.SingleLabel, report.MetricMacroF1, rows, logits).Value, 7.0/12)
+	near("accuracy", ScoreTask(dataset.SingleLabel, report.MetricAccuracy, rows, logits).Value, 3.0/5)
 
 	// Multi-label micro-F1 over every decision: the rows of TestScoreTask
 	// give tp 3, fp 1, fn 1 -> 6/8.
 	multi := &dataset.Rows{Multi: [][]int32{{0, 2}, {1}, {0}}}
-	near("micro-F1", ScoreTask(dataset.MultiLabel, MetricMicroF1, multi, [][]float32{{1, -1, -1}, {-1, 1, 1}, {1, -1, -1}}).Value, 0.75)
+	near("micro-F1", ScoreTask(dataset.MultiLabel, report.MetricMicroF1, multi, [][]float32{{1, -1, -1}, {-1, 1, 1}, {1, -1, -1}}).Value, 0.75)
 
 	// Spearman: monotone but not linear is 1; ties share their mean rank.
 	reg := &dataset.Rows{Scores: []float32{1, 2, 3, 4}}
-	near("spearman", ScoreTask(dataset.Regression, MetricSpearman, reg, [][]float32{{1}, {4}, {9}, {100}}).Value, 1)
-	if r := ranks([]float64{10, 20, 20, 5}); r[0] != 2 || r[1] != 3.5 || r[2] != 3.5 || r[3] != 1 {
+	near("spearman", ScoreTask(dataset.Regression, report.MetricSpearman, reg, [][]float32{{1}, {4}, {9}, {100}}).Value, 1)
+	if r := report.Ranks([]float64{10, 20, 20, 5}, nil); r[0] != 2 || r[1] != 3.5 || r[2] != 3.5 || r[3] != 1 {
 		t.Errorf("ranks = %v, want [2 3.5 3.5 1]", r)
 	}
 
@@ -90,14 +91,14 @@ func TestSelectionMetrics(t *testing.T) {
 		task, metric, want string
 		ok                 bool
 	}{
-		{dataset.SingleLabel, "", MetricAccuracy, true},
-		{dataset.SingleLabel, MetricF1, MetricF1, true},
-		{dataset.MultiLabel, "", MetricMacroF1, true},
-		{dataset.Regression, MetricSpearman, MetricSpearman, true},
-		{dataset.Regression, MetricAccuracy, "", false},
-		{dataset.MultiLabel, MetricF1, "", false},
+		{dataset.SingleLabel, "", report.MetricAccuracy, true},
+		{dataset.SingleLabel, report.MetricF1, report.MetricF1, true},
+		{dataset.MultiLabel, "", report.MetricMacroF1, true},
+		{dataset.Regression, report.MetricSpearman, report.MetricSpearman, true},
+		{dataset.Regression, report.MetricAccuracy, "", false},
+		{dataset.MultiLabel, report.MetricF1, "", false},
 	} {
-		got, err := CheckMetric(c.task, c.metric)
+		got, err := report.CheckMetric(c.task, c.metric)
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("CheckMetric(%s, %q) = %q, %v", c.task, c.metric, got, err)
 		}

@@ -52,6 +52,7 @@ type trial struct {
 	task         string // the dataset's kind: loss, targets and metrics
 	metric       string // the validation metric that picks the best checkpoint
 	numLabels    int
+	labels       []string // class names, for a multi-label model's thresholds
 	posWeight    *ts.Tensor // multi-label with Config.PosWeight: negatives/positives per label; nil otherwise
 	train, valid *dataset.Rows
 	distill      bool // the training rows carry teacher logits
@@ -119,8 +120,8 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		return nil, fmt.Errorf("%s has no training rows", job.Data)
 	}
 	t.distill = t.train.HasTeacher()
-	t.task, t.numLabels = man.TaskKind(), len(man.Labels)
-	if t.metric, err = CheckMetric(t.task, cfg.MetricForBest); err != nil {
+	t.task, t.numLabels, t.labels = man.TaskKind(), len(man.Labels), man.Labels
+	if t.metric, err = report.CheckMetric(t.task, cfg.MetricForBest); err != nil {
 		return nil, err
 	}
 	if cfg.PosWeight {
@@ -321,7 +322,7 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	}
 	ev := ScoreTask(t.task, t.metric, t.valid, out.Logits)
 	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Time: now()}
-	if ev.Metric != MetricAccuracy {
+	if ev.Metric != report.MetricAccuracy {
 		e.Metric, e.MetricName = ev.Value, ev.Metric
 	}
 	t.st.Log = append(t.st.Log, e)
@@ -330,7 +331,11 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	slog.Info("train: eval", "trial", t.job.Trial, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_"+ev.Metric, round4(ev.Value), "best", improved)
 	if improved {
 		t.st.BestMetric, t.st.BestAccuracy, t.st.BestLoss, t.st.BestStep, t.st.BadEvals = ev.Value, ev.Accuracy, ev.Loss, t.st.Step, 0
-		if err := exportModel(ctx, t.m, t.bestDir(), t.job.Init); err != nil {
+		extra, err := t.exportExtras(out.Logits)
+		if err != nil {
+			return false, err
+		}
+		if err := exportModel(ctx, t.m, t.bestDir(), t.job.Init, extra); err != nil {
 			return false, err
 		}
 	} else {
@@ -348,7 +353,18 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		}
 	}
 	finalDir := storage.Join(t.job.Output, FinalDir)
-	if err := exportModel(ctx, t.m, finalDir, t.job.Init); err != nil {
+	var extra map[string][]byte
+	if t.task == dataset.MultiLabel {
+		// The final model's thresholds need its own validation logits.
+		out, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
+		if err != nil {
+			return TrialResult{}, fmt.Errorf("evaluate: %w", err)
+		}
+		if extra, err = t.exportExtras(out.Logits); err != nil {
+			return TrialResult{}, err
+		}
+	}
+	if err := exportModel(ctx, t.m, finalDir, t.job.Init, extra); err != nil {
 		return TrialResult{}, err
 	}
 	if err := writeTrainLog(ctx, t.job, t.st); err != nil {
@@ -360,6 +376,20 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
 	}, nil
+}
+
+// exportExtras are the files an exported folder carries beside the model:
+// a multi-label model's decision thresholds, tuned on the validation logits.
+func (t *trial) exportExtras(validLogits [][]float32) (map[string][]byte, error) {
+	if t.task != dataset.MultiLabel || t.valid.Len() == 0 {
+		return nil, nil
+	}
+	th := TuneThresholds(t.valid, validLogits, t.labels, dataset.SplitValidation)
+	data, err := th.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{model.ThresholdsFile: data}, nil
 }
 
 func (t *trial) bestDir() string { return storage.Join(t.job.Output, BestDir) }

@@ -30,9 +30,15 @@ type inferModel struct {
 	BatchSize int
 	Device    string
 	Threads   int
+	// Threshold picks a multi-label model's decision thresholds: "" or
+	// model.ThresholdPerLabel (the model's tuned ones), model.ThresholdGlobal,
+	// or a probability (see model.Thresholds.Resolve).
+	Threshold string
 
-	mu sync.Mutex // one forward at a time per loaded model
-	m  *model.Bert
+	mu         sync.Mutex // one forward at a time per loaded model
+	m          *model.Bert
+	task       string    // the model's problem type
+	thresholds []float64 // multi-label: per label; nil otherwise
 }
 
 // Setup loads the model. libtorch handles never leave the worker: they are
@@ -52,7 +58,16 @@ func (im *inferModel) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("inference model: %w", err)
 	}
-	im.m = m
+	im.m, im.task = m, m.Config.Task()
+	if im.task == dataset.MultiLabel {
+		th, err := model.ReadThresholds(dir)
+		if err != nil {
+			return fmt.Errorf("inference model: %w", err)
+		}
+		if im.thresholds, _, err = th.Resolve(im.Threshold, m.Config.NumLabels()); err != nil {
+			return fmt.Errorf("inference model %s: %w", im.ModelDir, err)
+		}
+	}
 	if im.BatchSize <= 0 {
 		im.BatchSize = 64
 	}
@@ -116,24 +131,29 @@ type Prediction struct {
 	Length int32     `json:"length"`
 	Text   string    `json:"text,omitempty"`
 	// PredLabels are a multi-label prediction's classes: those whose
-	// probability passes the decision threshold.
+	// probability passes their decision threshold.
 	PredLabels []int32 `json:"pred_labels,omitempty"`
-	// Score is a regression prediction.
-	Score float32 `json:"score,omitempty"`
+	// TrueLabels are a multi-label row's true classes.
+	TrueLabels []int32 `json:"true_labels,omitempty"`
+	// Score is a regression prediction, TrueScore its target.
+	Score     float32 `json:"score,omitempty"`
+	TrueScore float32 `json:"true_score,omitempty"`
 }
 
-// MultiLabelThreshold is the probability above which a multi-label class is
-// predicted (thresholds tuned on validation are still to come: issue #15).
-const MultiLabelThreshold = 0.5
-
-// predictionOf turns one row's logits into a Prediction for the task.
-func predictionOf(task string, logits []float32) Prediction {
+// predictionOf turns one row's logits into a Prediction for the task. A
+// multi-label class is predicted when its probability is above its
+// threshold (thresholds[j]; model.DefaultThreshold for all when nil).
+func predictionOf(task string, thresholds []float64, logits []float32) Prediction {
 	switch task {
 	case dataset.MultiLabel:
 		p := Prediction{Pred: -1, Probs: make([]float32, len(logits)), PredLabels: []int32{}}
 		for j, z := range logits {
 			p.Probs[j] = float32(1 / (1 + math.Exp(-float64(z))))
-			if p.Probs[j] > MultiLabelThreshold {
+			t := model.DefaultThreshold
+			if thresholds != nil {
+				t = thresholds[j]
+			}
+			if float64(p.Probs[j]) > t {
 				p.PredLabels = append(p.PredLabels, int32(j))
 			}
 		}
@@ -161,8 +181,14 @@ func (fn *PredictShardFn) ProcessElement(ctx context.Context, s dataset.ShardInf
 	}
 	inferRows.Inc(ctx, int64(len(rows)))
 	for i, r := range rows {
-		p := predictionOf(dataset.SingleLabel, ev.Logits[i]) // evaluate scores single-label models only so far
+		p := predictionOf(fn.task, fn.thresholds, ev.Logits[i])
 		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, r.ID, r.Label, r.Length, r.Text
+		switch fn.task {
+		case dataset.MultiLabel:
+			p.TrueLabels = r.Labels
+		case dataset.Regression:
+			p.TrueScore = r.Score
+		}
 		emit(p)
 	}
 	return nil

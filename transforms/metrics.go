@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/report"
 )
 
@@ -267,6 +268,7 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (report.Metrics, error) {
 	k := len(fn.Labels)
 	n := a.Examples
 	m := report.Metrics{
+		Task:      dataset.SingleLabel,
 		Examples:  n,
 		Labels:    append([]string(nil), fn.Labels...),
 		Confusion: make([][]int64, k),
@@ -296,6 +298,10 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (report.Metrics, error) {
 	}
 	m.Accuracy = ratio(correct, n)
 	m.MacroF1 = macroF1(tp, support, predicted)
+	m.MCC = matthews(correct, n, support, predicted)
+	if k == 2 {
+		m.PositiveF1 = m.PerClass[1].F1
+	}
 	m.MicroF1 = f1Score(correct, n, n) // every scored row is one prediction
 	for i := range k {
 		if n > 0 {
@@ -324,6 +330,7 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (report.Metrics, error) {
 		stride := 3 * k
 		accs := make([]float64, 0, len(a.Boot)/stride)
 		f1s := make([]float64, 0, len(a.Boot)/stride)
+		var posF1s []float64
 		for off := 0; off < len(a.Boot); off += stride {
 			sup, pred, hit := a.Boot[off:off+k], a.Boot[off+k:off+2*k], a.Boot[off+2*k:off+3*k]
 			var total, right int64
@@ -336,11 +343,37 @@ func (fn *MetricsFn) ExtractOutput(a metricsAccum) (report.Metrics, error) {
 			}
 			accs = append(accs, float64(right)/float64(total))
 			f1s = append(f1s, macroF1(hit, sup, pred))
+			if k == 2 {
+				posF1s = append(posF1s, f1Score(hit[1], sup[1], pred[1]))
+			}
 		}
 		m.AccuracyCI = percentileInterval(accs)
 		m.MacroF1CI = percentileInterval(f1s)
+		if k == 2 {
+			m.PositiveF1CI = percentileInterval(posF1s)
+		}
 	}
 	return m, nil
+}
+
+// matthews is the Matthews correlation coefficient of a K-class confusion
+// matrix given by its trace, total, row sums (support) and column sums
+// (predicted): (c·s − Σ p_k t_k) / √((s² − Σ p_k²)(s² − Σ t_k²)), 0 when a
+// factor of the denominator is 0 (scikit-learn's matthews_corrcoef).
+func matthews(correct, n int64, support, predicted []int64) float64 {
+	c, s := float64(correct), float64(n)
+	var pt, pp, tt float64
+	for i := range support {
+		p, t := float64(predicted[i]), float64(support[i])
+		pt += p * t
+		pp += p * p
+		tt += t * t
+	}
+	den := (s*s - pp) * (s*s - tt)
+	if den == 0 {
+		return 0
+	}
+	return (c*s - pt) / math.Sqrt(den)
 }
 
 // ratio is num/den, 0 when den is 0 (scikit-learn's zero_division=0).
@@ -626,7 +659,7 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 		}
 	}
 
-	m := report.Metrics{Examples: int64(n), Labels: append([]string(nil), labels...), Confusion: confusion}
+	m := report.Metrics{Task: dataset.SingleLabel, Examples: int64(n), Labels: append([]string(nil), labels...), Confusion: confusion}
 	var correct int64
 	f1 := make([]float64, k)
 	for i := 0; i < k; i++ {
@@ -666,6 +699,10 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 		}
 	}
 	m.MacroF1 = macroF1OfConfusion(confusion)
+	m.MCC = mccOfConfusion(confusion)
+	if k == 2 {
+		m.PositiveF1 = f1[1]
+	}
 
 	for b := 0; b < CalibrationBins; b++ {
 		rb := report.ReliabilityBin{Lower: float64(b) / CalibrationBins, Upper: float64(b+1) / CalibrationBins, Count: binN[b]}
@@ -680,7 +717,7 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 	// The bootstrap, replicate by replicate: a weighted confusion matrix per
 	// replicate, from the same per-example weights MetricsFn draws.
 	if bootstrap > 0 {
-		var accs, f1s []float64
+		var accs, f1s, posF1s []float64
 		cb := make([][]int64, k)
 		for i := range cb {
 			cb[i] = make([]int64, k)
@@ -703,12 +740,19 @@ func ComputeMetrics(preds []Prediction, labels []string, bootstrap int, seed int
 			}
 			accs = append(accs, float64(right)/float64(total))
 			f1s = append(f1s, macroF1OfConfusion(cb))
+			if k == 2 {
+				posF1s = append(posF1s, report.F1(cb[1][1], cb[0][1], cb[1][0]))
+			}
 		}
 		sort.Float64s(accs)
 		sort.Float64s(f1s)
+		sort.Float64s(posF1s)
 		if len(accs) > 0 {
 			m.AccuracyCI = report.Interval{Low: percentile(accs, 0.025), High: percentile(accs, 0.975)}
 			m.MacroF1CI = report.Interval{Low: percentile(f1s, 0.025), High: percentile(f1s, 0.975)}
+		}
+		if len(posF1s) > 0 {
+			m.PositiveF1CI = report.Interval{Low: percentile(posF1s, 0.025), High: percentile(posF1s, 0.975)}
 		}
 	}
 	return m
@@ -737,16 +781,55 @@ func macroF1OfConfusion(c [][]int64) float64 {
 	return sum / float64(present)
 }
 
+// mccOfConfusion is the Matthews correlation of a confusion matrix, as the
+// covariance of the one-hot truth and prediction over the product of their
+// standard deviations, in float64 sums.
+func mccOfConfusion(c [][]int64) float64 {
+	k := len(c)
+	var n float64
+	rows, cols := make([]float64, k), make([]float64, k)
+	for i := range c {
+		for j := range c {
+			v := float64(c[i][j])
+			n += v
+			rows[i] += v
+			cols[j] += v
+		}
+	}
+	var cov, vt, vp float64
+	for i := range k {
+		cov += float64(c[i][i])*n - rows[i]*cols[i]
+		vt += rows[i] * (n - rows[i])
+		vp += cols[i] * (n - cols[i])
+	}
+	if vt == 0 || vp == 0 {
+		return 0
+	}
+	return cov / math.Sqrt(vt*vp)
+}
+
 // EvaluateMetrics computes each model's metrics over a PCollection of
 // Prediction, keyed by Prediction.Model so that several models' predictions
-// are scored in one pass. It returns a PCollection of ModelMetrics, one per
-// model seen (a model with no labelled rows gets Examples = 0). Intervals use
-// DefaultBootstrap replicates.
-func EvaluateMetrics(s beam.Scope, preds beam.PCollection, labels []string, seed int64) beam.PCollection {
+// are scored in one pass, with the task's combiner (MetricsFn,
+// MultiLabelMetricsFn or RegressionMetricsFn). It returns a PCollection of
+// ModelMetrics, one per model seen. Intervals use DefaultBootstrap
+// replicates.
+func EvaluateMetrics(s beam.Scope, preds beam.PCollection, task string, labels []string, seed int64) beam.PCollection {
 	s = s.Scope("EvaluateMetrics")
 	keyed := beam.ParDo(s, keyPredictionByModel, preds)
-	combined := beam.CombinePerKey(s, &MetricsFn{Labels: labels, Seed: seed}, keyed)
+	combined := beam.CombinePerKey(s, metricsCombiner(task, labels, seed), keyed)
 	return beam.ParDo(s, toModelMetrics, combined)
+}
+
+// metricsCombiner is the CombineFn that scores a task's predictions.
+func metricsCombiner(task string, labels []string, seed int64) any {
+	switch task {
+	case dataset.MultiLabel:
+		return &MultiLabelMetricsFn{Labels: labels, Seed: seed}
+	case dataset.Regression:
+		return &RegressionMetricsFn{Seed: seed}
+	}
+	return &MetricsFn{Labels: labels, Seed: seed}
 }
 
 func keyPredictionByModel(p Prediction) (string, Prediction) { return p.Model, p }
@@ -761,15 +844,18 @@ type metricsSliceKey struct {
 }
 
 // SliceMetricsOf computes each model's metrics per slice of the labelled
-// predictions: per token-length bucket (column "length") and per true label
-// (column "label", value the label's name). lengthEdges are inclusive upper
-// bounds: edges 16, 32 make buckets "1-16", "17-32" and "33+"; rows without a
-// length (Length <= 0) fall in "unknown". Without edges there are no length
-// slices. Unlabelled rows belong to no slice. Output order is unspecified.
-func SliceMetricsOf(s beam.Scope, preds beam.PCollection, labels []string, seed int64, lengthEdges []int32) beam.PCollection {
+// predictions: per token-length bucket (column "length"), per true label of
+// a single-label task (column "label", value the label's name) and per unit
+// interval of the true score of a regression task (column "score", value
+// e.g. "3-4" for [3, 4)). lengthEdges are inclusive upper bounds: edges 16,
+// 32 make buckets "1-16", "17-32" and "33+"; rows without a length (Length
+// <= 0) fall in "unknown". Without edges there are no length slices.
+// Unlabelled single-label rows belong to no slice. Output order is
+// unspecified.
+func SliceMetricsOf(s beam.Scope, preds beam.PCollection, task string, labels []string, seed int64, lengthEdges []int32) beam.PCollection {
 	s = s.Scope("SliceMetrics")
-	keyed := beam.ParDo(s, &keyPredictionBySliceFn{Labels: labels, Edges: normalizeEdges(lengthEdges)}, preds)
-	combined := beam.CombinePerKey(s, &MetricsFn{Labels: labels, Seed: seed}, keyed)
+	keyed := beam.ParDo(s, &keyPredictionBySliceFn{Task: task, Labels: labels, Edges: normalizeEdges(lengthEdges)}, preds)
+	combined := beam.CombinePerKey(s, metricsCombiner(task, labels, seed), keyed)
 	return beam.ParDo(s, toModelSliceMetrics, combined)
 }
 
@@ -810,18 +896,26 @@ func lengthBucket(length int32, edges []int32) string {
 // keyPredictionBySliceFn emits each labelled prediction once per slice
 // column it belongs to.
 type keyPredictionBySliceFn struct {
+	Task   string
 	Labels []string
 	Edges  []int32 // normalized
 }
 
 func (fn *keyPredictionBySliceFn) ProcessElement(p Prediction, emit func(metricsSliceKey, Prediction)) {
-	if p.Label < 0 || int(p.Label) >= len(fn.Labels) {
+	single := fn.Task != dataset.MultiLabel && fn.Task != dataset.Regression
+	if single && (p.Label < 0 || int(p.Label) >= len(fn.Labels)) {
 		return
 	}
 	if len(fn.Edges) > 0 {
 		emit(metricsSliceKey{Model: p.Model, Column: "length", Value: lengthBucket(p.Length, fn.Edges)}, p)
 	}
-	emit(metricsSliceKey{Model: p.Model, Column: "label", Value: fn.Labels[p.Label]}, p)
+	switch {
+	case single:
+		emit(metricsSliceKey{Model: p.Model, Column: "label", Value: fn.Labels[p.Label]}, p)
+	case fn.Task == dataset.Regression && finite(p.TrueScore):
+		lo := math.Floor(float64(p.TrueScore))
+		emit(metricsSliceKey{Model: p.Model, Column: "score", Value: strconv.FormatFloat(lo, 'g', -1, 64) + "-" + strconv.FormatFloat(lo+1, 'g', -1, 64)}, p)
+	}
 }
 
 func toModelSliceMetrics(k metricsSliceKey, m report.Metrics) ModelSliceMetrics {

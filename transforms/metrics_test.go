@@ -17,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/coder"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/report"
 )
 
@@ -713,8 +714,8 @@ func TestEvaluateMetricsPipeline(t *testing.T) {
 	modelDir, sliceDir := t.TempDir(), t.TempDir()
 	p, s := beam.NewPipelineWithRoot()
 	col := beam.CreateList(s, preds)
-	beam.ParDo0(s, &writeModelMetricsTestFn{Dir: modelDir}, EvaluateMetrics(s, col, labels, seed))
-	beam.ParDo0(s, &writeSliceMetricsTestFn{Dir: sliceDir}, SliceMetricsOf(s, col, labels, seed, edges))
+	beam.ParDo0(s, &writeModelMetricsTestFn{Dir: modelDir}, EvaluateMetrics(s, col, dataset.SingleLabel, labels, seed))
+	beam.ParDo0(s, &writeSliceMetricsTestFn{Dir: sliceDir}, SliceMetricsOf(s, col, dataset.SingleLabel, labels, seed, edges))
 	if err := ptest.Run(p); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,6 @@ type PredictExamplesFn struct {
 	inferModel
 	Labels []string // class names, for the output
 	Name   string
-	Task   string // the model's problem_type ("": single-label)
 
 	buf []Example
 }
@@ -66,7 +65,7 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 		return err
 	}
 	for i, e := range fn.buf {
-		p := predictionOf(fn.Task, ev.Logits[i])
+		p := predictionOf(fn.task, fn.thresholds, ev.Logits[i])
 		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, e.ID, e.Label, e.Length, e.Text
 		emit(p)
 	}

@@ -34,11 +34,15 @@ func (c *evaluateCmd) register(f *flagSet) {
 	f.float64Var(&o.Gate.MaxMacroF1Drop, "gate_max_macro_f1_drop", o.Gate.MaxMacroF1Drop, "points of macro-F1 the challenger may lose")
 	f.float64Var(&o.Gate.MaxClassRecallDrop, "gate_max_class_recall_drop", o.Gate.MaxClassRecallDrop, "points of any class's recall the challenger may lose")
 	f.float64Var(&o.Gate.MinAccuracy, "gate_min_accuracy", 0, "accuracy floor in percent, also without a champion")
+	f.stringVar(&o.Gate.Metric, "gate_metric", "", "metric the gate compares (default: accuracy; macro_f1 for multi-label; pearson for regression; also f1, mcc, micro_f1, samples_f1, spearman)")
+	f.float64Var(&o.Gate.MaxMetricDrop, "gate_max_metric_drop", o.Gate.MaxMetricDrop, "points (×100) of --gate_metric the challenger may lose, when it is not accuracy or macro-F1")
+	f.float64Var(&o.Gate.MinMetric, "gate_min_metric", 0, "floor on --gate_metric in points (×100), also without a champion")
 
 	f.section("Report")
 	f.stringVar(&o.Output, "output", "", "report folder (local or gs://)")
 	f.listVar(&c.edges, "length_slices", "token-length slice bounds (default 16,32,64,128)")
 	f.int64Var(&o.Seed, "seed", 1, "bootstrap seed")
+	f.stringVar(&o.Threshold, "threshold", "", "multi-label models: per_label (default: each model's thresholds tuned on validation), global, or a probability")
 	f.intVar(&o.SpeedSeqLen, "speed_seq_len", 0, "tokens per example in the speed runs (0: the split's median)")
 
 	f.section("Compute")
@@ -74,12 +78,11 @@ func printReport(res *pipelines.EvaluateResult) {
 	r := res.Report
 	fmt.Printf("evaluate: %d examples of %s/%s\n", r.Examples, r.Dataset, r.Split)
 	for _, m := range r.Models {
-		fmt.Printf("  %-10s accuracy %.2f%% [%.2f, %.2f]  macro-F1 %.2f  ECE %.3f  %d layers  %.1fM params  p50 %.1f ms  %.0f ex/s (batch 32, %d threads)\n",
-			m.Name, 100*m.Metrics.Accuracy, 100*m.Metrics.AccuracyCI.Low, 100*m.Metrics.AccuracyCI.High, 100*m.Metrics.MacroF1,
-			m.Metrics.ECE, m.Layers, float64(m.Params)/1e6, m.Speed.LatencyP50Ms, m.Speed.ExamplesPerSec, m.Speed.Threads)
+		fmt.Printf("  %-10s %s\n  %-10s %d layers  %.1fM params  p50 %.1f ms  %.0f ex/s (batch 32, %d threads)\n",
+			m.Name, report.QualityLine(r, m.Metrics), "", m.Layers, float64(m.Params)/1e6, m.Speed.LatencyP50Ms, m.Speed.ExamplesPerSec, m.Speed.Threads)
 	}
 	for _, c := range r.Comparisons {
-		fmt.Printf("  %s vs %s: accuracy kept %.1f%%, speedup %.2fx, size %.2fx\n", c.Other, c.Base, 100*c.AccuracyKept, c.Speedup, c.SizeRatio)
+		fmt.Printf("  %s vs %s: %s kept %.1f%%, speedup %.2fx, size %.2fx\n", c.Other, c.Base, c.Metric, 100*c.MetricKept, c.Speedup, c.SizeRatio)
 	}
 	if g := r.Gate; g != nil {
 		fmt.Printf("  gate: %s %s (%v)\n", g.Challenger, g.Verdict, g.Reasons)

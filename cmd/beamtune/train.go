@@ -8,6 +8,7 @@ import (
 
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/pipelines"
+	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/trainer"
 )
 
@@ -143,7 +144,7 @@ func printTrials(res *pipelines.TrainResult) error {
 		}
 		metric := t.Metric
 		if metric == "" { // a result from before task kinds
-			metric, t.BestMetric = trainer.MetricAccuracy, t.BestAccuracy
+			metric, t.BestMetric = report.MetricAccuracy, t.BestAccuracy
 		}
 		fmt.Printf("%s %-30s val_%s %.4f  val_loss %.4f  best_step %d/%d  %.1f ex/s  %.0fs  (%s)\n",
 			mark, t.Trial, metric, t.BestMetric, t.BestLoss, t.BestStep, t.Steps, t.ExamplesPerSec, t.WallSeconds, t.Stopped)
