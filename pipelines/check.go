@@ -338,7 +338,6 @@ func CheckOutput(ctx context.Context, dir string) error {
 	return nil
 }
 
-
 // CheckThreshold resolves the threshold rule a stage will decide a model's
 // labels by (see model.Thresholds.Resolve) before any worker starts, and
 // returns the thresholds and the rule's name: a rule for a model that is not

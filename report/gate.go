@@ -20,7 +20,7 @@ type GateConfig struct {
 	// class recalls; another Metric adds its own check.
 	Metric        string  `json:"metric,omitempty" yaml:"metric"`
 	MaxMetricDrop float64 `json:"max_metric_drop" yaml:"max_metric_drop"` // points of Metric (×100: Pearson 0.5 points = 0.005) the challenger may lose, when no check above covers it
-	MinMetric     float64 `json:"min_metric,omitempty" yaml:"min_metric"`           // floor on Metric in points, also without a champion (0: none)
+	MinMetric     float64 `json:"min_metric,omitempty" yaml:"min_metric"` // floor on Metric in points, also without a champion (0: none)
 }
 
 // DefaultGate blesses a challenger that is no worse than the champion beyond

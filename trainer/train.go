@@ -52,7 +52,7 @@ type trial struct {
 	task         string // the dataset's kind: loss, targets and metrics
 	metric       string // the validation metric that picks the best checkpoint
 	numLabels    int
-	labels       []string // class names, for a multi-label model's thresholds
+	labels       []string   // class names, for a multi-label model's thresholds
 	posWeight    *ts.Tensor // multi-label with Config.PosWeight: negatives/positives per label; nil otherwise
 	train, valid *dataset.Rows
 	distill      bool // the training rows carry teacher logits
