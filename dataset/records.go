@@ -44,6 +44,10 @@ type Format string
 const (
 	CSV   Format = "csv"   // RFC 4180: quoted fields may hold separators, quotes ("") and newlines
 	TSV   Format = "tsv"   // tab-separated, no quoting (GLUE style)
+	// QuotedTSV is tab-separated with CSV's quoting: a field may be wrapped
+	// in "…" with inner quotes doubled (GoEmotions' files; Python's csv
+	// module with delimiter="\t").
+	QuotedTSV Format = "tsv_quoted"
 	JSONL Format = "jsonl" // one JSON object per line
 	Text  Format = "text"  // one text per line, no label
 )
@@ -65,10 +69,10 @@ func ParseFormat(name, path string) (Format, error) {
 		return "", fmt.Errorf("%s: cannot tell the format from the name; pass --format=csv|tsv|jsonl|text", path)
 	}
 	switch f := Format(strings.ToLower(name)); f {
-	case CSV, TSV, JSONL, Text:
+	case CSV, TSV, QuotedTSV, JSONL, Text:
 		return f, nil
 	}
-	return "", fmt.Errorf("unknown format %q (csv, tsv, jsonl, text)", name)
+	return "", fmt.Errorf("unknown format %q (csv, tsv, tsv_quoted, jsonl, text)", name)
 }
 
 // Fields maps columns to roles. For CSV/TSV a field is a header name or a
@@ -190,7 +194,7 @@ func (p *Parser) Next() (*Record, *BadRecord, error) {
 		switch p.cfg.Format {
 		case TSV:
 			return p.fromFields(ln, strings.Split(string(ln.data), "\t"))
-		case CSV:
+		case CSV, QuotedTSV:
 			fields, end, reason := p.csvRecord(ln)
 			if reason != "" {
 				return nil, p.bad(end, reason), nil
@@ -227,7 +231,7 @@ func (p *Parser) readHeader(ln line) error {
 	switch p.cfg.Format {
 	case TSV:
 		names = strings.Split(string(ln.data), "\t")
-	case CSV:
+	case CSV, QuotedTSV:
 		fields, _, reason := p.csvRecord(ln)
 		if reason != "" {
 			return fmt.Errorf("%s:%d: header: %s", p.source, ln.no, reason)
@@ -493,8 +497,12 @@ func (p *Parser) csvRecord(first line) (fields []string, rec line, reason string
 	buf := append([]byte(nil), first.data...)
 	var extra []line
 	rec = first
+	sep := byte(',')
+	if p.cfg.Format == QuotedTSV {
+		sep = '\t'
+	}
 	for {
-		fields, state := splitCSV(buf)
+		fields, state := splitCSV(buf, sep)
 		switch state {
 		case csvComplete:
 			rec.data, rec.size = buf, int64(len(buf))
@@ -525,9 +533,9 @@ const (
 	csvGarbage
 )
 
-// splitCSV splits one record (RFC 4180, separator ','). A quote inside an
-// unquoted field is kept literally, as Python's csv module does.
-func splitCSV(b []byte) ([]string, csvState) {
+// splitCSV splits one record (RFC 4180, with separator sep). A quote inside
+// an unquoted field is kept literally, as Python's csv module does.
+func splitCSV(b []byte, sep byte) ([]string, csvState) {
 	var fields []string
 	var cur []byte
 	i := 0
@@ -550,11 +558,11 @@ func splitCSV(b []byte) ([]string, csvState) {
 				cur = append(cur, b[i])
 				i++
 			}
-			if i < len(b) && b[i] != ',' {
+			if i < len(b) && b[i] != sep {
 				return nil, csvGarbage
 			}
 		} else {
-			for i < len(b) && b[i] != ',' {
+			for i < len(b) && b[i] != sep {
 				cur = append(cur, b[i])
 				i++
 			}
@@ -564,7 +572,7 @@ func splitCSV(b []byte) ([]string, csvState) {
 		if i >= len(b) {
 			return fields, csvComplete
 		}
-		i++ // the comma
+		i++ // the separator
 	}
 }
 

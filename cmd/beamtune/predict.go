@@ -18,7 +18,7 @@ func (c *predictCmd) register(f *flagSet) {
 
 	f.section("Data")
 	f.listVar(&o.Inputs, "input", "files or globs to score (local or gs://, gzip read transparently)")
-	f.stringVar(&o.Format, "format", "auto", "csv, tsv, jsonl, text, or auto")
+	f.stringVar(&o.Format, "format", "auto", "csv, tsv, tsv_quoted, jsonl, text, or auto")
 	f.boolVar(&o.Header, "header", true, "CSV/TSV files start with a header line")
 	f.listVar(&o.Fields.Text, "text_field", "text field(s)")
 	f.stringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")

@@ -23,7 +23,7 @@ func (c *prepareCmd) register(f *flagSet) {
 	f.listVar(&o.Train, "train", "training split files or globs")
 	f.listVar(&o.Validation, "validation", "validation split files or globs")
 	f.listVar(&o.Test, "test", "test split files or globs")
-	f.stringVar(&o.Format, "format", o.Format, "csv, tsv, jsonl, text, or auto (from the file name; .gz is read transparently)")
+	f.stringVar(&o.Format, "format", o.Format, "csv, tsv, tsv_quoted (tabs with CSV quoting), jsonl, text, or auto (from the file name; .gz is read transparently)")
 	f.boolVar(&o.Header, "header", o.Header, "CSV/TSV files start with a header line")
 	f.listVar(&o.Fields.Text, "text_field", "text field(s): header names, JSON keys, or 1-based columns; several are joined with a space")
 	f.stringVar(&o.Fields.Pair, "pair_field", "", "second text of a pair task")
