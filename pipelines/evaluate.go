@@ -73,6 +73,7 @@ type EvaluateOptions struct {
 type EvaluateResult struct {
 	Report *report.Report
 	Dir    string
+	Metric string // the metric the gate and the comparisons used
 }
 
 // RunEvaluate scores every model (and the champion) on the split in parallel
@@ -220,7 +221,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if err := report.Write(ctx, o.Output, rep); err != nil {
 		return nil, err
 	}
-	return &EvaluateResult{Report: rep, Dir: o.Output}, nil
+	return &EvaluateResult{Report: rep, Dir: o.Output, Metric: o.Gate.Metric}, nil
 }
 
 // withThresholds records in multi-label metrics the thresholds their

@@ -54,6 +54,8 @@ type Champion struct {
 	Model      string  `json:"model"` // the published model folder (absolute path or gs:// URI)
 	Accuracy   float64 `json:"accuracy"`
 	MacroF1    float64 `json:"macro_f1"`
+	Metric     string  `json:"metric,omitempty"` // the metric the gate compared, and the model's value of it
+	Value      float64 `json:"value,omitempty"`
 	PromotedAt string  `json:"promoted_at"`
 	Previous   string  `json:"previous_run_id,omitempty"`
 }

@@ -314,8 +314,10 @@ type evaluateOutputs struct {
 	Report             string   `json:"report"` // the report folder
 	ChampionRun        string   `json:"champion_run,omitempty"`
 	ChampionGeneration int64    `json:"champion_generation"`
-	Accuracy           float64  `json:"accuracy"` // the challenger's
+	Accuracy           float64  `json:"accuracy"` // the challenger's (0 for regression)
 	MacroF1            float64  `json:"macro_f1"`
+	Metric             string   `json:"metric,omitempty"` // the gate's metric and the challenger's value of it
+	Value              float64  `json:"value,omitempty"`
 	Verdict            string   `json:"verdict"` // report.VerdictBlessed or report.VerdictRejected
 	Reasons            []string `json:"reasons,omitempty"`
 }
@@ -578,6 +580,8 @@ func (r *retrainRun) run(ctx context.Context) error {
 		for _, m := range res.Report.Models {
 			if m.Name == challenger {
 				out.Accuracy, out.MacroF1 = m.Metrics.Accuracy, m.Metrics.MacroF1
+				out.Metric = res.Metric
+				out.Value, _, _ = m.Metrics.Value(res.Metric)
 			}
 		}
 		if g := res.Report.Gate; g != nil {
@@ -597,7 +601,8 @@ func (r *retrainRun) run(ctx context.Context) error {
 	if r.o.beforePromote != nil {
 		r.o.beforePromote()
 	}
-	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1}
+	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
+		Metric: verdict.Metric, Value: verdict.Value}
 	if champ != nil {
 		next.Previous = champ.RunID
 	}
@@ -607,7 +612,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	}
 	r.res.Stages = append(r.res.Stages, StageResult{Stage: "promote", Seconds: time.Since(start).Seconds()})
 	r.res.Promoted, r.res.Champion = true, &next
-	slog.Info("retrain: promoted", "run_id", r.res.RunID, "model", next.Model, "accuracy", next.Accuracy)
+	slog.Info("retrain: promoted", "run_id", r.res.RunID, "model", next.Model, "accuracy", next.Accuracy, next.Metric, next.Value)
 	return nil
 }
 
