@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -192,12 +193,16 @@ type DedupeCopy struct {
 //     and line, so the choice is deterministic).
 //  3. Conflicting labels: the majority label wins if it has more than half the
 //     copies; otherwise every copy is dropped, since no label can be trusted.
+//     A regression task's scores are not votes: the kept copy takes the mean
+//     of the copies' scores (label, "" otherwise), as raters' scores of one
+//     text are averaged; a copy whose score does not parse falls back to
+//     the vote.
 //
 // Leakage events name the split a copy was removed from; the others name the
 // split the text stays in.
-func ResolveCopies(copies []DedupeCopy) (keep int, events []DedupeEvent) {
+func ResolveCopies(copies []DedupeCopy, task string) (keep int, label string, events []DedupeEvent) {
 	if len(copies) == 1 {
-		return 0, nil
+		return 0, "", nil
 	}
 	order := make([]int, len(copies))
 	for i := range order {
@@ -238,7 +243,12 @@ func ResolveCopies(copies []DedupeCopy) (keep int, events []DedupeEvent) {
 		if n := len(kept) - 1; n > 0 {
 			events = append(events, DedupeEvent{Kind: "duplicate", Split: top, Rows: int64(n)})
 		}
-		return kept[0], events
+		return kept[0], "", events
+	}
+	if task == dataset.Regression {
+		if mean, ok := meanScore(copies, kept); ok {
+			return kept[0], mean, append(events, DedupeEvent{Kind: "conflict_resolved", Split: top, Rows: int64(len(kept) - 1)})
+		}
 	}
 	best, bestN := "", 0
 	for l, n := range votes {
@@ -250,11 +260,25 @@ func ResolveCopies(copies []DedupeCopy) (keep int, events []DedupeEvent) {
 		events = append(events, DedupeEvent{Kind: "conflict_resolved", Split: top, Rows: int64(len(kept) - 1)})
 		for _, i := range kept {
 			if copies[i].Label == best {
-				return i, events
+				return i, "", events
 			}
 		}
 	}
-	return -1, append(events, DedupeEvent{Kind: "conflict_dropped", Split: top, Rows: int64(len(kept))})
+	return -1, "", append(events, DedupeEvent{Kind: "conflict_dropped", Split: top, Rows: int64(len(kept))})
+}
+
+// meanScore is the mean of the kept copies' scores, written as the shortest
+// text that reads back as the same float32; false when one does not parse.
+func meanScore(copies []DedupeCopy, kept []int) (string, bool) {
+	var sum float64
+	for _, i := range kept {
+		v, err := dataset.ParseScore(copies[i].Label)
+		if err != nil {
+			return "", false
+		}
+		sum += float64(v)
+	}
+	return strconv.FormatFloat(float64(float32(sum/float64(len(kept)))), 'g', -1, 32), true
 }
 
 // countDedupe adds an event to the pipeline's metrics.

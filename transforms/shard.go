@@ -614,6 +614,9 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 	// per text, so the write index never passes the read index).
 	kept := 0
 	var copies []DedupeCopy
+	// averaged holds the mean score a kept regression row takes instead of
+	// its own, by the row's place in the chunks (es is re-sorted below).
+	averaged := map[[2]int64]string{}
 	o := 0
 	for a := 0; a < len(es); {
 		h := es[a].hash
@@ -639,9 +642,12 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 			copies = append(copies, DedupeCopy{Split: split, Label: rows.label(&es[i]), Source: rows.sources[es[i].src], Line: es[i].line})
 		}
 		copies = append(copies, others[o:oe]...)
-		k, events := ResolveCopies(copies)
+		k, label, events := ResolveCopies(copies, fn.Task)
 		if k >= 0 && k < b-a {
 			es[kept] = es[a+k]
+			if label != "" {
+				averaged[entryPlace(&es[kept])] = label
+			}
 			kept++
 		}
 		for _, e := range events {
@@ -702,6 +708,9 @@ func (fn *WriteShardFn) ProcessElement(ctx context.Context, key string, refs fun
 		row, label, err := rows.row(&es[i])
 		if err != nil {
 			return fail(err)
+		}
+		if mean, ok := averaged[entryPlace(&es[i])]; ok {
+			label = []byte(mean)
 		}
 		row.Label = -1
 		if len(label) > 0 {
@@ -790,3 +799,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// entryPlace identifies a row by where its record sits in the shard's chunks.
+func entryPlace(e *rowEntry) [2]int64 { return [2]int64{int64(e.chunk), int64(e.off)} }

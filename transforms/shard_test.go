@@ -88,9 +88,28 @@ func TestResolveCopies(t *testing.T) {
 			[]DedupeEvent{{Kind: "leakage", Split: "train", Rows: 2}}},
 	}
 	for _, tc := range cases {
-		keep, events := ResolveCopies(tc.copies)
-		if keep != tc.keep || fmt.Sprint(events) != fmt.Sprint(tc.events) {
-			t.Errorf("%s: keep %d, events %v; want %d, %v", tc.name, keep, events, tc.keep, tc.events)
+		keep, label, events := ResolveCopies(tc.copies, dataset.SingleLabel)
+		if keep != tc.keep || label != "" || fmt.Sprint(events) != fmt.Sprint(tc.events) {
+			t.Errorf("%s: keep %d (label %q), events %v; want %d, %v", tc.name, keep, label, events, tc.keep, tc.events)
+		}
+	}
+	// Regression: conflicting scores are averaged into the first copy,
+	// over the copies of the split the text stays in; an unreadable score
+	// falls back to the vote.
+	reg := []struct {
+		copies []DedupeCopy
+		keep   int
+		label  string
+	}{
+		{[]DedupeCopy{c("train", "3.2", "a", 1), c("train", "4", "a", 2), c("train", "2", "a", 3)}, 0, "3.0666666"},
+		{[]DedupeCopy{c("train", "1", "a", 1), c("validation", "4", "v", 1), c("validation", "5", "v", 2)}, 1, "4.5"},
+		{[]DedupeCopy{c("train", "2.5", "a", 1), c("train", "2.5", "a", 2)}, 0, ""},
+		{[]DedupeCopy{c("train", "x", "a", 1), c("train", "2", "a", 2)}, -1, ""},
+	}
+	for _, tc := range reg {
+		keep, label, _ := ResolveCopies(tc.copies, dataset.Regression)
+		if keep != tc.keep || label != tc.label {
+			t.Errorf("regression %v: keep %d label %q; want %d %q", tc.copies, keep, label, tc.keep, tc.label)
 		}
 	}
 }
