@@ -414,3 +414,45 @@ func TestLabelNames(t *testing.T) {
 		t.Errorf("--label_names with --label_vocab: %v", err)
 	}
 }
+
+// TestRetrainRegression runs the whole chain on a regression task: the
+// first run is promoted with Pearson recorded in the champion, the second is
+// gated against it on Pearson.
+func TestRetrainRegression(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains models: skipped with -short")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	stsb := filepath.Join(sharedData, "stsb")
+	cfg := tinyRetrain(t, filepath.Join(dir, "registry"), 1, false)
+	cfg.Name = "stsb"
+	cfg.Prepare.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 300, nil)}
+	cfg.Prepare.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 100, nil)}
+	cfg.Prepare.Format, cfg.Prepare.Header = "tsv", false
+	cfg.Prepare.TextFields, cfg.Prepare.PairField, cfg.Prepare.LabelField = []string{"6"}, "7", "5"
+	cfg.Prepare.Task, cfg.Prepare.LabelRange = dataset.Regression, "0:5"
+	cfg.Gate = report.GateConfig{MaxMetricDrop: 100}
+	first, err := RunRetrain(ctx, RetrainOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Promoted || first.Champion.Metric != report.MetricPearson || first.Champion.Value == 0 {
+		t.Fatalf("first run: promoted %v, champion %+v", first.Promoted, first.Champion)
+	}
+	cfg.Train.Seed = 2
+	second, err := RunRetrain(ctx, RetrainOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := report.Read(ctx, filepath.Join(second.RunDir, "report"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Gate == nil || rep.Gate.Champion == "" || len(rep.Gate.Checks) != 1 || rep.Gate.Checks[0].Name != "pearson_drop" {
+		t.Fatalf("second run's gate: %+v", rep.Gate)
+	}
+	if !second.Promoted || second.Champion.RunID != second.RunID {
+		t.Errorf("second run (gate allows 100 points): promoted %v, champion %+v", second.Promoted, second.Champion)
+	}
+}
