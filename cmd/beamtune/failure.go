@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -59,6 +60,21 @@ func rootCause(err error) string {
 // packages (progress of prepare, train, evaluate...), Beam's other warnings
 // and the lines that say where a submitted job runs (isJobLink) pass.
 type quietHandler struct{ inner slog.Handler }
+
+// quietLogging puts a quietHandler in front of the default handler.
+//
+// Beam also logs through the standard log package: the in-process worker
+// harness sends its log lines to the runner over a stream, and when that
+// stream has closed (a failed job shutting down) it writes what is left
+// with log.Output. slog's bridge for the standard logger records the
+// caller only when the logger's flags ask for a file name, so they are set
+// first: then those lines carry a PC in the Beam SDK and are kept out too.
+// (Without it they came through, but only when the stream closed before
+// the harness flushed: a test failed that way on a busy machine.)
+func quietLogging() {
+	log.SetFlags(log.Lshortfile)
+	slog.SetDefault(slog.New(quietHandler{slog.Default().Handler()}))
+}
 
 func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/beamtune/beamtune/model"
@@ -419,5 +422,29 @@ func TestQuietHandler(t *testing.T) {
 		if kept := out.Len() > 0; kept != c.keep {
 			t.Errorf("%q (from Beam: %v): kept %v, want %v", c.msg, c.pc != 0, kept, c.keep)
 		}
+	}
+}
+
+// TestQuietLoggingStandardLog: Beam's harness falls back to the standard
+// log package (log.Standard) when its log stream has closed; quietLogging
+// must keep those lines out as well, and still pass beamtune's own.
+func TestQuietLoggingStandardLog(t *testing.T) {
+	var out strings.Builder
+	prev, prevFlags, prevOut := slog.Default(), log.Flags(), log.Writer()
+	defer func() {
+		slog.SetDefault(prev)
+		log.SetFlags(prevFlags)
+		log.SetOutput(prevOut)
+	}()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&out, nil)))
+	quietLogging()
+	(&beamlog.Standard{}).Log(context.Background(), beamlog.SevInfo, 0, "stopping worker job-001[go-job-1]_go")
+	if out.Len() != 0 {
+		t.Errorf("a Beam line through the standard logger came through: %q", out.String())
+	}
+	slog.Info("train: eval")
+	log.Print("a line of beamtune's own through the standard logger")
+	if got := out.String(); !strings.Contains(got, "train: eval") || !strings.Contains(got, "a line of beamtune's own") {
+		t.Errorf("beamtune's own lines were dropped: %q", got)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -121,7 +120,7 @@ func main() {
 	// beam.Init set up Beam's log handler; without --verbose its own
 	// chatter and plan dumps are kept out of the command's output.
 	if !verbose {
-		slog.SetDefault(slog.New(quietHandler{slog.Default().Handler()}))
+		quietLogging()
 	}
 	err := cmd.run(context.Background())
 	if errors.Is(err, pipelines.ErrNotExecuted) {
