@@ -92,6 +92,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if o.Gate.Metric, err = report.CheckGateMetric(task, o.Gate.Metric); err != nil {
 		return nil, badInputf("--%v", err)
 	}
+	if o.Gate.Metric == report.MetricF1 && len(man.Labels) != 2 {
+		return nil, badInputf("--gate_metric=f1 is the F1 of class 1 of a two-class task; %s has %d classes (use macro_f1)", o.Data, len(man.Labels))
+	}
 	split := o.Split
 	if split == "" {
 		split = dataset.SplitTest
