@@ -337,7 +337,7 @@ var fixtures = []struct {
 	// (bench/examples.sh): pinned there, so not again as goldens.
 	{"mrpc", exampleReport("mrpc"), false},
 	{"stsb", exampleReport("stsb"), false},
-	// {"goemotions", exampleReport("goemotions"), false},
+	{"goemotions", exampleReport("goemotions"), false},
 }
 
 // exampleReport builds a fixture from docs/examples/<name>/report.json.
