@@ -233,13 +233,23 @@ func lossChart(b *strings.Builder, id string, m ModelReport) {
 		}
 		cap = append(cap, "best validation loss "+fixed(best.y, 4)+" at step "+tickLabel(best.x, 1))
 	}
-	bestAcc, bestStep, haveAcc := 0.0, int64(0), false
+	// The best of the metric the checkpoints were picked by: accuracy, or
+	// the entries' own metric (macro-F1, Pearson, ...) when they name one.
+	bestAcc, bestStep, haveAcc, name := 0.0, int64(0), false, ""
 	for _, e := range m.TrainingLog {
-		if e.Kind == LogEval && finite(e.Accuracy) && (!haveAcc || e.Accuracy > bestAcc) {
+		if e.Kind == LogEval && e.MetricName != "" && finite(e.Metric) && (name == "" || e.Metric > bestAcc) {
+			bestAcc, bestStep, haveAcc, name = e.Metric, e.Step, true, e.MetricName
+		}
+	}
+	for _, e := range m.TrainingLog {
+		if name == "" && e.Kind == LogEval && finite(e.Accuracy) && (!haveAcc || e.Accuracy > bestAcc) {
 			bestAcc, bestStep, haveAcc = e.Accuracy, e.Step, e.Accuracy > 0
 		}
 	}
-	if haveAcc {
+	switch {
+	case name != "":
+		cap = append(cap, "best validation "+name+" "+fixed(bestAcc, 4)+" at step "+strconv.FormatInt(bestStep, 10))
+	case haveAcc:
 		cap = append(cap, "best validation accuracy "+pct(bestAcc)+" at step "+strconv.FormatInt(bestStep, 10))
 	}
 	fmt.Fprintf(b, "<div class=\"cap\">%s</div>\n", esc(strings.Join(cap, " · ")))
