@@ -24,6 +24,9 @@ type Bert struct {
 	Device Device
 	params []*Param
 	byName map[string]*Param
+	// int8 holds the int8-packed linear layers by HF prefix once QuantizeInt8
+	// ran; eval-mode forward passes use them instead of the float32 weights.
+	int8 map[string]*int8Linear
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -124,6 +127,10 @@ func NewBert(cfg *Config, dev Device) (*Bert, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if dev.Name == "" {
+		// gotch ends the process on a zero-value Device; the zero value means CPU here.
+		dev = gotch.CPU
+	}
 	m := &Bert{Config: cfg, Device: dev, byName: map[string]*Param{}}
 	for _, name := range ParamNames(cfg) {
 		shape, err := ParamShape(cfg, name)
@@ -198,6 +205,7 @@ func (m *Bert) Free() {
 	if m == nil {
 		return
 	}
+	m.freeInt8()
 	for _, p := range m.params {
 		drop(p.T)
 		p.T = nil
@@ -207,6 +215,19 @@ func (m *Bert) Free() {
 }
 
 func (m *Bert) w(name string) *ts.Tensor { return m.byName[name].T }
+
+// linear applies the named linear layer (HF prefix, without .weight): its
+// int8-packed form in eval mode when the model is quantized, else float32.
+func (m *Bert) linear(s *scope, prefix string, x *ts.Tensor, train bool) *ts.Tensor {
+	if l := m.int8[prefix]; l != nil && !train {
+		if !s.ok() {
+			return nil
+		}
+		t, err := l.forward(x)
+		return s.add(t, err, "int8 linear "+prefix)
+	}
+	return s.linear(x, m.w(prefix+".weight"), m.w(prefix+".bias"))
+}
 
 // Forward runs the encoder and head. train enables dropout. hidden asks for
 // every layer's output (for hidden-state distillation and parity checks).
@@ -300,6 +321,7 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 	cfg := m.Config
 	p := fmt.Sprintf("bert.encoder.layer.%d.", i)
 	w := func(s string) *ts.Tensor { return m.w(p + s) }
+	lin := func(s *scope, name string, x *ts.Tensor) *ts.Tensor { return m.linear(s, p+name, x, train) }
 	heads := int64(cfg.NumAttentionHeads)
 	dh := int64(cfg.HiddenSize) / heads
 	var s scope
@@ -307,20 +329,26 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 
 	// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
 	split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
-	q := split(s.linear(h, w("attention.self.query.weight"), w("attention.self.query.bias")))
-	k := split(s.linear(h, w("attention.self.key.weight"), w("attention.self.key.bias")))
-	v := split(s.linear(h, w("attention.self.value.weight"), w("attention.self.value.bias")))
-	scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), 1/math.Sqrt(float64(dh)))
-	if maskAdd != nil {
-		scores = s.addT(scores, maskAdd)
+	q := split(lin(&s, "attention.self.query", h))
+	k := split(lin(&s, "attention.self.key", h))
+	v := split(lin(&s, "attention.self.value", h))
+	var heads4 *ts.Tensor
+	if train {
+		scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), 1/math.Sqrt(float64(dh)))
+		if maskAdd != nil {
+			scores = s.addT(scores, maskAdd)
+		}
+		probs := s.dropout(s.softmax(scores, -1), cfg.AttentionProbsDropoutProb, train)
+		heads4 = s.matmul(probs, v)
+	} else {
+		heads4 = s.attention(q, k, v, maskAdd, 1/math.Sqrt(float64(dh)))
 	}
-	probs := s.dropout(s.softmax(scores, -1), cfg.AttentionProbsDropoutProb, train)
-	ctx := s.view(s.contiguous(s.permute(s.matmul(probs, v), 0, 2, 1, 3)), bs, seq, int64(cfg.HiddenSize))
-	attn := s.dropout(s.linear(ctx, w("attention.output.dense.weight"), w("attention.output.dense.bias")), cfg.HiddenDropoutProb, train)
+	ctx := s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, int64(cfg.HiddenSize))
+	attn := s.dropout(lin(&s, "attention.output.dense", ctx), cfg.HiddenDropoutProb, train)
 	attn = s.layerNorm(s.addT(attn, h), w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), cfg.LayerNormEps)
 
-	inter := s.activation(s.linear(attn, w("intermediate.dense.weight"), w("intermediate.dense.bias")), cfg.HiddenAct)
-	o := s.dropout(s.linear(inter, w("output.dense.weight"), w("output.dense.bias")), cfg.HiddenDropoutProb, train)
+	inter := s.activation(lin(&s, "intermediate.dense", attn), cfg.HiddenAct)
+	o := s.dropout(lin(&s, "output.dense", inter), cfg.HiddenDropoutProb, train)
 	o = s.layerNorm(s.addT(o, attn), w("output.LayerNorm.weight"), w("output.LayerNorm.bias"), cfg.LayerNormEps)
 	if !s.ok() {
 		return nil, s.err
@@ -333,7 +361,7 @@ func (m *Bert) head(h *ts.Tensor, train bool) (*ts.Tensor, error) {
 	var s scope
 	defer s.release()
 	first := s.selectIdx(h, 1, 0)
-	pooled := s.tanh(s.linear(first, m.w("bert.pooler.dense.weight"), m.w("bert.pooler.dense.bias")))
+	pooled := s.tanh(m.linear(&s, "bert.pooler.dense", first, train))
 	pooled = s.dropout(pooled, m.Config.ClassifierDropoutProb(), train)
 	logits := s.linear(pooled, m.w("classifier.weight"), m.w("classifier.bias"))
 	if !s.ok() {

@@ -98,6 +98,9 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		return nil, nil, err
 	}
 	defer weights.close()
+	if opts.Device.Name == "" {
+		opts.Device = gotch.CPU // the zero value means CPU (gotch would end the process)
+	}
 
 	rep := &LoadReport{Dir: dir, Format: format}
 	m, err := NewBert(cfg, opts.Device)

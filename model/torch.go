@@ -215,6 +215,15 @@ func (s *scope) linear(x, w, b *ts.Tensor) *ts.Tensor {
 	return s.add(t, err, "linear")
 }
 
+// attention is softmax(q·kᵀ·scale + mask)·v in one libtorch call (no dropout).
+func (s *scope) attention(q, k, v, mask *ts.Tensor, scale float64) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	t, err := ts.ScaledDotProductAttention(q, k, v, mask, 0, false, []float64{scale})
+	return s.add(t, err, "attention")
+}
+
 func (s *scope) addT(a, b *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil

@@ -132,7 +132,8 @@ if [ "$VARIANT" = cuda ]; then
 else
   LINK="-ltorch_cpu -lc10"
 fi
-PATCH_ID=$(printf '%s|%s|%s|%s|%s' "$LT" "$ABI" "$LINK" "$(sha256sum "$0" | cut -c1-16)" "$GOTCH_VERSION" | sha256sum | cut -c1-12)
+INT8_SHIM=$REPO/scripts/gotch/int8_linear.cpp
+PATCH_ID=$(printf '%s|%s|%s|%s|%s|%s' "$LT" "$ABI" "$LINK" "$(sha256sum "$0" | cut -c1-16)" "$(sha256sum "$INT8_SHIM" | cut -c1-16)" "$GOTCH_VERSION" | sha256sum | cut -c1-12)
 GOTCH=$CACHE/gotch-$GOTCH_VERSION-$PATCH_ID
 if [ -f "$GOTCH/.complete" ]; then
   say "patched gotch present in $GOTCH"
@@ -178,6 +179,12 @@ GO
   perl -0pi -e 's/\n#include "torch_api_generated.h"/\nvoid at_reset_grad(tensor);\n\n#include "torch_api_generated.h"/' "$GOTCH.tmp/libtch/torch_api.h"
   printf '\nvoid at_reset_grad(tensor t) { PROTECT(t->mutable_grad().reset();) }\n' >> "$GOTCH.tmp/libtch/torch_api.cpp"
   grep -q 'void at_reset_grad(tensor);' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 5 (reset grad) did not apply"
+  # 6. Dynamic int8 linear layers (issue #16): quantized::linear_prepack and
+  #    quantized::linear_dynamic are dispatcher ops that gotch cannot call; the shim is
+  #    beamtune's own code (scripts/gotch/int8_linear.cpp), model/int8.go calls it.
+  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\nivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, tensor bias);\ntensor bt_int8_linear(tensor input, ivalue packed, int reduce_range);/' "$GOTCH.tmp/libtch/torch_api.h"
+  cat "$INT8_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
+  grep -q 'bt_int8_linear(tensor input' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 6 (int8 linear) did not apply"
   touch "$GOTCH.tmp/.complete"
   mv "$GOTCH.tmp" "$GOTCH"
 fi

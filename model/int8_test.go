@@ -1,0 +1,289 @@
+package model
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+)
+
+// TestQuantizeWeightByHand checks the symmetric int8 rule on values worked out
+// by hand: scale = max|w| / 127.5, ties round to even, the extreme clamps.
+func TestQuantizeWeightByHand(t *testing.T) {
+	// Powers of two keep every quotient exact, so the ties are real ties.
+	w := []float32{
+		0.99609375, -0.99609375, 0.00390625, 0.01171875, // row 0: max 127.5/128 -> scale 1/128
+		0.498046875, 0.0048828125, -0.009765625, 0, // row 1: max 127.5/256 -> scale 1/256
+	}
+	q, scales, err := QuantizeWeight(w, 2, 4, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantScales := []float64{1.0 / 128, 1.0 / 256}
+	// 127.5 clamps to 127; -127.5 rounds to even, -128; 0.5 -> 0 and 1.5 -> 2
+	// (even); 1.25 -> 1; -2.5 -> -2 (even).
+	want := []int8{127, -128, 0, 2, 127, 1, -2, 0}
+	for i, s := range scales {
+		if s != wantScales[i] {
+			t.Errorf("row %d scale %v, want %v", i, s, wantScales[i])
+		}
+	}
+	for i := range want {
+		if q[i] != want[i] {
+			t.Errorf("q[%d] = %d, want %d (w %v)", i, q[i], want[i], w[i])
+		}
+	}
+	// One scale for the whole matrix: 1/128 everywhere, so row 1's 63.75 -> 64.
+	q, scales, err = QuantizeWeight(w, 2, 4, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scales) != 1 || scales[0] != 1.0/128 || q[4] != 64 {
+		t.Errorf("per tensor: scales %v, q[4] %d, want [0.0078125] and 64", scales, q[4])
+	}
+	// An all-zero row gets float32 epsilon as its scale, as the observers' floor.
+	if _, s, _ := QuantizeWeight([]float32{0, 0}, 1, 2, true); s[0] != 1.1920928955078125e-07 {
+		t.Errorf("zero row scale %v", s[0])
+	}
+	if _, _, err := QuantizeWeight([]float32{float32(math.NaN())}, 1, 1, false); err == nil {
+		t.Error("a NaN weight quantized without error")
+	}
+	if _, _, err := QuantizeWeight(w, 3, 4, false); err == nil {
+		t.Error("a wrong shape quantized without error")
+	}
+}
+
+type int8Reference struct {
+	Out, In    int
+	Weight     []float32
+	Bias       []float32
+	InputShape []int64 `json:"input_shape"`
+	Input      []float32
+	Float      []float32
+	PerTensor  int8RefEntry `json:"per_tensor"`
+	PerChannel int8RefEntry `json:"per_channel"`
+}
+
+type int8RefEntry struct {
+	Scales            []float64
+	Int8              []int8
+	Output            []float32
+	OutputReduceRange []float32 `json:"output_reduce_range"`
+}
+
+// TestInt8LinearAgainstTorch compares beamtune's weight quantization and int8
+// linear with what PyTorch's quantize_dynamic machinery gives on the same
+// random layer (testdata/int8/reference.json, scripts/int8_fixture.sh), and
+// bounds the int8 error against the float32 layer.
+func TestInt8LinearAgainstTorch(t *testing.T) {
+	f := HostCPU()
+	if why := Int8Unsupported(gotch.CPU, f); why != "" {
+		t.Skipf("int8 not supported on this machine: %s", why)
+	}
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "int8", "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref int8Reference
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	defer LockThread()()
+	w, err := Float32Tensor(ref.Weight, []int64{int64(ref.Out), int64(ref.In)}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(w)
+	b, err := Float32Tensor(ref.Bias, []int64{int64(ref.Out)}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(b)
+	x, err := Float32Tensor(ref.Input, ref.InputShape, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(x)
+	var yMax float64
+	for _, v := range ref.Float {
+		yMax = math.Max(yMax, math.Abs(float64(v)))
+	}
+	for _, c := range []struct {
+		name string
+		opts Int8Options
+		want int8RefEntry
+	}{{"per_tensor", Int8Options{}, ref.PerTensor}, {"per_channel", Int8Options{PerChannel: true}, ref.PerChannel}} {
+		q, scales, err := QuantizeWeight(ref.Weight, ref.Out, ref.In, c.opts.PerChannel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(scales) != len(c.want.Scales) {
+			t.Fatalf("%s: %d scales, torch %d", c.name, len(scales), len(c.want.Scales))
+		}
+		for i := range scales {
+			if math.Abs(scales[i]-c.want.Scales[i]) > 1e-6*c.want.Scales[i] {
+				t.Errorf("%s: scale %d = %v, torch %v", c.name, i, scales[i], c.want.Scales[i])
+			}
+		}
+		mismatches := 0
+		for i := range q {
+			if q[i] != c.want.Int8[i] {
+				mismatches++
+			}
+		}
+		if mismatches > 0 {
+			t.Errorf("%s: %d of %d int8 weights differ from torch's", c.name, mismatches, len(q))
+		}
+		for _, rr := range []bool{false, true} {
+			feats := CPUFeatures{AVX2: true, VNNI: !rr}
+			l, err := newInt8Linear(w, b, c.opts, feats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []float32
+			err = NoGrad(func() error {
+				y, err := l.forward(x)
+				if err != nil {
+					return err
+				}
+				defer drop(y)
+				got, err = Float32s(y)
+				return err
+			})
+			l.free()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := c.want.Output
+			if rr {
+				want = c.want.OutputReduceRange
+			}
+			var dTorch, dFloat float64
+			for i := range got {
+				dTorch = math.Max(dTorch, math.Abs(float64(got[i]-want[i])))
+				dFloat = math.Max(dFloat, math.Abs(float64(got[i]-ref.Float[i])))
+			}
+			t.Logf("%s reduce_range=%v: max |int8 - torch int8| %.2e, max |int8 - float32| %.2e (max |y| %.2f)", c.name, rr, dTorch, dFloat, yMax)
+			// The same kernels on the same int8 weights: equal up to float rounding.
+			if dTorch > 1e-5 {
+				t.Errorf("%s reduce_range=%v: differs from torch's quantized linear by %.2e (limit 1e-5)", c.name, rr, dTorch)
+			}
+			// Against float32: 8-bit weights and activations (7-bit with reduce_range)
+			// keep every output within 3% (6%) of the output range.
+			limit := 0.03 * yMax
+			if rr {
+				limit *= 2
+			}
+			if dFloat > limit {
+				t.Errorf("%s reduce_range=%v: differs from float32 by %.3f (limit %.3f)", c.name, rr, dFloat, limit)
+			}
+		}
+	}
+}
+
+// TestQuantizedModelKeepsPredictions runs the tiny parity model in float32 and
+// int8 on the same batch: logits close, the same argmax, and the float32
+// weights still in use in train mode.
+func TestQuantizedModelKeepsPredictions(t *testing.T) {
+	f := HostCPU()
+	if why := Int8Unsupported(gotch.CPU, f); why != "" {
+		t.Skipf("int8 not supported on this machine: %s", why)
+	}
+	defer LockThread()()
+	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	ids := []int64{101, 7592, 2088, 2003, 2307, 102, 0, 0, 101, 2023, 3185, 2001, 6659, 2028, 2154, 102}
+	mask := []int64{1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}
+	for i := range ids {
+		ids[i] %= int64(m.Config.VocabSize)
+	}
+	x, _ := Int64Tensor(ids, 2, 8, m.Device)
+	mk, _ := Int64Tensor(mask, 2, 8, m.Device)
+	defer drop(x, mk)
+	logits := func() []float32 {
+		var out []float32
+		if err := NoGrad(func() error {
+			o, err := m.Forward(Batch{InputIDs: x, AttentionMask: mk}, false, false)
+			if err != nil {
+				return err
+			}
+			defer o.Free()
+			out, err = Float32s(o.Logits)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	fp := logits()
+	applied, fallback, err := Quantize(m, QuantizeInt8, f)
+	if err != nil || applied != QuantizeInt8 || fallback != "" {
+		t.Fatalf("Quantize: %q %q %v", applied, fallback, err)
+	}
+	if !m.Quantized() {
+		t.Fatal("model not quantized")
+	}
+	q := logits()
+	var d, spread float64
+	for i := range fp {
+		d = math.Max(d, math.Abs(float64(fp[i]-q[i])))
+		spread = math.Max(spread, math.Abs(float64(fp[i])))
+	}
+	t.Logf("logits fp32 %v int8 %v: max diff %.4f", fp, q, d)
+	if d == 0 {
+		t.Error("int8 logits equal float32 bit for bit: the int8 path did not run")
+	}
+	if d > 0.05*spread+0.02 {
+		t.Errorf("int8 logits differ by %.4f (limit %.4f)", d, 0.05*spread+0.02)
+	}
+	n := m.Config.NumLabels()
+	for r := 0; r < 2; r++ {
+		if argmax(fp[r*n:(r+1)*n]) != argmax(q[r*n:(r+1)*n]) {
+			t.Errorf("row %d: int8 changes the predicted label", r)
+		}
+	}
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i := range v {
+		if v[i] > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// TestQuantizeFallback: without AVX2, or on a GPU, int8 falls back to float32
+// with a reason, and bad modes are refused.
+func TestQuantizeFallback(t *testing.T) {
+	defer LockThread()()
+	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	applied, fallback, err := Quantize(m, QuantizeInt8, CPUFeatures{AVX2: false, VNNI: false})
+	if err != nil || applied != QuantizeNone || !strings.Contains(fallback, "AVX2") || !strings.Contains(fallback, "float32") {
+		t.Errorf("no AVX2: got %q, %q, %v; want none with a reason naming AVX2", applied, fallback, err)
+	}
+	if m.Quantized() {
+		t.Error("model quantized although the CPU lacks AVX2")
+	}
+	if why := Int8Unsupported(gotch.CudaBuilder(0), CPUFeatures{AVX2: true, VNNI: true}); !strings.Contains(why, "CPU only") {
+		t.Errorf("cuda: %q", why)
+	}
+	if _, _, err := Quantize(m, "int4", HostCPU()); err == nil || !strings.Contains(err.Error(), "int4") {
+		t.Errorf("int4: %v", err)
+	}
+	if applied, _, err := Quantize(m, "", HostCPU()); err != nil || applied != QuantizeNone {
+		t.Errorf("empty mode: %q %v", applied, err)
+	}
+}

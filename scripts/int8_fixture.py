@@ -1,0 +1,40 @@
+"""Writes testdata/int8/reference.json: what PyTorch 2.1's dynamic quantization
+makes of one random linear layer, for model/int8_test.go (issue #16).
+
+For a seeded weight, bias and input it records the weight observers' scales and
+int8 values (per tensor and per output channel, symmetric, as quantize_dynamic's
+default qconfigs) and torch.ops.quantized.linear_dynamic's output with and
+without reduce_range. Run through scripts/int8_fixture.sh (the pinned env).
+"""
+import json
+import sys
+
+import torch
+from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+torch.manual_seed(0)
+out_f, in_f = 48, 40
+w = torch.randn(out_f, in_f) * 0.08
+w[3, 5] = 0.9  # an outlier: per-channel scales differ from the per-tensor one
+w[7] = 0.0     # an all-zero row
+b = torch.randn(out_f) * 0.1
+x = torch.randn(3, 5, in_f)
+
+result = {"out": out_f, "in": in_f, "weight": w.flatten().tolist(), "bias": b.tolist(),
+          "input_shape": list(x.shape), "input": x.flatten().tolist(),
+          "float": torch.nn.functional.linear(x, w, b).flatten().tolist()}
+for name, obs in [("per_tensor", MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)),
+                  ("per_channel", PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric))]:
+    obs(w)
+    scale, zp = obs.calculate_qparams()
+    if name == "per_tensor":
+        q = torch.quantize_per_tensor(w, float(scale), int(zp), torch.qint8)
+    else:
+        q = torch.quantize_per_channel(w, scale.double(), zp.long(), 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(q, b)
+    entry = {"scales": scale.double().flatten().tolist(), "int8": q.int_repr().flatten().tolist()}
+    for rr in (False, True):
+        y = torch.ops.quantized.linear_dynamic(x, packed, rr)
+        entry["output_reduce_range" if rr else "output"] = y.flatten().tolist()
+    result[name] = entry
+json.dump(result, open(sys.argv[1], "w"))
