@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -27,6 +28,9 @@ type Bert struct {
 	// int8 holds the int8-packed linear layers by HF prefix once QuantizeInt8
 	// ran; eval-mode forward passes use them instead of the float32 weights.
 	int8 map[string]*int8Linear
+	// masks, when set (ImportanceMasks), scale each head and FFN neuron so
+	// their gradients measure importance for pruning.
+	masks *ImportanceMasks
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -100,6 +104,19 @@ func ParamShape(cfg *Config, name string) ([]int64, error) {
 	case "classifier.bias":
 		return []int64{int64(cfg.NumLabels())}, nil
 	}
+	// Pruned heads shrink their layer's query, key and value outputs and the
+	// attention output's input.
+	if layer, ok := layerOf(name); ok && cfg.PrunedHeads[layer] != nil {
+		a := int64(cfg.LayerHeads(layer) * cfg.HeadDim())
+		switch {
+		case strings.HasSuffix(name, ".weight") && strings.Contains(name, "attention.self."):
+			return []int64{a, h}, nil
+		case strings.HasSuffix(name, ".bias") && strings.Contains(name, "attention.self."):
+			return []int64{a}, nil
+		case strings.HasSuffix(name, "attention.output.dense.weight"):
+			return []int64{h, a}, nil
+		}
+	}
 	switch {
 	case strings.HasSuffix(name, "intermediate.dense.weight"):
 		return []int64{in, h}, nil
@@ -113,6 +130,20 @@ func ParamShape(cfg *Config, name string) ([]int64, error) {
 		return []int64{h}, nil
 	}
 	return nil, fmt.Errorf("unknown parameter %q", name)
+}
+
+// layerOf is the encoder layer index in a parameter name.
+func layerOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "bert.encoder.layer.")
+	if !ok {
+		return 0, false
+	}
+	idx, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(idx)
+	return n, err == nil
 }
 
 // decays reports whether AdamW weight decay applies to the named parameter.
@@ -322,8 +353,8 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 	p := fmt.Sprintf("bert.encoder.layer.%d.", i)
 	w := func(s string) *ts.Tensor { return m.w(p + s) }
 	lin := func(s *scope, name string, x *ts.Tensor) *ts.Tensor { return m.linear(s, p+name, x, train) }
-	heads := int64(cfg.NumAttentionHeads)
-	dh := int64(cfg.HiddenSize) / heads
+	heads := int64(cfg.LayerHeads(i))
+	dh := int64(cfg.HeadDim())
 	var s scope
 	defer s.release()
 
@@ -343,11 +374,17 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 	} else {
 		heads4 = s.attention(q, k, v, maskAdd, 1/math.Sqrt(float64(dh)))
 	}
-	ctx := s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, int64(cfg.HiddenSize))
+	if m.masks != nil { // head importance: d loss / d mask[h] is head h's score
+		heads4 = s.mulT(heads4, s.view(m.masks.Heads[i], 1, heads, 1, 1))
+	}
+	ctx := s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, heads*dh)
 	attn := s.dropout(lin(&s, "attention.output.dense", ctx), cfg.HiddenDropoutProb, train)
 	attn = s.layerNorm(s.addT(attn, h), w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), cfg.LayerNormEps)
 
 	inter := s.activation(lin(&s, "intermediate.dense", attn), cfg.HiddenAct)
+	if m.masks != nil { // neuron importance: Σ activation × gradient
+		inter = s.mulT(inter, m.masks.FFN[i])
+	}
 	o := s.dropout(lin(&s, "output.dense", inter), cfg.HiddenDropoutProb, train)
 	o = s.layerNorm(s.addT(o, attn), w("output.LayerNorm.weight"), w("output.LayerNorm.bias"), cfg.LayerNormEps)
 	if !s.ok() {

@@ -28,6 +28,10 @@ type Config struct {
 	PadTokenID                int      `json:"pad_token_id"`
 	PositionEmbeddingType     string   `json:"position_embedding_type,omitempty"`
 	ClassifierDropout         *float64 `json:"classifier_dropout"`
+	// PrunedHeads lists, per layer, the attention heads removed from it, by
+	// their index in the unpruned model, as HF's prune_heads records them;
+	// transformers 4.x re-prunes a fresh model from it before loading weights.
+	PrunedHeads map[int][]int `json:"pruned_heads,omitempty"`
 	// ID2Label maps class index to name. NumLabels is derived from it; HF writes
 	// both id2label and label2id and ignores num_labels when id2label is present.
 	ID2Label map[int]string `json:"-"`
@@ -45,6 +49,12 @@ func (c *Config) Task() string {
 	}
 	return c.ProblemType
 }
+
+// LayerHeads is the number of attention heads layer i keeps.
+func (c *Config) LayerHeads(i int) int { return c.NumAttentionHeads - len(c.PrunedHeads[i]) }
+
+// HeadDim is the width of one attention head.
+func (c *Config) HeadDim() int { return c.HiddenSize / c.NumAttentionHeads }
 
 // NumLabels is the size of the classification head.
 func (c *Config) NumLabels() int { return len(c.ID2Label) }
@@ -155,7 +165,18 @@ func (c *Config) ParamCount() int64 {
 	layer = satAdd(layer, satAdd(satMul(9, h), in))
 	pooler := satAdd(satMul(h, h), h)
 	head := satAdd(satMul(labels, h), labels)
-	return satAdd(satAdd(embeddings, satMul(nonNeg(c.NumHiddenLayers), layer)), satAdd(pooler, head))
+	total := satAdd(satAdd(embeddings, satMul(nonNeg(c.NumHiddenLayers), layer)), satAdd(pooler, head))
+	// A pruned head takes its rows of query, key and value (weights and
+	// biases) and its columns of the attention output with it.
+	if c.NumAttentionHeads > 0 && c.HiddenSize >= c.NumAttentionHeads {
+		dh := int64(c.HiddenSize / c.NumAttentionHeads)
+		for l, heads := range c.PrunedHeads {
+			if l >= 0 && l < c.NumHiddenLayers {
+				total -= int64(len(heads)) * dh * (4*h + 3)
+			}
+		}
+	}
+	return total
 }
 
 func nonNeg(v int) int64 { return int64(max(v, 0)) }
@@ -216,6 +237,21 @@ func (c *Config) Validate() error {
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
+	}
+	for l, heads := range c.PrunedHeads {
+		if l < 0 || l >= c.NumHiddenLayers {
+			return fmt.Errorf("pruned_heads names layer %d; the model has %d", l, c.NumHiddenLayers)
+		}
+		seen := map[int]bool{}
+		for _, h := range heads {
+			if h < 0 || h >= c.NumAttentionHeads || seen[h] {
+				return fmt.Errorf("pruned_heads[%d]: head %d is out of [0,%d) or listed twice", l, h, c.NumAttentionHeads)
+			}
+			seen[h] = true
+		}
+		if len(heads) >= c.NumAttentionHeads {
+			return fmt.Errorf("pruned_heads[%d] removes all %d heads; keep at least one", l, c.NumAttentionHeads)
+		}
 	}
 	if c.PadTokenID < 0 || c.PadTokenID >= c.VocabSize {
 		return fmt.Errorf("pad_token_id %d outside the vocabulary [0,%d)", c.PadTokenID, c.VocabSize)

@@ -21,10 +21,46 @@ var exportKinds = []struct {
 	sub         string
 	labels      []string
 	seed        int64
+	prune       bool // remove heads (a different number per layer) and FFN neurons before export
 }{
-	{"", "single_label_classification", "", []string{"World", "Sports", "Business"}, 3},
-	{"multi_label_classification", "multi_label_classification", "multi_label_classification", []string{"World", "Sports", "Business"}, 4},
-	{"regression", "regression", "regression", []string{"score"}, 5},
+	{"", "single_label_classification", "", []string{"World", "Sports", "Business"}, 3, false},
+	{"multi_label_classification", "multi_label_classification", "multi_label_classification", []string{"World", "Sports", "Business"}, 4, false},
+	{"regression", "regression", "regression", []string{"score"}, 5, false},
+	{"", "single_label_classification", "pruned", []string{"World", "Sports", "Business"}, 6, true},
+}
+
+// prunedHeads is what the pruned kind removes, as positions in each layer
+// at the time of the call (layer 0 is pruned twice, so the second call's
+// positions are shifted), and wantPrunedHeads what config.json must record:
+// indices of the unpruned model.
+var (
+	prunedHeads = []struct {
+		layer int
+		heads []int
+	}{{0, []int{0, 3, 5}}, {2, []int{1}}, {0, []int{0}}, {5, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}
+	wantPrunedHeads = map[string][]int{"0": {0, 1, 3, 5}, "2": {1}, "5": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
+)
+
+// pruneForExport removes prunedHeads and keeps every FFN neuron whose index
+// is not 1 mod 3 (1,024 of 1,536), so the exported folder is a pruned model.
+func pruneForExport(t *testing.T, m *Bert) {
+	t.Helper()
+	for _, p := range prunedHeads {
+		if err := m.PruneHeads(p.layer, p.heads); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := make([][]int, m.Config.NumHiddenLayers)
+	for l := range keep {
+		for i := 0; i < m.Config.IntermediateSize; i++ {
+			if i%3 != 1 {
+				keep[l] = append(keep[l], i)
+			}
+		}
+	}
+	if err := m.PruneFFN(keep); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestExportForTransformers exports all-MiniLM-L6-v2 with a new head for each
@@ -55,8 +91,11 @@ func TestExportForTransformers(t *testing.T) {
 		out := filepath.Join(dir, k.sub)
 		ok := t.Run(k.want, func(t *testing.T) {
 			defer LockThread()()
-			before := exportKind(t, src, out, k.problemType, k.labels, k.seed, ids, mask, types, L, n)
+			before := exportKind(t, src, out, k.problemType, k.labels, k.seed, k.prune, ids, mask, types, L, n)
 			checkExportedConfig(t, out, k.want, k.labels)
+			if k.prune {
+				checkPrunedConfig(t, out)
+			}
 			if keep {
 				writeGoLogits(t, out, k.want, before, ids, mask, types, L, n, len(k.labels))
 			}
@@ -69,7 +108,7 @@ func TestExportForTransformers(t *testing.T) {
 
 // exportKind loads src with a new head (labels, seeded), exports it to dir,
 // reloads it and returns the logits of the first n reference rows.
-func exportKind(t *testing.T, src, dir, problemType string, labels []string, seed int64, ids, mask, types []int64, L, n int) []float32 {
+func exportKind(t *testing.T, src, dir, problemType string, labels []string, seed int64, prune bool, ids, mask, types []int64, L, n int) []float32 {
 	t.Helper()
 	Seed(seed)
 	m, _, err := Load(src, LoadOptions{Labels: labels, Device: gotch.CPU})
@@ -79,6 +118,9 @@ func exportKind(t *testing.T, src, dir, problemType string, labels []string, see
 	defer m.Free()
 	m.Config.ProblemType = problemType
 	want := m.Config.Task()
+	if prune {
+		pruneForExport(t, m)
+	}
 	b := Batch{InputIDs: rowsTensor(t, ids, L, 0, n), TokenTypeIDs: rowsTensor(t, types, L, 0, n), AttentionMask: rowsTensor(t, mask, L, 0, n)}
 	defer drop(b.InputIDs, b.TokenTypeIDs, b.AttentionMask)
 	logits := func(m *Bert) []float32 {
@@ -201,5 +243,29 @@ func writeGoLogits(t *testing.T, dir, problemType string, logits []float32, ids,
 	}, map[string]string{"problem_type": problemType})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkPrunedConfig reads the pruned folder's config.json as transformers
+// would: pruned_heads with string layer keys and original head indices, and
+// the smaller intermediate_size.
+func checkPrunedConfig(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		PrunedHeads      map[string][]int `json:"pruned_heads"`
+		IntermediateSize int              `json:"intermediate_size"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg.PrunedHeads) != fmt.Sprint(wantPrunedHeads) {
+		t.Errorf("pruned_heads %v, want %v", cfg.PrunedHeads, wantPrunedHeads)
+	}
+	if cfg.IntermediateSize != 1024 {
+		t.Errorf("intermediate_size %d, want 1024", cfg.IntermediateSize)
 	}
 }

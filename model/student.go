@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -28,6 +29,15 @@ func NewStudent(teacher *Bert, layers []int) (*Bert, error) {
 	cfg.ID2Label = map[int]string{}
 	for k, v := range teacher.Config.ID2Label {
 		cfg.ID2Label[k] = v
+	}
+	cfg.PrunedHeads = nil // student layer i is teacher layer layers[i]
+	for i, l := range layers {
+		if heads := teacher.Config.PrunedHeads[l]; len(heads) > 0 {
+			if cfg.PrunedHeads == nil {
+				cfg.PrunedHeads = map[int][]int{}
+			}
+			cfg.PrunedHeads[i] = slices.Clone(heads)
+		}
 	}
 	s, err := NewBert(&cfg, teacher.Device)
 	if err != nil {

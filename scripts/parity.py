@@ -177,13 +177,16 @@ def tiny_adamw():
     print(f"tiny adamw: grad norms {norms}, lrs {lrs}")
 
 
-# The task kinds beamtune exports (TestExportForTransformers): problem_type,
-# the folder under the --roundtrip dir ("" is the dir itself, the single-label
-# folder as before), and the head's label names.
+# The folders beamtune exports (TestExportForTransformers): problem_type, the
+# folder under the --roundtrip dir ("" is the dir itself, the single-label
+# folder as before), and the head's label names. "pruned" is a single-label
+# model with heads (a different number per layer, config pruned_heads) and
+# FFN neurons removed (issue #16): transformers 4.x re-prunes it on load.
 KINDS = [
     ("single_label_classification", "", ["World", "Sports", "Business"]),
     ("multi_label_classification", "multi_label_classification", ["World", "Sports", "Business"]),
     ("regression", "regression", ["score"]),
+    ("single_label_classification", "pruned", ["World", "Sports", "Business"]),
 ]
 
 
@@ -257,9 +260,13 @@ def roundtrip(folder):
     kinds = {}
     for kind, sub, labels in KINDS:
         try:
-            kinds[kind] = roundtrip_kind(os.path.join(folder, sub) if sub else folder, kind, labels)
+            kinds[sub or kind] = roundtrip_kind(os.path.join(folder, sub) if sub else folder, kind, labels)
+            if sub == "pruned":
+                cfg = json.load(open(os.path.join(folder, sub, "config.json")))
+                kinds[sub]["pruned_heads"] = cfg.get("pruned_heads")
+                kinds[sub]["intermediate_size"] = cfg.get("intermediate_size")
         except Exception as e:  # a folder that fails to load is a failed kind, reported with the others
-            kinds[kind] = {"folder": os.path.join(folder, sub), "ok": False, "errors": [f"{type(e).__name__}: {e}"]}
+            kinds[sub or kind] = {"folder": os.path.join(folder, sub), "ok": False, "errors": [f"{type(e).__name__}: {e}"]}
     single = kinds["single_label_classification"]
     out = {k: single.get(k) for k in ("folder", "class", "id2label", "rows", "max_abs_diff")}
     out["transformers"] = transformers.__version__

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # parity.sh: regenerate testdata/parity from HF transformers, then check that the
 # folders beamtune exports for each task kind (single-label, multi-label,
-# regression) load in transformers as the same task, with the same logits and
+# regression, and a head- and FFN-pruned model) load in transformers as the same task, with the same logits and
 # the loss their problem_type names. The result of the round trip is written
 # to testdata/parity/ROUNDTRIP.json.
 set -euo pipefail
@@ -11,7 +11,7 @@ MODEL=${BEAMTUNE_MODEL:-${BEAMTUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamtu
 "$PY" scripts/parity.py --model "$MODEL"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# Writes $out/exported (single-label) and its multi_label_classification/ and
-# regression/ folders, each with go_logits.safetensors.
+# Writes $out/exported (single-label) and its multi_label_classification/,
+# regression/ and pruned/ folders, each with go_logits.safetensors.
 BEAMTUNE_EXPORT_DIR=$out/exported go test ./model -run '^TestExportForTransformers$' -count=1 -v | tail -n 6
 "$PY" scripts/parity.py --model "$MODEL" --roundtrip "$out/exported" | tee testdata/parity/ROUNDTRIP.json
