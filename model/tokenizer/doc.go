@@ -56,6 +56,18 @@
 // scripts/tokenizer_reference.py writes from HF: SST-2, AG News, a Unicode
 // stress set and the per-code-point probe, all with 0 mismatches.
 //
+// # Vocabulary pruning
+//
+// A classifier fine-tuned on one domain uses a small part of BERT's 30,522
+// tokens, and the word embeddings are most of a small model's weights.
+// UsedIDs lists the ids a corpus encodes to (no truncation), and PruneVocab
+// rewrites tokenizer.json to those ids plus every special token, renumbered
+// in the old order; its OldIDs tell the model which embedding rows to keep
+// (model.Bert.PruneVocab). Texts of the corpus encode as before; a word that
+// needs a dropped piece becomes [UNK] whole. The pruned file loads here and
+// in HF tokenizers, and prune_test.go checks both against an independent
+// pruning by scripts/vocab_prune_reference.py on SST-2 and AG News.
+//
 // Invalid UTF-8 cannot come out of Python, so HF has no behaviour to match:
 // here each byte that does not start a valid sequence reads as U+FFFD (Go's
 // decoding), so clean_text drops it, as HF drops U+FFFD.
