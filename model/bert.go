@@ -31,6 +31,9 @@ type Bert struct {
 	// masks, when set (ImportanceMasks), scale each head and FFN neuron so
 	// their gradients measure importance for pruning.
 	masks *ImportanceMasks
+	// inputMap, when set (SetSourceVocab), maps input ids of the source
+	// vocabulary of a vocabulary-pruned model to its own ids.
+	inputMap *ts.Tensor
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -237,6 +240,8 @@ func (m *Bert) Free() {
 		return
 	}
 	m.freeInt8()
+	drop(m.inputMap)
+	m.inputMap = nil
 	for _, p := range m.params {
 		drop(p.T)
 		p.T = nil
@@ -330,7 +335,11 @@ func (m *Bert) embeddings(b Batch, bs, seq int64, train bool) (*ts.Tensor, error
 	var s scope
 	defer s.release()
 	pos := s.arange(seq, m.Device)
-	x := s.embedding(m.w("bert.embeddings.word_embeddings.weight"), b.InputIDs)
+	ids := b.InputIDs
+	if m.inputMap != nil {
+		ids = s.take(m.inputMap, ids) // the pruned id of every source id
+	}
+	x := s.embedding(m.w("bert.embeddings.word_embeddings.weight"), ids)
 	x = s.addT(x, s.embedding(m.w("bert.embeddings.position_embeddings.weight"), pos))
 	if b.TokenTypeIDs != nil {
 		x = s.addT(x, s.embedding(m.w("bert.embeddings.token_type_embeddings.weight"), b.TokenTypeIDs))

@@ -1,7 +1,12 @@
 package model
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/sugarme/gotch"
@@ -274,5 +279,71 @@ func (m *Bert) selectParam(name string, dim int64, idx []int64) error {
 	}
 	drop(p.T)
 	p.T = t
+	return nil
+}
+
+// VocabMapFile, in a vocabulary-pruned folder, maps the source tokenizer's
+// ids to the folder's, so the model can still score datasets prepared with
+// the source tokenizer (evaluate, distill) without preparing them again.
+const VocabMapFile = "vocab_map.json"
+
+// VocabMap is the content of VocabMapFile.
+type VocabMap struct {
+	SourceTokenizerSHA256 string `json:"source_tokenizer_sha256"`
+	SourceVocabSize       int    `json:"source_vocab_size"`
+	UnkID                 int    `json:"unk_id"`  // the folder's [UNK], for source ids the pruning dropped
+	OldIDs                []int  `json:"old_ids"` // the source id of every id of the folder
+}
+
+// ReadVocabMap reads dir's vocab map; nil without error when there is none.
+func ReadVocabMap(dir string) (*VocabMap, error) {
+	data, err := os.ReadFile(filepath.Join(dir, VocabMapFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var vm VocabMap
+	if err := json.Unmarshal(data, &vm); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, VocabMapFile), err)
+	}
+	return &vm, nil
+}
+
+// SetSourceVocab makes the model read token ids of the source vocabulary vm
+// describes: each id is mapped to the pruned one, and ids the pruning
+// dropped become [UNK]. nil turns the mapping off. A text the source
+// tokenizer split into pieces the pruning dropped is then scored as those
+// pieces made [UNK], where the pruned tokenizer may split it otherwise (only
+// for words the training split never used); predict on raw text uses the
+// pruned tokenizer itself.
+func (m *Bert) SetSourceVocab(vm *VocabMap) error {
+	drop(m.inputMap)
+	m.inputMap = nil
+	if vm == nil {
+		return nil
+	}
+	sourceVocab, unk := vm.SourceVocabSize, vm.UnkID
+	if unk < 0 || unk >= m.Config.VocabSize || sourceVocab < len(vm.OldIDs) {
+		return fmt.Errorf("vocab map: unk_id %d or source_vocab_size %d out of range", unk, sourceVocab)
+	}
+	table := make([]int64, sourceVocab)
+	for i := range table {
+		table[i] = int64(unk)
+	}
+	for newID, old := range vm.OldIDs {
+		if old < 0 || old >= sourceVocab || newID >= m.Config.VocabSize {
+			return fmt.Errorf("vocab map: id %d -> %d outside the vocabularies (%d, %d)", old, newID, sourceVocab, m.Config.VocabSize)
+		}
+		table[old] = int64(newID)
+	}
+	t, err := ts.OfSlice(table)
+	if err != nil {
+		return err
+	}
+	if m.inputMap, err = toDevice(t, m.Device); err != nil {
+		return err
+	}
 	return nil
 }

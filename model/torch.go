@@ -146,6 +146,9 @@ func resetGrad(t *ts.Tensor) error {
 	return ts.TorchErr()
 }
 
+// ResetGrad drops t's gradient (sets it to None).
+func ResetGrad(t *ts.Tensor) error { return resetGrad(t) }
+
 // NoGrad runs fn without recording autograd history.
 func NoGrad(fn func() error) error { return WithGrad(false, fn) }
 
@@ -222,6 +225,15 @@ func (s *scope) attention(q, k, v, mask *ts.Tensor, scale float64) *ts.Tensor {
 	}
 	t, err := ts.ScaledDotProductAttention(q, k, v, mask, 0, false, []float64{scale})
 	return s.add(t, err, "attention")
+}
+
+// take looks up idx (any shape) in the flat table.
+func (s *scope) take(table, idx *ts.Tensor) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	t, err := table.Take(idx, false)
+	return s.add(t, err, "take")
 }
 
 func (s *scope) addT(a, b *ts.Tensor) *ts.Tensor {

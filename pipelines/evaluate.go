@@ -32,15 +32,26 @@ func init() {
 type NamedModel struct {
 	Name string
 	Dir  string
+	// Quantize overrides EvaluateOptions.Quantize for this model, so one
+	// report can hold a folder in float32 and in int8 side by side.
+	Quantize string
 }
 
-// ParseNamedModel reads "name=dir".
+// ParseNamedModel reads "name=dir" or "name=dir,quantize=int8".
 func ParseNamedModel(s string) (NamedModel, error) {
 	name, dir, ok := strings.Cut(s, "=")
 	if !ok || name == "" || dir == "" {
 		return NamedModel{}, fmt.Errorf("--model %q: want name=folder, e.g. teacher=out/run/teacher", s)
 	}
-	return NamedModel{Name: name, Dir: dir}, nil
+	nm := NamedModel{Name: name, Dir: dir}
+	if d, opt, ok := strings.Cut(dir, ","); ok {
+		mode, ok := strings.CutPrefix(opt, "quantize=")
+		if !ok || model.CheckQuantize(mode) != nil {
+			return NamedModel{}, fmt.Errorf("--model %q: after the folder only quantize=none or quantize=int8 may follow", s)
+		}
+		nm.Dir, nm.Quantize = d, mode
+	}
+	return nm, nil
 }
 
 // EvaluateOptions configures the evaluate pipeline.
@@ -57,6 +68,8 @@ type EvaluateOptions struct {
 	// Threshold decides multi-label models' labels: "" or "per_label" (each
 	// model's thresholds tuned on validation), "global", or a probability.
 	Threshold string
+	// Quantize is every model's --quantize mode unless its NamedModel sets one.
+	Quantize string
 
 	LengthEdges []int32 // token-length slice bounds
 	Seed        int64   // bootstrap seed
@@ -150,6 +163,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	for _, m := range models {
 		fn := &transforms.PredictShardFn{Root: o.Data, Name: m.Name}
 		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
+		fn.Quantize, fn.DataTokenizerSHA256 = m.quantize(o), man.Tokenizer.SHA256
 		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))
 	}
 	all := beam.Flatten(s, preds...)
@@ -288,6 +302,14 @@ func medianLength(m *dataset.Manifest, split string) int {
 	return 64
 }
 
+// quantize is the model's --quantize mode.
+func (nm NamedModel) quantize(o EvaluateOptions) string {
+	if nm.Quantize != "" {
+		return nm.Quantize
+	}
+	return o.Quantize
+}
+
 // describeModel loads a model to count its parameters and time it, and reads
 // its size and training log.
 func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen int) (*report.ModelReport, error) {
@@ -322,6 +344,14 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	defer m.Free()
 	mr.Params = m.NumParams()
 	mr.Layers = m.Config.NumHiddenLayers
+	applied, fallback, err := model.Quantize(m, nm.quantize(o), model.HostCPU())
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
+	if fallback != "" {
+		slog.Warn("evaluate: "+fallback, "model", nm.Name)
+	}
+	mr.Quantize = applied
 	runs := o.SpeedRuns
 	if runs <= 0 {
 		runs = 50

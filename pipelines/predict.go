@@ -29,7 +29,9 @@ type PredictOptions struct {
 	// Threshold decides a multi-label model's labels: "" or "per_label"
 	// (the thresholds tuned on validation), "global", or a probability.
 	Threshold string
-	Runner    string
+	// Quantize runs the model's linear layers in int8 ("int8") or float32 ("" or "none").
+	Quantize string
+	Runner   string
 }
 
 // PredictResult lists what predict wrote.
@@ -78,6 +80,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 		records, beam.SideInput{Input: labelCol})
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
+	fn.Quantize = o.Quantize
 	preds := beam.ParDo(s.Scope("Predict"), fn, examples)
 	keyed := beam.ParDo(s.Scope("KeyByShard"), &transforms.KeyPredictionsFn{Shards: o.Shards}, preds)
 	beam.ParDo(s.Scope("Write"), &transforms.WritePredictionsFn{Dir: o.Output, Shards: o.Shards, Labels: labels, Task: task}, beam.GroupByKey(s, keyed))

@@ -89,7 +89,11 @@ func RenderMarkdown(r *Report) []byte {
 			if m.Speed.SeqLen > 0 {
 				seqLens[m.Speed.SeqLen] = true
 			}
-			row := []string{"**" + mdEscaper.Replace(m.Name) + "**", human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
+			label := "**" + mdEscaper.Replace(m.Name) + "**"
+			if m.Quantize == "int8" {
+				label += " (int8)"
+			}
+			row := []string{label, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
 			for _, c := range cols {
 				row = append(row, withCI(c.cell(m.Metrics)))
 			}

@@ -137,14 +137,17 @@ type Speed struct {
 
 // ModelReport is one evaluated model.
 type ModelReport struct {
-	Name      string         `json:"name"` // teacher, student, champion, ...
-	Dir       string         `json:"dir"`
-	Params    int64          `json:"params"`
-	Layers    int            `json:"layers"`
-	SizeBytes int64          `json:"size_bytes"` // model.safetensors
-	Speed     Speed          `json:"speed"`
-	Metrics   Metrics        `json:"metrics"`
-	Slices    []SliceMetrics `json:"slices,omitempty"`
+	Name      string `json:"name"` // teacher, student, champion, ...
+	Dir       string `json:"dir"`
+	Params    int64  `json:"params"`
+	Layers    int    `json:"layers"`
+	SizeBytes int64  `json:"size_bytes"` // model.safetensors
+	// Quantize is how the model ran: "none" (float32) or "int8" (linear
+	// layers quantized at load; the folder stays float32).
+	Quantize string         `json:"quantize,omitempty"`
+	Speed    Speed          `json:"speed"`
+	Metrics  Metrics        `json:"metrics"`
+	Slices   []SliceMetrics `json:"slices,omitempty"`
 	// TrainingLog is the model's training_log.jsonl, when the folder has one.
 	TrainingLog []LogEntry `json:"training_log,omitempty"`
 }

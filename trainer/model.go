@@ -73,3 +73,10 @@ func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, e
 	}
 	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)
 }
+
+// ExportModel writes m as a HF folder at dir (local or gs://) with the
+// tokenizer files of tokenizerDir and the extra files (which replace
+// tokenizer files of the same name).
+func ExportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, extra map[string][]byte) error {
+	return exportModel(ctx, m, dir, tokenizerDir, extra)
+}

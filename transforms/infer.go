@@ -3,6 +3,7 @@ package transforms
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"reflect"
 	"sync"
@@ -34,6 +35,13 @@ type inferModel struct {
 	// model.ThresholdPerLabel (the model's tuned ones), model.ThresholdGlobal,
 	// or a probability (see model.Thresholds.Resolve).
 	Threshold string
+	// Quantize is the --quantize mode: "" or none (float32), or int8 (falls
+	// back to float32 with a log line where int8 cannot run).
+	Quantize string
+	// DataTokenizerSHA256 is the sha256 of the tokenizer.json the scored
+	// shards were prepared with; a vocabulary-pruned model whose vocab map
+	// starts from that tokenizer maps the ids to its own.
+	DataTokenizerSHA256 string
 
 	mu         sync.Mutex // one forward at a time per loaded model
 	m          *model.Bert
@@ -59,6 +67,11 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return fmt.Errorf("inference model: %w", err)
 	}
 	im.m, im.task = m, m.Config.Task()
+	if err := prepareInference(m, dir, im.ModelDir, im.Quantize, im.DataTokenizerSHA256); err != nil {
+		m.Free()
+		im.m = nil
+		return fmt.Errorf("inference model: %w", err)
+	}
 	if im.task == dataset.MultiLabel {
 		th, err := model.ReadThresholds(dir)
 		if err != nil {
@@ -70,6 +83,32 @@ func (im *inferModel) setup(ctx context.Context) error {
 	}
 	if im.BatchSize <= 0 {
 		im.BatchSize = 64
+	}
+	return nil
+}
+
+// prepareInference applies what a model needs before it scores shards: the
+// vocab map of a vocabulary-pruned model when the shards use its source
+// tokenizer, and the quantize mode.
+func prepareInference(m *model.Bert, local, name, quantize, dataTokenizer string) error {
+	vm, err := model.ReadVocabMap(local)
+	if err != nil {
+		return err
+	}
+	if vm != nil && dataTokenizer != "" && vm.SourceTokenizerSHA256 == dataTokenizer {
+		if err := m.SetSourceVocab(vm); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		slog.Info("inference: vocabulary-pruned model reads the source tokenizer's ids", "model", name, "vocab", m.Config.VocabSize, "source_vocab", vm.SourceVocabSize)
+	}
+	applied, fallback, err := model.Quantize(m, quantize, model.HostCPU())
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if fallback != "" {
+		slog.Warn("inference: "+fallback, "model", name)
+	} else if applied == model.QuantizeInt8 {
+		slog.Info("inference: int8 linear layers", "model", name)
 	}
 	return nil
 }

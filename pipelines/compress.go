@@ -1,0 +1,345 @@
+package pipelines
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/model/tokenizer"
+	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
+	"github.com/beamtune/beamtune/transforms"
+)
+
+// Folders and files of a compress run (under CompressOptions.Output).
+const (
+	CompressedModel  = "compressed"    // the published result
+	compressPruneDir = "prune"         // step-N/importance.json and step-N/model
+	compressRecovery = "recovery"      // the recovery distillation's run folder
+	CompressSummary  = "compress.json" // what each stage did, in the result folder
+)
+
+// CompressOptions configures beamtune compress.
+type CompressOptions struct {
+	Model  string // the published model to compress (teacher or student)
+	Data   string // the prepared dataset it was trained on
+	Output string // run folder; the result is Output/compressed
+	// HeadKeep and FFNKeep are the shares of attention heads (all layers
+	// together) and of FFN width (every layer alike) to keep; 1 keeps all.
+	HeadKeep, FFNKeep float64
+	// PruneSteps prunes in that many equal rounds, re-measuring importance
+	// before each; ImportanceBatches bounds the batches scored per shard.
+	PruneSteps        int
+	ImportanceBatches int
+	// Recovery distils the pruned model from the source (Recovery.Epochs 0 skips it).
+	Recovery trainer.Config
+	// PruneVocab keeps only the tokens the training split uses, the special
+	// tokens and KeepTokens (a file, one token a line).
+	PruneVocab bool
+	KeepTokens string
+	InferBatch int
+	Device     string
+	Threads    int
+	Resume     bool
+	Runner     string
+}
+
+// CompressStats is the summary written as compress.json.
+type CompressStats struct {
+	Source       string  `json:"source"`
+	SourceParams int64   `json:"source_params"`
+	Params       int64   `json:"params"`
+	Heads        []int   `json:"heads_per_layer"`
+	FFNWidth     int     `json:"ffn_width"`
+	VocabSize    int     `json:"vocab_size"`
+	SourceVocab  int     `json:"source_vocab_size"`
+	Recovered    bool    `json:"recovered"`
+	Seconds      float64 `json:"seconds"`
+}
+
+// CompressResult is the published model and its summary.
+type CompressResult struct {
+	Dir   string
+	Stats CompressStats
+}
+
+// RunCompress prunes heads and FFN neurons by importance (measured on the
+// workers that read the training shards), recovers accuracy by distilling
+// from the source, prunes the vocabulary to the corpus, and publishes the
+// result as Output/compressed, a plain HF folder.
+func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error) {
+	start := time.Now()
+	if o.Model == "" || o.Data == "" || o.Output == "" {
+		return nil, badInputf("compress needs --model, --data and --output")
+	}
+	if o.HeadKeep <= 0 || o.HeadKeep > 1 || o.FFNKeep <= 0 || o.FFNKeep > 1 {
+		return nil, badInputf("--head_keep %g and --ffn_keep %g must be in (0, 1]", o.HeadKeep, o.FFNKeep)
+	}
+	if o.PruneSteps <= 0 {
+		o.PruneSteps = 1
+	}
+	man, err := CheckDataset(ctx, o.Data)
+	if err != nil {
+		return nil, err
+	}
+	src, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Labels: man.Labels})
+	if err != nil {
+		return nil, err
+	}
+	if src.Task() != man.TaskKind() {
+		return nil, badInputf("--model: %s is a %s model, the dataset %s is %s", o.Model, src.Task(), o.Data, man.TaskKind())
+	}
+	if err := CheckOutput(ctx, o.Output); err != nil {
+		return nil, err
+	}
+	if o.KeepTokens != "" && !o.PruneVocab {
+		return nil, badInputf("--keep_tokens needs --prune_vocab")
+	}
+	stats := CompressStats{Source: o.Model, SourceParams: src.ParamCount(), SourceVocab: src.VocabSize}
+	cur := o.Model
+	pruning := o.HeadKeep < 1 || o.FFNKeep < 1
+	if pruning {
+		totalHeads := 0
+		for l := 0; l < src.NumHiddenLayers; l++ {
+			totalHeads += src.LayerHeads(l)
+		}
+		for step := 1; step <= o.PruneSteps; step++ {
+			frac := float64(step) / float64(o.PruneSteps)
+			keepHeads := max(src.NumHiddenLayers, int(math.Round(float64(totalHeads)*(1-(1-o.HeadKeep)*frac))))
+			width := max(1, int(math.Round(float64(src.IntermediateSize)*(1-(1-o.FFNKeep)*frac))))
+			next, err := pruneStep(ctx, o, man, cur, step, keepHeads, width)
+			if err != nil {
+				return nil, fmt.Errorf("prune step %d: %w", step, err)
+			}
+			cur = next
+		}
+		if o.Recovery.Epochs > 0 {
+			res, err := RunDistill(ctx, DistillOptions{
+				Data: o.Data, Teacher: o.Model, StudentInit: cur, Output: storage.Join(o.Output, compressRecovery),
+				Config: o.Recovery, InferBatch: o.InferBatch, Device: o.Device, Threads: o.Threads, Resume: o.Resume, Runner: o.Runner,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("recovery: %w", err)
+			}
+			cur, stats.Recovered = res.Student.ModelDir, true
+		}
+	}
+	out := storage.Join(o.Output, CompressedModel)
+	if err := finishCompressed(ctx, o, man, cur, out, &stats); err != nil {
+		return nil, err
+	}
+	stats.Seconds = time.Since(start).Seconds()
+	data, err := json.MarshalIndent(stats, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := storage.WriteFile(ctx, storage.Join(o.Output, CompressSummary), data); err != nil {
+		return nil, err
+	}
+	slog.Info("compress: done", "model", out, "params", stats.Params, "source_params", stats.SourceParams, "seconds", stats.Seconds)
+	return &CompressResult{Dir: out, Stats: stats}, nil
+}
+
+// pruneStep scores the heads and neurons of model dir on the training
+// shards (in parallel on the workers), prunes to keepHeads heads and FFN
+// width, and writes the smaller model to prune/step-N/model. A step that
+// finished before (its model folder is complete) is reused on --resume.
+func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, dir string, step, keepHeads, width int) (string, error) {
+	stepDir := storage.Join(o.Output, compressPruneDir, fmt.Sprintf("step-%d", step))
+	out := storage.Join(stepDir, "model")
+	if o.Resume {
+		if _, err := storage.Stat(ctx, storage.Join(out, model.SafetensorsFile)); err == nil {
+			slog.Info("compress: prune step already done", "step", step, "model", out)
+			return out, nil
+		}
+	}
+	shards := man.ShardsOf(dataset.SplitTrain)
+	if len(shards) == 0 {
+		return "", fmt.Errorf("%s has no training shards", o.Data)
+	}
+	impPath := storage.Join(stepDir, "importance.json")
+	p, s := beam.NewPipelineWithRoot()
+	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
+	fn := &transforms.ImportanceFn{Root: o.Data, MaxBatches: max(1, o.ImportanceBatches)}
+	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = dir, o.InferBatch, o.Device, o.Threads
+	fn.DataTokenizerSHA256 = man.Tokenizer.SHA256
+	transforms.SumImportance(s, fn, col, impPath)
+	if _, err := run(ctx, o.Runner, p); err != nil {
+		return "", err
+	}
+	imp, err := transforms.ReadImportance(ctx, impPath)
+	if err != nil {
+		return "", err
+	}
+	m, err := loadForCompress(ctx, dir, o.Device)
+	if err != nil {
+		return "", err
+	}
+	defer m.Free()
+	plan, err := trainer.PlanPrune(m.Config, imp, keepHeads, width)
+	if err != nil {
+		return "", err
+	}
+	unlock := model.LockThread()
+	err = plan.Apply(m)
+	unlock()
+	if err != nil {
+		return "", err
+	}
+	heads := make([]int, m.Config.NumHiddenLayers)
+	for l := range heads {
+		heads[l] = m.Config.LayerHeads(l)
+	}
+	slog.Info("compress: pruned", "step", step, "heads_per_layer", heads, "ffn_width", m.Config.IntermediateSize, "params", m.NumParams(), "batches_scored", imp.Batches)
+	if err := trainer.ExportModel(ctx, m, out, dir, nil); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func loadForCompress(ctx context.Context, dir, device string) (*model.Bert, error) {
+	dev, err := model.ParseDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	local, cleanup, err := storage.LocalDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	unlock := model.LockThread()
+	defer unlock()
+	m, _, err := model.Load(local, model.LoadOptions{Device: dev})
+	return m, err
+}
+
+// finishCompressed prunes the vocabulary when asked and publishes the model
+// at out with the source's tokenizer (or the pruned one).
+func finishCompressed(ctx context.Context, o CompressOptions, man *dataset.Manifest, dir, out string, stats *CompressStats) error {
+	m, err := loadForCompress(ctx, dir, o.Device)
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+	extra := map[string][]byte{}
+	if o.PruneVocab {
+		if err := pruneVocab(ctx, o, man, dir, m, extra); err != nil {
+			return fmt.Errorf("vocabulary: %w", err)
+		}
+	}
+	stats.Params, stats.VocabSize, stats.FFNWidth = m.NumParams(), m.Config.VocabSize, m.Config.IntermediateSize
+	stats.Heads = make([]int, m.Config.NumHiddenLayers)
+	for l := range stats.Heads {
+		stats.Heads[l] = m.Config.LayerHeads(l)
+	}
+	tmp, err := os.MkdirTemp("", "beamtune-compress-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	staged := filepath.Join(tmp, "model")
+	if err := trainer.ExportModel(ctx, m, staged, dir, extra); err != nil {
+		return err
+	}
+	// The source's training log and thresholds describe this model too.
+	keep := map[string]string{}
+	for _, name := range []string{model.ThresholdsFile} {
+		if _, err := storage.Stat(ctx, storage.Join(dir, name)); err == nil {
+			keep[name] = storage.Join(dir, name)
+		}
+	}
+	return storage.PublishDir(ctx, staged, out, keep)
+}
+
+// pruneVocab keeps the ids the training shards use (the dataset was
+// tokenized with the source tokenizer), the special tokens and KeepTokens;
+// it prunes m's embeddings and puts the new tokenizer files and the vocab
+// map in extra.
+func pruneVocab(ctx context.Context, o CompressOptions, man *dataset.Manifest, dir string, m *model.Bert, extra map[string][]byte) error {
+	tokJSON, err := storage.ReadFile(ctx, storage.Join(dir, model.TokenizerFile))
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.FromJSON(tokJSON)
+	if err != nil {
+		return err
+	}
+	used := map[int]bool{}
+	for _, s := range man.ShardsOf(dataset.SplitTrain) {
+		data, err := storage.ReadFile(ctx, storage.Join(o.Data, s.Path))
+		if err != nil {
+			return err
+		}
+		rows, err := dataset.ReadShardRows(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Path, err)
+		}
+		for _, r := range rows {
+			for _, id := range r.InputIDs {
+				used[int(id)] = true
+			}
+		}
+	}
+	if o.KeepTokens != "" {
+		data, err := storage.ReadFile(ctx, o.KeepTokens)
+		if err != nil {
+			return fmt.Errorf("--keep_tokens: %w", err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for line := 1; sc.Scan(); line++ {
+			t := strings.TrimSpace(sc.Text())
+			if t == "" {
+				continue
+			}
+			id, ok := tok.TokenID(t)
+			if !ok {
+				return badInputf("--keep_tokens %s line %d: %q is not in the model's vocabulary", o.KeepTokens, line, t)
+			}
+			used[int(id)] = true
+		}
+	}
+	keep := make([]int, 0, len(used))
+	for id := range used {
+		keep = append(keep, id)
+	}
+	pv, err := tokenizer.PruneVocab(tokJSON, keep)
+	if err != nil {
+		return err
+	}
+	sourceVocab := m.Config.VocabSize
+	if err := m.PruneVocab(pv.OldIDs); err != nil {
+		return err
+	}
+	unk := -1
+	if old, ok := tok.TokenID("[UNK]"); ok {
+		for newID, id := range pv.OldIDs {
+			if id == int(old) {
+				unk = newID
+			}
+		}
+	}
+	if unk < 0 {
+		return fmt.Errorf("the tokenizer has no [UNK] token to map dropped ids to")
+	}
+	sum := sha256.Sum256(tokJSON)
+	vm, err := json.Marshal(model.VocabMap{SourceTokenizerSHA256: hex.EncodeToString(sum[:]), SourceVocabSize: max(tok.VocabSize(), sourceVocab), UnkID: unk, OldIDs: pv.OldIDs})
+	if err != nil {
+		return err
+	}
+	extra[model.TokenizerFile], extra["vocab.txt"], extra[model.VocabMapFile] = pv.TokenizerJSON, pv.VocabTxt, vm
+	slog.Info("compress: vocabulary pruned", "kept", len(pv.OldIDs), "of", tok.VocabSize())
+	return nil
+}
