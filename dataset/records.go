@@ -42,14 +42,14 @@ const MaxRawKept = 1 << 20
 type Format string
 
 const (
-	CSV   Format = "csv"   // RFC 4180: quoted fields may hold separators, quotes ("") and newlines
-	TSV   Format = "tsv"   // tab-separated, no quoting (GLUE style)
+	CSV Format = "csv" // RFC 4180: quoted fields may hold separators, quotes ("") and newlines
+	TSV Format = "tsv" // tab-separated, no quoting (GLUE style)
 	// QuotedTSV is tab-separated with CSV's quoting: a field may be wrapped
 	// in "…" with inner quotes doubled (GoEmotions' files; Python's csv
 	// module with delimiter="\t").
 	QuotedTSV Format = "tsv_quoted"
-	JSONL Format = "jsonl" // one JSON object per line
-	Text  Format = "text"  // one text per line, no label
+	JSONL     Format = "jsonl" // one JSON object per line
+	Text      Format = "text"  // one text per line, no label
 )
 
 // ParseFormat accepts a format name or infers one from a file name.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
@@ -208,5 +209,92 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	}
 	if both := predLines[0] + predLines[1]; !strings.Contains(both, `"label":"1"`) || !strings.Contains(both, `"label":"0"`) {
 		t.Errorf("the student should call one review positive and one negative:\n%s", out)
+	}
+
+	checkCompress(t, dir, po.Output, teacher)
+}
+
+// checkCompress prunes the teacher to half its heads and FFN width in two
+// rounds, recovers by distillation and prunes the vocabulary, then scores
+// the result in float32 and int8 beside the teacher, and predicts raw text
+// with the pruned tokenizer.
+func checkCompress(t *testing.T, dir, data string, teacher *TrainResult) {
+	t.Helper()
+	rcfg := trainer.DefaultConfig()
+	rcfg.Epochs, rcfg.LR, rcfg.BatchSize, rcfg.Alpha, rcfg.Temperature, rcfg.LogEvery = 1, 1e-4, 8, 0.5, 2, 50
+	o := CompressOptions{
+		Model: teacher.ModelDir, Data: data, Output: filepath.Join(dir, "compress"),
+		HeadKeep: 0.5, FFNKeep: 0.5, PruneSteps: 2, ImportanceBatches: 8, Recovery: rcfg,
+		PruneVocab: true, InferBatch: 32, Device: "cpu", Threads: 2, Resume: true,
+	}
+	res, err := RunCompress(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Stats
+	t.Logf("compress: %d -> %d params, heads %v, FFN %d, vocabulary %d -> %d", st.SourceParams, st.Params, st.Heads, st.FFNWidth, st.SourceVocab, st.VocabSize)
+	heads := 0
+	for _, h := range st.Heads {
+		heads += h
+	}
+	if heads != 36 || st.FFNWidth != 768 || !st.Recovered || st.VocabSize >= st.SourceVocab/2 || st.Params >= st.SourceParams/2 {
+		t.Errorf("compressed model: %d heads (want 36 of 72), FFN %d (want 768), recovered %v, vocabulary %d of %d, %d of %d params",
+			heads, st.FFNWidth, st.Recovered, st.VocabSize, st.SourceVocab, st.Params, st.SourceParams)
+	}
+	if !storage.Published(context.Background(), res.Dir) {
+		t.Errorf("%s is not published", res.Dir)
+	}
+	for _, f := range []string{model.VocabMapFile, model.TokenizerFile, "vocab.txt", CompressSummary} {
+		p := filepath.Join(res.Dir, f)
+		if f == CompressSummary {
+			p = filepath.Join(o.Output, f)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("compress wrote no %s", p)
+		}
+	}
+	// A second run with --resume reuses the pruning steps and the recovery.
+	if _, err := RunCompress(context.Background(), o); err != nil {
+		t.Fatalf("resumed compress: %v", err)
+	}
+	ev, err := RunEvaluate(context.Background(), EvaluateOptions{
+		Data: data, Split: "validation", Output: filepath.Join(dir, "report-compress"),
+		Models: []NamedModel{{Name: "teacher", Dir: teacher.ModelDir}, {Name: "compressed", Dir: res.Dir},
+			{Name: "compressed-int8", Dir: res.Dir, Quantize: model.QuantizeInt8}},
+		Seed: 1, InferBatch: 64, Device: "cpu", Threads: 2, SpeedRuns: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ev.Report
+	for i, m := range r.Models {
+		t.Logf("%s: accuracy %.4f, %d params, %.0f examples/s, quantize %q", m.Name, m.Metrics.Accuracy, m.Params, m.Speed.ExamplesPerSec, m.Quantize)
+		if i > 0 && m.Metrics.Accuracy < 0.9*r.Models[0].Metrics.Accuracy {
+			t.Errorf("%s keeps %.1f%% of the teacher's accuracy, want >= 90%% (1,000 training rows, one recovery epoch)", m.Name, 100*m.Metrics.Accuracy/r.Models[0].Metrics.Accuracy)
+		}
+	}
+	wantInt8 := model.QuantizeInt8
+	if model.Int8Unsupported(model.Device{Name: "CPU"}, model.HostCPU()) != "" {
+		wantInt8 = model.QuantizeNone // the fallback, with its log line
+	}
+	if r.Models[1].Quantize != model.QuantizeNone || r.Models[2].Quantize != wantInt8 {
+		t.Errorf("quantize recorded as %q and %q, want none and %s", r.Models[1].Quantize, r.Models[2].Quantize, wantInt8)
+	}
+	// predict reads raw text with the folder's (pruned) tokenizer.
+	in := filepath.Join(dir, "to_score_compressed.tsv")
+	if err := os.WriteFile(in, []byte("sentence\nan utterly charming and moving film\na dull , lifeless and tedious mess\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := RunPredict(context.Background(), PredictOptions{Model: res.Dir, Inputs: []string{in}, Quantize: model.QuantizeInt8,
+		Fields: dataset.Fields{Text: []string{"sentence"}}, Header: true, Format: "tsv", Output: filepath.Join(dir, "pred-compressed"), Device: "cpu", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(pr.Files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"label":"1"`) || !strings.Contains(lines[1], `"label":"0"`) {
+		t.Errorf("the compressed model should call the first review positive and the second negative:\n%s", out)
 	}
 }
