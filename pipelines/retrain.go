@@ -51,6 +51,7 @@ type RetrainConfig struct {
 	Prepare  RetrainPrepare    `yaml:"prepare" json:"prepare"`
 	Train    RetrainTrain      `yaml:"train" json:"train"`
 	Distill  RetrainDistill    `yaml:"distill" json:"distill"`
+	Compress RetrainCompress   `yaml:"compress" json:"compress"`
 	Evaluate RetrainEvaluate   `yaml:"evaluate" json:"evaluate"`
 	Gate     report.GateConfig `yaml:"gate" json:"gate"`
 
@@ -106,6 +107,26 @@ type RetrainDistill struct {
 
 func (d RetrainDistill) enabled() bool { return len(d.StudentLayers) > 0 || d.StudentInit != "" }
 
+// RetrainCompress compresses the student (the teacher without distillation)
+// as beamtune compress does; it is on when head_keep or ffn_keep is below 1
+// or prune_vocab is set. The result is scored as "compressed" (with
+// Quantize, e.g. int8) and is the default challenger.
+type RetrainCompress struct {
+	trainer.Config    `yaml:",inline" json:"config"` // the recovery distillation's recipe (epochs 0: none)
+	HeadKeep          float64                        `yaml:"head_keep" json:"head_keep"`
+	FFNKeep           float64                        `yaml:"ffn_keep" json:"ffn_keep"`
+	PruneSteps        int                            `yaml:"prune_steps" json:"prune_steps"`
+	ImportanceBatches int                            `yaml:"importance_batches" json:"importance_batches"`
+	PruneVocab        bool                           `yaml:"prune_vocab" json:"prune_vocab"`
+	KeepTokens        string                         `yaml:"keep_tokens" json:"keep_tokens,omitempty"`
+	InferBatch        int                            `yaml:"infer_batch" json:"infer_batch"`
+	// Quantize is how evaluate scores the compressed model: none or int8.
+	// The registry keeps the float32 folder; serve it with the same --quantize.
+	Quantize string `yaml:"quantize" json:"quantize,omitempty"`
+}
+
+func (c RetrainCompress) enabled() bool { return c.HeadKeep < 1 || c.FFNKeep < 1 || c.PruneVocab }
+
 // RetrainEvaluate chooses the split and the challenger.
 type RetrainEvaluate struct {
 	Split      string `yaml:"split" json:"split,omitempty"`
@@ -126,11 +147,18 @@ func DefaultRetrainConfig() RetrainConfig {
 			MaxLength: po.MaxLength, MaxRecordBytes: po.MaxRecordBytes, MaxBadFraction: po.MaxBadFraction, ShardBytes: po.ShardBytes},
 		Train:    RetrainTrain{Config: trainer.DefaultConfig()},
 		Distill:  RetrainDistill{Config: trainer.DefaultConfig(), InferBatch: 64},
+		Compress: defaultRetrainCompress(),
 		Evaluate: RetrainEvaluate{InferBatch: 64, Seed: 1},
 		Gate:     report.DefaultGate(),
 		LeaseTTL: "6h",
 		Device:   "auto",
 	}
+}
+
+func defaultRetrainCompress() RetrainCompress {
+	rc := RetrainCompress{Config: trainer.DefaultConfig(), HeadKeep: 1, FFNKeep: 1, PruneSteps: 2, ImportanceBatches: 16, InferBatch: 64}
+	rc.Epochs = 1
+	return rc
 }
 
 // ErrConfig marks a bad retrain.yaml (exit code 2).
@@ -193,8 +221,18 @@ func (c RetrainConfig) validate() error {
 		if !c.Distill.enabled() {
 			return errors.New("evaluate.challenger is student but distill has no student_layers or student_init")
 		}
+	case CompressedModel:
+		if !c.Compress.enabled() {
+			return errors.New("evaluate.challenger is compressed but compress keeps every head, FFN neuron and token")
+		}
 	default:
-		return fmt.Errorf("evaluate.challenger %q: want student or teacher", c.Evaluate.Challenger)
+		return fmt.Errorf("evaluate.challenger %q: want student, teacher or compressed", c.Evaluate.Challenger)
+	}
+	if cc := c.Compress; cc.HeadKeep <= 0 || cc.HeadKeep > 1 || cc.FFNKeep <= 0 || cc.FFNKeep > 1 {
+		return fmt.Errorf("compress: head_keep %g and ffn_keep %g must be in (0, 1]", cc.HeadKeep, cc.FFNKeep)
+	}
+	if err := model.CheckQuantize(c.Compress.Quantize); err != nil {
+		return fmt.Errorf("compress: %w", err)
 	}
 	if _, err := c.leaseTTL(); err != nil {
 		return err
@@ -220,6 +258,9 @@ func (c RetrainConfig) leaseTTL() (time.Duration, error) {
 func (c RetrainConfig) challenger() string {
 	if c.Evaluate.Challenger != "" {
 		return c.Evaluate.Challenger
+	}
+	if c.Compress.enabled() {
+		return CompressedModel
 	}
 	if c.Distill.enabled() {
 		return StudentModel
@@ -541,6 +582,26 @@ func (r *retrainRun) run(ctx context.Context) error {
 			return err
 		}
 		models = append(models, NamedModel{Name: StudentModel, Dir: r.path(StudentModel)})
+	}
+	if c.Compress.enabled() {
+		source := models[len(models)-1].Dir
+		if lastFP, err = hashOf("compress", lastFP, c.Compress); err != nil {
+			return err
+		}
+		if _, err := runStage(ctx, r, "compress", lastFP, func() (modelOutputs, error) {
+			res, err := RunCompress(ctx, CompressOptions{Model: source, Data: po.Output, Output: r.res.RunDir,
+				HeadKeep: c.Compress.HeadKeep, FFNKeep: c.Compress.FFNKeep, PruneSteps: c.Compress.PruneSteps,
+				ImportanceBatches: c.Compress.ImportanceBatches, Recovery: c.Compress.Config, PruneVocab: c.Compress.PruneVocab,
+				KeepTokens: c.Compress.KeepTokens, InferBatch: c.Compress.InferBatch, Device: c.Device, Threads: c.Threads,
+				Resume: true, Runner: r.o.Runner})
+			if err != nil {
+				return modelOutputs{}, err
+			}
+			return modelOutputs{Model: res.Dir}, nil
+		}); err != nil {
+			return err
+		}
+		models = append(models, NamedModel{Name: CompressedModel, Dir: r.path(CompressedModel), Quantize: c.Compress.Quantize})
 	}
 
 	// Evaluate against the champion as it is now; the marker remembers its

@@ -433,6 +433,9 @@ func TestRetrainRegression(t *testing.T) {
 	cfg.Prepare.TextFields, cfg.Prepare.PairField, cfg.Prepare.LabelField = []string{"6"}, "7", "5"
 	cfg.Prepare.Task, cfg.Prepare.LabelRange = dataset.Regression, "0:5"
 	cfg.Gate = report.GateConfig{MaxMetricDrop: 100}
+	// The second run adds a compress stage: the teacher pruned to half its
+	// heads and FFN width, recovered for an epoch, scored in int8, and gated
+	// against the first run's champion as the challenger.
 	first, err := RunRetrain(ctx, RetrainOptions{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -440,6 +443,8 @@ func TestRetrainRegression(t *testing.T) {
 	if !first.Promoted || first.Champion.Metric != report.MetricPearson || first.Champion.Value == 0 {
 		t.Fatalf("first run: promoted %v, champion %+v", first.Promoted, first.Champion)
 	}
+	cfg.Compress.HeadKeep, cfg.Compress.FFNKeep, cfg.Compress.PruneSteps, cfg.Compress.ImportanceBatches = 0.5, 0.5, 1, 4
+	cfg.Compress.BatchSize, cfg.Compress.Quantize = 16, model.QuantizeInt8
 	cfg.Train.Seed = 2
 	second, err := RunRetrain(ctx, RetrainOptions{Config: cfg})
 	if err != nil {
@@ -451,6 +456,13 @@ func TestRetrainRegression(t *testing.T) {
 	}
 	if rep.Gate == nil || rep.Gate.Champion == "" || len(rep.Gate.Checks) != 1 || rep.Gate.Checks[0].Name != "pearson_drop" {
 		t.Fatalf("second run's gate: %+v", rep.Gate)
+	}
+	if rep.Gate.Challenger != CompressedModel || len(rep.Models) != 3 || rep.Models[1].Name != CompressedModel || rep.Models[1].Params >= rep.Models[0].Params {
+		t.Fatalf("second run: challenger %q, models %d (want teacher, compressed, champion; the compressed one smaller)", rep.Gate.Challenger, len(rep.Models))
+	}
+	t.Logf("compressed challenger: Pearson %.4f, %d params (teacher %d), quantize %q", rep.Models[1].Metrics.Regression.Pearson, rep.Models[1].Params, rep.Models[0].Params, rep.Models[1].Quantize)
+	if second.Promoted && second.Champion.Model != filepath.Join(second.RunDir, CompressedModel) {
+		t.Errorf("promoted champion points at %s, want the compressed folder", second.Champion.Model)
 	}
 	if !second.Promoted || second.Champion.RunID != second.RunID {
 		t.Errorf("second run (gate allows 100 points): promoted %v, champion %+v", second.Promoted, second.Champion)

@@ -1,0 +1,50 @@
+package model
+
+import (
+	"os"
+	"strconv"
+	"testing"
+)
+
+// BenchmarkInfer times eval-mode forward passes of one model folder
+// (BEAMTUNE_BENCH_MODEL, default the pretrained all-MiniLM-L6-v2) in float32
+// and with int8 linear layers, on the random token ids MeasureSpeed draws:
+// examples/s at batch 32 and p50 latency at batch 1, BEAMTUNE_BENCH_SEQ
+// tokens (default 32), BEAMTUNE_THREADS threads (default 2).
+// bench/int8.sh runs it between the Python peers (bench/int8_peers.py).
+func BenchmarkInfer(b *testing.B) {
+	dir := os.Getenv("BEAMTUNE_BENCH_MODEL")
+	if dir == "" {
+		dir = DefaultModelDir()
+	}
+	seq := 32
+	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
+		seq = n
+	}
+	for _, mode := range []string{QuantizeNone, QuantizeInt8} {
+		b.Run(mode, func(b *testing.B) {
+			defer LockThread()()
+			SetThreads(benchThreads())
+			m, _, err := Load(dir, LoadOptions{})
+			if err != nil {
+				b.Skipf("model %s: %v", dir, err)
+			}
+			defer m.Free()
+			applied, fallback, err := Quantize(m, mode, HostCPU())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if applied != mode {
+				b.Skipf("int8 unavailable: %s", fallback)
+			}
+			var res SpeedResult
+			for i := 0; i < b.N; i++ {
+				if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(res.ExamplesPerSec, "examples/s")
+			b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")
+		})
+	}
+}
