@@ -15,13 +15,20 @@
 // Files: bert.go (the encoder and the classification head), config.go
 // (config.json, its limits, labels), checkpoint.go (loading safetensors or
 // a checked pytorch_model.bin, exporting an HF folder), student.go (a
-// student cut from a teacher's layers), loss.go (cross-entropy, the
-// distillation losses), optim.go and adamw.c (AdamW, fused on CPU, the
-// linear schedule, clipping), torch.go (tensors in and out, threads, seeds,
-// grad mode), speed.go (inference timing), paths.go (the default model).
+// student cut from a teacher's layers), prune.go (importance masks, head,
+// FFN-neuron and vocabulary pruning, config pruned_heads as HF records it,
+// the vocab map of a vocabulary-pruned folder), int8.go (dynamic int8
+// linear layers: weights quantized in Go exactly as PyTorch's observers do,
+// packed and multiplied by libtorch's fbgemm kernels through a small shim
+// that scripts/setup.sh adds to gotch's libtch, scripts/gotch/int8_linear.cpp),
+// loss.go (cross-entropy, the distillation losses), optim.go and adamw.c
+// (AdamW, fused on CPU, the linear schedule, clipping), torch.go (tensors in
+// and out, threads, seeds, grad mode), speed.go (inference timing), paths.go
+// (the default model).
 //
-// It is the only package that imports gotch (and cgo for adamw.c); besides
-// that it imports only the standard library and its own model/safetensors
-// and model/pickle. Nothing in it knows Beam, storage or datasets: callers
+// It is the only package that imports gotch (and cgo for adamw.c and the
+// int8 shim); besides that it imports only the standard library,
+// golang.org/x/sys/cpu (which instructions int8 can use) and its own
+// model/safetensors and model/pickle. Nothing in it knows Beam, storage or datasets: callers
 // hand it local folders and in-memory batches.
 package model

@@ -1,5 +1,5 @@
 // Package pipelines builds beamtune's Beam pipelines, one file each: prepare,
-// train, distill, evaluate, predict, retrain. Each takes a plain options
+// train, distill, compress, evaluate, predict, retrain. Each takes a plain options
 // struct, so tests can build and run it on prism, and returns what it wrote.
 //
 // Stages hand each other artifacts on storage (local or gs://), as TFX

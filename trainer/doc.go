@@ -11,7 +11,10 @@
 // (seed, epoch, micro-step), so a resumed run replays the same batches and
 // dropout masks. Evaluate and EvaluateHidden score rows without autograd;
 // TeacherShard caches a teacher's logits and [CLS] vectors in distillation
-// shards; hidden.go is the hidden-state distillation loss.
+// shards; hidden.go is the hidden-state distillation loss; importance.go
+// scores heads and FFN neurons for structured pruning (RowsImportance, summed
+// across shards with Importance.Merge) and plans each pruning round
+// (PlanPrune).
 //
 // The trainer knows nothing of Beam: a Progress receives its steps and log
 // entries, and transforms.TrainFn turns them into Beam metrics. Torch work
