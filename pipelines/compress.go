@@ -40,6 +40,11 @@ type CompressOptions struct {
 	// HeadKeep and FFNKeep are the shares of attention heads (all layers
 	// together) and of FFN width (every layer alike) to keep; 1 keeps all.
 	HeadKeep, FFNKeep float64
+	// ParamKeep, when set, is the share of the encoder layers' weight
+	// parameters to keep instead: attention weights scale with the heads
+	// kept and FFN weights with the width kept, so both shares become
+	// ParamKeep (HeadKeep and FFNKeep must then be left at 1).
+	ParamKeep float64
 	// PruneSteps prunes in that many equal rounds, re-measuring importance
 	// before each; ImportanceBatches bounds the batches scored per shard.
 	PruneSteps        int
@@ -84,6 +89,12 @@ func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error
 	start := time.Now()
 	if o.Model == "" || o.Data == "" || o.Output == "" {
 		return nil, badInputf("compress needs --model, --data and --output")
+	}
+	if o.ParamKeep != 0 {
+		if o.ParamKeep < 0 || o.ParamKeep > 1 || o.HeadKeep != 1 || o.FFNKeep != 1 {
+			return nil, badInputf("--param_keep %g: want a share in (0, 1], without --head_keep or --ffn_keep", o.ParamKeep)
+		}
+		o.HeadKeep, o.FFNKeep = o.ParamKeep, o.ParamKeep
 	}
 	if o.HeadKeep <= 0 || o.HeadKeep > 1 || o.FFNKeep <= 0 || o.FFNKeep > 1 {
 		return nil, badInputf("--head_keep %g and --ffn_keep %g must be in (0, 1]", o.HeadKeep, o.FFNKeep)

@@ -97,6 +97,11 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if o.Data == "" || len(o.Models) == 0 || o.Output == "" {
 		return nil, badInputf("evaluate needs --data, at least one --model and --output")
 	}
+	for _, q := range append([]string{o.Quantize}, quantizeModes(o.Models)...) {
+		if err := model.CheckQuantize(q); err != nil {
+			return nil, badInput(fmt.Errorf("--quantize: %w", err))
+		}
+	}
 	man, err := CheckDataset(ctx, o.Data)
 	if err != nil {
 		return nil, err
@@ -300,6 +305,14 @@ func medianLength(m *dataset.Manifest, split string) int {
 		}
 	}
 	return 64
+}
+
+func quantizeModes(models []NamedModel) []string {
+	var out []string
+	for _, m := range models {
+		out = append(out, m.Quantize)
+	}
+	return out
 }
 
 // quantize is the model's --quantize mode.

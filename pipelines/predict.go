@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -45,6 +46,9 @@ type PredictResult struct {
 // with the model's tokenizer, scored in batches on the workers, and written as
 // JSONL shards of {id, label, probability, probabilities, true_label}.
 func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
+	if err := model.CheckQuantize(o.Quantize); err != nil {
+		return nil, badInput(fmt.Errorf("--quantize: %w", err))
+	}
 	cfg, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Head: true})
 	if err != nil {
 		return nil, err

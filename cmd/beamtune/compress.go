@@ -24,6 +24,7 @@ func (c *compressCmd) register(f *flagSet) {
 	f.section("Pruning")
 	f.float64Var(&o.HeadKeep, "head_keep", 1, "share of attention heads to keep, over all layers (heads may differ per layer; 1: no head pruning)")
 	f.float64Var(&o.FFNKeep, "ffn_keep", 1, "share of FFN width to keep, the same in every layer (1: no FFN pruning)")
+	f.float64Var(&o.ParamKeep, "param_keep", 0, "share of the encoder layers' weights to keep instead of the two shares above (sets both)")
 	f.intVar(&o.PruneSteps, "prune_steps", 2, "prune in this many rounds, re-measuring importance before each")
 	f.intVar(&o.ImportanceBatches, "importance_batches", 16, "batches per training shard scored for importance in each round")
 	f.boolVar(&o.PruneVocab, "prune_vocab", false, "keep only the tokens the training split uses (plus special tokens and --keep_tokens)")
