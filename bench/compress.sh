@@ -4,6 +4,7 @@
 #   pruned   the teacher with 50% of heads and 50% of FFN width (two rounds of
 #            importance, then one epoch of recovery distillation from it)
 #   vocab    the teacher with the vocabulary pruned to the training split
+#   vocab10  the same keeping only tokens used 10 times or more (--vocab_min_count)
 #   student  a 3-layer student (teacher layers 0,2,4), distilled
 #   stack    the student pruned to 50% heads / 50% FFN, recovered from the
 #            student, vocabulary pruned; scored in int8
@@ -31,6 +32,9 @@ for ds in $SETS; do
   if [ ! -f "$D/vocab/compressed/_COMPLETE" ]; then
     $BT compress --data="$D/data" --model="$D/teacher" --output="$D/vocab" --prune_vocab "${COMMON[@]}" >> "$D/vocab.log" 2>&1
   fi
+  if [ ! -f "$D/vocab10/compressed/_COMPLETE" ]; then
+    $BT compress --data="$D/data" --model="$D/teacher" --output="$D/vocab10" --prune_vocab --vocab_min_count=10 "${COMMON[@]}" >> "$D/vocab10.log" 2>&1
+  fi
   if [ ! -f "$D/student/_COMPLETE" ]; then
     /usr/bin/time -v $BT distill --data="$D/data" --teacher="$D/teacher" --student_layers=0,2,4 --output="$D" \
       --epochs="$epochs" --lr=1.5e-4 --alpha=0.5 --temperature=2 --eval_every="$every" "${COMMON[@]}" >> "$D/student.log" 2>&1
@@ -44,7 +48,7 @@ for ds in $SETS; do
     $BT evaluate --data="$D/data" --split="$split" --speed_seq_len=32 --threads="$THREADS" --device=cpu --output="$D/report" \
       --model=teacher="$D/teacher" --model=teacher-int8="$D/teacher,quantize=int8" \
       --model=pruned="$D/pruned/compressed" --model=pruned-int8="$D/pruned/compressed,quantize=int8" \
-      --model=vocab="$D/vocab/compressed" --model=student="$D/student" --model=student-int8="$D/student,quantize=int8" \
+      --model=vocab="$D/vocab/compressed" --model=vocab10="$D/vocab10/compressed" --model=student="$D/student" --model=student-int8="$D/student,quantize=int8" \
       --model=stack="$D/stack/compressed" --model=stack-int8="$D/stack/compressed,quantize=int8" >> "$D/evaluate.log" 2>&1
   fi
   python3 - "$D/report/report.json" <<'PY'

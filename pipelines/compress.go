@@ -55,6 +55,11 @@ type CompressOptions struct {
 	// tokens and KeepTokens (a file, one token a line).
 	PruneVocab bool
 	KeepTokens string
+	// VocabMinCount drops tokens used fewer times than this in the training
+	// split as well (default 1: every used token stays); dropped ids read as
+	// [UNK]. Rare tokens are most of a corpus's vocabulary and few of its
+	// tokens, so this is the lever when the corpus alone keeps too many.
+	VocabMinCount int
 	InferBatch int
 	Device     string
 	Threads    int
@@ -288,7 +293,7 @@ func pruneVocab(ctx context.Context, o CompressOptions, man *dataset.Manifest, d
 	if err != nil {
 		return err
 	}
-	used := map[int]bool{}
+	count := map[int]int{}
 	for _, s := range man.ShardsOf(dataset.SplitTrain) {
 		data, err := storage.ReadFile(ctx, storage.Join(o.Data, s.Path))
 		if err != nil {
@@ -300,8 +305,14 @@ func pruneVocab(ctx context.Context, o CompressOptions, man *dataset.Manifest, d
 		}
 		for _, r := range rows {
 			for _, id := range r.InputIDs {
-				used[int(id)] = true
+				count[int(id)]++
 			}
+		}
+	}
+	used := map[int]bool{}
+	for id, n := range count {
+		if n >= max(1, o.VocabMinCount) {
+			used[id] = true
 		}
 	}
 	if o.KeepTokens != "" {
@@ -351,6 +362,6 @@ func pruneVocab(ctx context.Context, o CompressOptions, man *dataset.Manifest, d
 		return err
 	}
 	extra[model.TokenizerFile], extra["vocab.txt"], extra[model.VocabMapFile] = pv.TokenizerJSON, pv.VocabTxt, vm
-	slog.Info("compress: vocabulary pruned", "kept", len(pv.OldIDs), "of", tok.VocabSize())
+	slog.Info("compress: vocabulary pruned", "kept", len(pv.OldIDs), "of", tok.VocabSize(), "used_by_training_split", len(count), "min_count", max(1, o.VocabMinCount))
 	return nil
 }

@@ -119,6 +119,7 @@ type RetrainCompress struct {
 	ImportanceBatches int                            `yaml:"importance_batches" json:"importance_batches"`
 	PruneVocab        bool                           `yaml:"prune_vocab" json:"prune_vocab"`
 	KeepTokens        string                         `yaml:"keep_tokens" json:"keep_tokens,omitempty"`
+	VocabMinCount     int                            `yaml:"vocab_min_count" json:"vocab_min_count,omitempty"`
 	InferBatch        int                            `yaml:"infer_batch" json:"infer_batch"`
 	// Quantize is how evaluate scores the compressed model: none or int8.
 	// The registry keeps the float32 folder; serve it with the same --quantize.
@@ -592,7 +593,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 			res, err := RunCompress(ctx, CompressOptions{Model: source, Data: po.Output, Output: r.res.RunDir,
 				HeadKeep: c.Compress.HeadKeep, FFNKeep: c.Compress.FFNKeep, PruneSteps: c.Compress.PruneSteps,
 				ImportanceBatches: c.Compress.ImportanceBatches, Recovery: c.Compress.Config, PruneVocab: c.Compress.PruneVocab,
-				KeepTokens: c.Compress.KeepTokens, InferBatch: c.Compress.InferBatch, Device: c.Device, Threads: c.Threads,
+				KeepTokens: c.Compress.KeepTokens, VocabMinCount: c.Compress.VocabMinCount, InferBatch: c.Compress.InferBatch, Device: c.Device, Threads: c.Threads,
 				Resume: true, Runner: r.o.Runner})
 			if err != nil {
 				return modelOutputs{}, err

@@ -28,6 +28,7 @@ func (c *compressCmd) register(f *flagSet) {
 	f.intVar(&o.PruneSteps, "prune_steps", 2, "prune in this many rounds, re-measuring importance before each")
 	f.intVar(&o.ImportanceBatches, "importance_batches", 16, "batches per training shard scored for importance in each round")
 	f.boolVar(&o.PruneVocab, "prune_vocab", false, "keep only the tokens the training split uses (plus special tokens and --keep_tokens)")
+	f.intVar(&o.VocabMinCount, "vocab_min_count", 1, "with --prune_vocab, also drop tokens the training split uses fewer times than this (they read as [UNK])")
 	f.stringVar(&o.KeepTokens, "keep_tokens", "", "file of extra tokens to keep with --prune_vocab, one per line")
 	recipeFlags(f, &o.Recovery, new([]string), "Recovery distillation from --model (after pruning; --epochs=0 skips it)")
 	outputFlags(f, &o.Recovery, &o.Output, "run folder; the result is published as OUTPUT/compressed", &o.Resume)
