@@ -194,34 +194,11 @@ func TestQuantizedModelKeepsPredictions(t *testing.T) {
 		t.Skipf("int8 not supported on this machine: %s", why)
 	}
 	defer LockThread()()
-	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadTiny(t)
 	defer m.Free()
-	ids := []int64{101, 7592, 2088, 2003, 2307, 102, 0, 0, 101, 2023, 3185, 2001, 6659, 2028, 2154, 102}
-	mask := []int64{1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}
-	for i := range ids {
-		ids[i] %= int64(m.Config.VocabSize)
-	}
-	x, _ := Int64Tensor(ids, 2, 8, m.Device)
-	mk, _ := Int64Tensor(mask, 2, 8, m.Device)
-	defer drop(x, mk)
-	logits := func() []float32 {
-		var out []float32
-		if err := NoGrad(func() error {
-			o, err := m.Forward(Batch{InputIDs: x, AttentionMask: mk}, false, false)
-			if err != nil {
-				return err
-			}
-			defer o.Free()
-			out, err = Float32s(o.Logits)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	b := tinyBatch(t, m)
+	defer drop(b.InputIDs, b.AttentionMask)
+	logits := func() []float32 { return evalLogits(t, m, b) }
 	fp := logits()
 	applied, fallback, err := Quantize(m, QuantizeInt8, f)
 	if err != nil || applied != QuantizeInt8 || fallback != "" {
@@ -265,10 +242,7 @@ func argmax(v []float32) int {
 // with a reason, and bad modes are refused.
 func TestQuantizeFallback(t *testing.T) {
 	defer LockThread()()
-	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadTiny(t)
 	defer m.Free()
 	applied, fallback, err := Quantize(m, QuantizeInt8, CPUFeatures{AVX2: false, VNNI: false})
 	if err != nil || applied != QuantizeNone || !strings.Contains(fallback, "AVX2") || !strings.Contains(fallback, "float32") {

@@ -366,3 +366,21 @@ func CheckThreshold(ctx context.Context, dir, task, rule string, labels int) ([]
 	}
 	return values, name, nil
 }
+
+// CheckTrainedModel checks a trained model folder against the prepared
+// dataset at data: the folder as CheckModelDir does (with its tokenizer and
+// the dataset's labels), and the same task kind. role names the flag.
+func CheckTrainedModel(ctx context.Context, dir, role, data string) (*dataset.Manifest, *model.Config, error) {
+	man, err := CheckDataset(ctx, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := CheckModelDir(ctx, dir, ModelUse{Role: role, Tokenizer: true, Labels: man.Labels})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Task() != man.TaskKind() {
+		return nil, nil, badInputf("%s: %s is a %s model, the dataset %s is %s", role, dir, cfg.Task(), data, man.TaskKind())
+	}
+	return man, cfg, nil
+}

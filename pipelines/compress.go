@@ -107,16 +107,9 @@ func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error
 	if o.PruneSteps <= 0 {
 		o.PruneSteps = 1
 	}
-	man, err := CheckDataset(ctx, o.Data)
+	man, src, err := CheckTrainedModel(ctx, o.Model, "--model", o.Data)
 	if err != nil {
 		return nil, err
-	}
-	src, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Labels: man.Labels})
-	if err != nil {
-		return nil, err
-	}
-	if src.Task() != man.TaskKind() {
-		return nil, badInputf("--model: %s is a %s model, the dataset %s is %s", o.Model, src.Task(), o.Data, man.TaskKind())
 	}
 	if err := CheckOutput(ctx, o.Output); err != nil {
 		return nil, err

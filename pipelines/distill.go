@@ -58,16 +58,9 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if (len(o.StudentLayers) == 0) == (o.StudentInit == "") {
 		return nil, badInputf("distill: give either --student_layers or --student_init")
 	}
-	man, err := CheckDataset(ctx, o.Data)
+	_, teacher, err := CheckTrainedModel(ctx, o.Teacher, "--teacher", o.Data)
 	if err != nil {
 		return nil, err
-	}
-	teacher, err := CheckModelDir(ctx, o.Teacher, ModelUse{Role: "--teacher", Tokenizer: true, Labels: man.Labels})
-	if err != nil {
-		return nil, err
-	}
-	if teacher.Task() != man.TaskKind() {
-		return nil, badInputf("--teacher: %s is a %s model, the dataset %s is %s", o.Teacher, teacher.Task(), o.Data, man.TaskKind())
 	}
 	var studentInit *model.Config
 	if o.StudentInit != "" {
