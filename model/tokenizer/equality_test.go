@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
@@ -126,20 +127,17 @@ type fixturePadding struct {
 	Batch    *int `json:"batch"`
 }
 
-func readFixture(t *testing.T, name string) (fixtureHeader, []fixtureRow) {
+// parseFixture reads a fixture's JSON lines: the header into header, then
+// one fixtureRow a line.
+func parseFixture(t *testing.T, name string, data []byte, header any) []fixtureRow {
 	t.Helper()
-	data, err := readGzip(filepath.Join(fixtureDir, name))
-	if err != nil {
-		t.Fatalf("reading fixture (regenerate with scripts/tokenizer_reference.py fixtures): %v", err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	var h fixtureHeader
 	var rows []fixtureRow
 	for i := 0; sc.Scan(); i++ {
 		var err error
 		if i == 0 {
-			err = json.Unmarshal(sc.Bytes(), &h)
+			err = json.Unmarshal(sc.Bytes(), header)
 		} else {
 			var r fixtureRow
 			err = json.Unmarshal(sc.Bytes(), &r)
@@ -152,6 +150,17 @@ func readFixture(t *testing.T, name string) (fixtureHeader, []fixtureRow) {
 	if err := sc.Err(); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
+	return rows
+}
+
+func readFixture(t *testing.T, name string) (fixtureHeader, []fixtureRow) {
+	t.Helper()
+	data, err := readGzip(filepath.Join(fixtureDir, name))
+	if err != nil {
+		t.Fatalf("reading fixture (regenerate with scripts/tokenizer_reference.py fixtures): %v", err)
+	}
+	var h fixtureHeader
+	rows := parseFixture(t, name, data, &h)
 	loadTestTokenizer(t)
 	if h.TokenizerSHA256 != "" && h.TokenizerSHA256 != testTokenizer.sum {
 		t.Fatalf("%s was made from another tokenizer.json (sha256 %s, committed copy %s)", name, h.TokenizerSHA256, testTokenizer.sum)

@@ -310,13 +310,20 @@ func rewriteAddedTokens(raw json.RawMessage, remap func(string, json.Number) (js
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return nil, fmt.Errorf("tokenizer: prune: added_tokens: %w", err)
 	}
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for i, item := range list {
+	return joinArray(len(list), func(i int) (json.RawMessage, error) {
 		field := fmt.Sprintf("added_tokens[%d]", i)
-		v, err := editMember(item, field, "id", func(v json.RawMessage) (json.RawMessage, error) {
+		return editMember(list[i], field, "id", func(v json.RawMessage) (json.RawMessage, error) {
 			return remapNumber(v, field+".id", remap)
 		})
+	})
+}
+
+// joinArray writes a JSON array of n elements, element i from elem(i).
+func joinArray(n int, elem func(i int) (json.RawMessage, error)) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i := 0; i < n; i++ {
+		v, err := elem(i)
 		if err != nil {
 			return nil, err
 		}
@@ -347,20 +354,9 @@ func rewritePostProcessor(raw json.RawMessage, remap func(string, json.Number) (
 					if err := json.Unmarshal(v, &ids); err != nil {
 						return nil, fmt.Errorf("tokenizer: prune: %s.ids: %w", field, err)
 					}
-					var buf bytes.Buffer
-					buf.WriteByte('[')
-					for j, n := range ids {
-						id, err := remap(fmt.Sprintf("%s.ids[%d]", field, j), n)
-						if err != nil {
-							return nil, err
-						}
-						if j > 0 {
-							buf.WriteByte(',')
-						}
-						buf.Write(id)
-					}
-					buf.WriteByte(']')
-					return buf.Bytes(), nil
+					return joinArray(len(ids), func(j int) (json.RawMessage, error) {
+						return remap(fmt.Sprintf("%s.ids[%d]", field, j), ids[j])
+					})
 				})
 				if err != nil {
 					return nil, err
@@ -383,13 +379,7 @@ func rewritePostProcessor(raw json.RawMessage, remap func(string, json.Number) (
 				if err != nil {
 					return nil, err
 				}
-				var buf bytes.Buffer
-				buf.WriteByte('[')
-				buf.Write(pair[0])
-				buf.WriteByte(',')
-				buf.Write(id)
-				buf.WriteByte(']')
-				return buf.Bytes(), nil
+				return joinArray(2, func(j int) (json.RawMessage, error) { return []json.RawMessage{pair[0], id}[j], nil })
 			})
 			if err != nil {
 				return nil, err

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -280,25 +279,8 @@ func readPruneFixture(t *testing.T, name string) (pruneHeader, []fixtureRow) {
 	if err != nil {
 		t.Fatalf("reading fixture (regenerate with scripts/vocab_prune_fixtures.sh): %v", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	var h pruneHeader
-	var rows []fixtureRow
-	for i := 0; sc.Scan(); i++ {
-		if i == 0 {
-			err = json.Unmarshal(sc.Bytes(), &h)
-		} else {
-			var r fixtureRow
-			err = json.Unmarshal(sc.Bytes(), &r)
-			rows = append(rows, r)
-		}
-		if err != nil {
-			t.Fatalf("%s line %d: %v", name, i+1, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	rows := parseFixture(t, name, data, &h)
 	return h, rows
 }
 
