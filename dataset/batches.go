@@ -126,15 +126,24 @@ func sortByLength(idx []int, lengths []int32) {
 func LoadSplit(ctx context.Context, data string, m *Manifest, split string) (*Rows, error) {
 	rows := &Rows{}
 	for _, s := range m.ShardsOf(split) {
-		b, err := storage.ReadFile(ctx, storage.Join(data, s.Path))
+		r, err := ReadShard(ctx, data, s)
 		if err != nil {
 			return nil, err
-		}
-		r, err := ReadShardRows(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Path, err)
 		}
 		rows.Append(r)
 	}
 	return rows, nil
+}
+
+// ReadShard reads the rows of shard s of the dataset at data (local or gs://).
+func ReadShard(ctx context.Context, data string, s ShardInfo) ([]ShardRow, error) {
+	b, err := storage.ReadFile(ctx, storage.Join(data, s.Path))
+	if err != nil {
+		return nil, err
+	}
+	r, err := ReadShardRows(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Path, err)
+	}
+	return r, nil
 }

@@ -60,11 +60,11 @@ type CompressOptions struct {
 	// [UNK]. Rare tokens are most of a corpus's vocabulary and few of its
 	// tokens, so this is the lever when the corpus alone keeps too many.
 	VocabMinCount int
-	InferBatch int
-	Device     string
-	Threads    int
-	Resume     bool
-	Runner     string
+	InferBatch    int
+	Device        string
+	Threads       int
+	Resume        bool
+	Runner        string
 }
 
 // CompressStats is the summary written as compress.json.
@@ -288,13 +288,9 @@ func pruneVocab(ctx context.Context, o CompressOptions, man *dataset.Manifest, d
 	}
 	count := map[int]int{}
 	for _, s := range man.ShardsOf(dataset.SplitTrain) {
-		data, err := storage.ReadFile(ctx, storage.Join(o.Data, s.Path))
+		rows, err := dataset.ReadShard(ctx, o.Data, s)
 		if err != nil {
 			return err
-		}
-		rows, err := dataset.ReadShardRows(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Path, err)
 		}
 		for _, r := range rows {
 			for _, id := range r.InputIDs {

@@ -18,13 +18,9 @@ type Scorer func(rows *dataset.Rows) (EvalResult, error)
 
 // ScoreShard reads shard s of the dataset at root and scores its rows.
 func ScoreShard(ctx context.Context, score Scorer, root string, s dataset.ShardInfo) ([]dataset.ShardRow, EvalResult, error) {
-	data, err := storage.ReadFile(ctx, storage.Join(root, s.Path))
+	rows, err := dataset.ReadShard(ctx, root, s)
 	if err != nil {
 		return nil, EvalResult{}, err
-	}
-	rows, err := dataset.ReadShardRows(data)
-	if err != nil {
-		return nil, EvalResult{}, fmt.Errorf("%s: %w", s.Path, err)
 	}
 	var r dataset.Rows
 	r.Append(rows)

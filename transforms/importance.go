@@ -35,13 +35,9 @@ func (fn *ImportanceFn) Setup(ctx context.Context) error { return fn.setup(ctx) 
 func (fn *ImportanceFn) Teardown()                       { fn.teardown() }
 
 func (fn *ImportanceFn) ProcessElement(ctx context.Context, s dataset.ShardInfo, emit func(trainer.Importance)) error {
-	data, err := storage.ReadFile(ctx, storage.Join(fn.Root, s.Path))
+	rows, err := dataset.ReadShard(ctx, fn.Root, s)
 	if err != nil {
 		return err
-	}
-	rows, err := dataset.ReadShardRows(data)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.Path, err)
 	}
 	var r dataset.Rows
 	r.Append(rows)
