@@ -47,3 +47,30 @@ func TestNewStudentCopiesChosenLayers(t *testing.T) {
 		t.Error("a layer the teacher lacks should be refused")
 	}
 }
+
+// TestStudentOfPrunedTeacher: a student cut from a head-pruned teacher keeps
+// each chosen layer's pruned heads under the student's own layer index.
+func TestStudentOfPrunedTeacher(t *testing.T) {
+	defer LockThread()()
+	teacher := loadTiny(t)
+	defer teacher.Free()
+	if err := teacher.PruneHeads(1, []int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStudent(teacher, []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Free()
+	if got := s.Config.PrunedHeads; len(got) != 1 || len(got[0]) != 2 || s.Config.LayerHeads(0) != 2 {
+		t.Fatalf("student pruned_heads %v (layer 0 keeps %d heads), want layer 0 without heads 0 and 2", got, s.Config.LayerHeads(0))
+	}
+	if s.NumParams() != s.Config.ParamCount() {
+		t.Errorf("student has %d parameters, its config says %d", s.NumParams(), s.Config.ParamCount())
+	}
+	b := tinyBatch(t, s)
+	defer drop(b.InputIDs, b.AttentionMask)
+	if len(evalLogits(t, s, b)) != 2*s.Config.NumLabels() {
+		t.Error("student logits have the wrong size")
+	}
+}
