@@ -80,6 +80,13 @@ for ds in $SETS; do
     $BT evaluate --data="$D/data" --split="$split" --speed_seq_len=32 --threads="$THREADS" --device=cpu --output="$D/report-stack2" \
       --model=teacher="$D/teacher" --model=stack2="$D/stack2/compressed" --model=stack2-int8="$D/stack2/compressed,quantize=int8" >> "$D/evaluate-stack2.log" 2>&1
   fi
+  if [ ! -f "$D/report-channel/report.json" ]; then
+    # int8 with a weight scale per output row, beside the default one scale per matrix.
+    $BT evaluate --data="$D/data" --split="$split" --speed_seq_len=32 --threads="$THREADS" --device=cpu --output="$D/report-channel" \
+      --model=teacher="$D/teacher" --model=teacher-int8="$D/teacher,quantize=int8" \
+      --model=teacher-int8-channel="$D/teacher,quantize=int8_per_channel" >> "$D/evaluate-channel.log" 2>&1
+  fi
   table "$D/report/report.json"
   if [ -f "$D/report-stack2/report.json" ]; then table "$D/report-stack2/report.json"; fi
+  table "$D/report-channel/report.json"
 done

@@ -22,7 +22,9 @@ import (
 // Quantization names, as the --quantize flag spells them.
 const (
 	QuantizeNone = "none"
-	QuantizeInt8 = "int8"
+	QuantizeInt8 = "int8" // one weight scale per matrix, as PyTorch's quantize_dynamic default
+	// QuantizeInt8PerChannel gives every output row its own weight scale.
+	QuantizeInt8PerChannel = "int8_per_channel"
 )
 
 // Int8Options tunes QuantizeInt8.
@@ -168,34 +170,33 @@ func (l *int8Linear) free() {
 	}
 }
 
-// Quantize applies a --quantize mode ("", none or int8) to a loaded model and
+// Quantize applies a --quantize mode ("", none, int8 or int8_per_channel) to a loaded model and
 // returns the mode in force. When int8 cannot run here (see Int8Unsupported)
 // the model stays float32, the result is QuantizeNone and fallback says why,
 // for one log line: the float32 folder is the artifact, so nothing is lost.
 func Quantize(m *Bert, mode string, f CPUFeatures) (applied, fallback string, err error) {
-	switch mode {
-	case "", QuantizeNone:
+	if err := CheckQuantize(mode); err != nil {
+		return "", "", err
+	}
+	if mode == "" || mode == QuantizeNone {
 		return QuantizeNone, "", nil
-	case QuantizeInt8:
-	default:
-		return "", "", fmt.Errorf("quantize %q: want none or int8", mode)
 	}
 	if why := Int8Unsupported(m.Device, f); why != "" {
 		return QuantizeNone, why + "; running float32", nil
 	}
-	if err := m.QuantizeInt8(Int8Options{}, f); err != nil {
+	if err := m.QuantizeInt8(Int8Options{PerChannel: mode == QuantizeInt8PerChannel}, f); err != nil {
 		return "", "", err
 	}
-	return QuantizeInt8, "", nil
+	return mode, "", nil
 }
 
 // CheckQuantize validates a --quantize value without loading anything.
 func CheckQuantize(mode string) error {
 	switch mode {
-	case "", QuantizeNone, QuantizeInt8:
+	case "", QuantizeNone, QuantizeInt8, QuantizeInt8PerChannel:
 		return nil
 	}
-	return fmt.Errorf("quantize %q: want none or int8", mode)
+	return fmt.Errorf("quantize %q: want none, int8 or int8_per_channel", mode)
 }
 
 // QuantizeInt8 packs every linear layer of the encoder and the pooler as int8

@@ -260,4 +260,9 @@ func TestQuantizeFallback(t *testing.T) {
 	if applied, _, err := Quantize(m, "", HostCPU()); err != nil || applied != QuantizeNone {
 		t.Errorf("empty mode: %q %v", applied, err)
 	}
+	if Int8Unsupported(m.Device, HostCPU()) == "" {
+		if applied, _, err := Quantize(m, QuantizeInt8PerChannel, HostCPU()); err != nil || applied != QuantizeInt8PerChannel || !m.Quantized() {
+			t.Errorf("per channel: %q %v, quantized %v", applied, err, m.Quantized())
+		}
+	}
 }

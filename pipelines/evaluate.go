@@ -47,7 +47,7 @@ func ParseNamedModel(s string) (NamedModel, error) {
 	if d, opt, ok := strings.Cut(dir, ","); ok {
 		mode, ok := strings.CutPrefix(opt, "quantize=")
 		if !ok || model.CheckQuantize(mode) != nil {
-			return NamedModel{}, fmt.Errorf("--model %q: after the folder only quantize=none or quantize=int8 may follow", s)
+			return NamedModel{}, fmt.Errorf("--model %q: after the folder only quantize=none, quantize=int8 or quantize=int8_per_channel may follow", s)
 		}
 		nm.Dir, nm.Quantize = d, mode
 	}

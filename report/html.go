@@ -366,8 +366,8 @@ func htmlModels(b *strings.Builder, r *Report) {
 			seqLens[m.Speed.SeqLen] = true
 		}
 		name := "<b>" + esc(m.Name) + "</b>"
-		if m.Quantize == "int8" {
-			name += " <span class=\"ci\">int8</span>"
+		if m.Quantize != "" && m.Quantize != "none" {
+			name += " <span class=\"ci\">" + esc(m.Quantize) + "</span>"
 		}
 		if m.Dir != "" {
 			name += "<span class=\"ci\">" + esc(m.Dir) + "</span>"

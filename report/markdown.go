@@ -90,8 +90,8 @@ func RenderMarkdown(r *Report) []byte {
 				seqLens[m.Speed.SeqLen] = true
 			}
 			label := "**" + mdEscaper.Replace(m.Name) + "**"
-			if m.Quantize == "int8" {
-				label += " (int8)"
+			if m.Quantize != "" && m.Quantize != "none" {
+				label += " (" + mdEscaper.Replace(m.Quantize) + ")"
 			}
 			row := []string{label, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
 			for _, c := range cols {

@@ -142,7 +142,7 @@ type ModelReport struct {
 	Params    int64  `json:"params"`
 	Layers    int    `json:"layers"`
 	SizeBytes int64  `json:"size_bytes"` // model.safetensors
-	// Quantize is how the model ran: "none" (float32) or "int8" (linear
+	// Quantize is how the model ran: "none" (float32), "int8" or "int8_per_channel" (linear
 	// layers quantized at load; the folder stays float32).
 	Quantize string         `json:"quantize,omitempty"`
 	Speed    Speed          `json:"speed"`

@@ -107,8 +107,8 @@ func prepareInference(m *model.Bert, local, name, quantize, dataTokenizer string
 	}
 	if fallback != "" {
 		slog.Warn("inference: "+fallback, "model", name)
-	} else if applied == model.QuantizeInt8 {
-		slog.Info("inference: int8 linear layers", "model", name)
+	} else if applied != model.QuantizeNone {
+		slog.Info("inference: int8 linear layers", "model", name, "quantize", applied)
 	}
 	return nil
 }
