@@ -263,12 +263,16 @@ func finishCompressed(ctx context.Context, o CompressOptions, man *dataset.Manif
 	if err := trainer.ExportModel(ctx, m, staged, dir, extra); err != nil {
 		return err
 	}
-	// The source's training log and thresholds describe this model too.
+	// A multi-label model's decision thresholds come along: the recovered
+	// model's own (tuned by its distillation), else the source's.
 	keep := map[string]string{}
-	for _, name := range []string{model.ThresholdsFile} {
-		if _, err := storage.Stat(ctx, storage.Join(dir, name)); err == nil {
-			keep[name] = storage.Join(dir, name)
-		}
+	th := storage.Join(dir, model.ThresholdsFile)
+	ok, err := storage.Exists(ctx, th)
+	if err != nil {
+		return err
+	}
+	if ok {
+		keep[model.ThresholdsFile] = th
 	}
 	return storage.PublishDir(ctx, staged, out, keep)
 }

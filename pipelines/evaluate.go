@@ -97,9 +97,12 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	if o.Data == "" || len(o.Models) == 0 || o.Output == "" {
 		return nil, badInputf("evaluate needs --data, at least one --model and --output")
 	}
-	for _, q := range append([]string{o.Quantize}, quantizeModes(o.Models)...) {
-		if err := model.CheckQuantize(q); err != nil {
-			return nil, badInput(fmt.Errorf("--quantize: %w", err))
+	if err := model.CheckQuantize(o.Quantize); err != nil {
+		return nil, badInput(fmt.Errorf("--quantize: %w", err))
+	}
+	for _, m := range o.Models {
+		if err := model.CheckQuantize(m.Quantize); err != nil {
+			return nil, badInput(fmt.Errorf("model %s: %w", m.Name, err))
 		}
 	}
 	man, err := CheckDataset(ctx, o.Data)
@@ -305,14 +308,6 @@ func medianLength(m *dataset.Manifest, split string) int {
 		}
 	}
 	return 64
-}
-
-func quantizeModes(models []NamedModel) []string {
-	var out []string
-	for _, m := range models {
-		out = append(out, m.Quantize)
-	}
-	return out
 }
 
 // quantize is the model's --quantize mode.
