@@ -34,6 +34,13 @@ type Bert struct {
 	// inputMap, when set (SetSourceVocab), maps input ids of the source
 	// vocabulary of a vocabulary-pruned model to its own ids.
 	inputMap *ts.Tensor
+	// lora holds the LoRA updates by layer prefix (AddLoRA), loraCfg their
+	// configuration and adapters their parameters in model order.
+	lora     map[string]*loraLinear
+	loraCfg  *LoRAConfig
+	adapters []*Param
+	// frozen names the base weights Tune left out of the trainable set.
+	frozen map[string]bool
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -240,6 +247,7 @@ func (m *Bert) Free() {
 		return
 	}
 	m.freeInt8()
+	m.dropLoRA()
 	drop(m.inputMap)
 	m.inputMap = nil
 	for _, p := range m.params {
@@ -262,7 +270,11 @@ func (m *Bert) linear(s *scope, prefix string, x *ts.Tensor, train bool) *ts.Ten
 		t, err := l.forward(x)
 		return s.add(t, err, "int8 linear "+prefix)
 	}
-	return s.linear(x, m.w(prefix+".weight"), m.w(prefix+".bias"))
+	y := s.linear(x, m.w(prefix+".weight"), m.w(prefix+".bias"))
+	if l := m.lora[prefix]; l != nil {
+		y = s.addT(y, l.delta(s, x, train))
+	}
+	return y
 }
 
 // Forward runs the encoder and head. train enables dropout. hidden asks for

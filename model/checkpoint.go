@@ -40,6 +40,13 @@ type LoadOptions struct {
 	// HeadFromScratch ignores any classifier weights in the checkpoint.
 	HeadFromScratch bool
 	Device          Device
+	// BaseDir, for a LoRA adapter folder, is the local base model folder to
+	// apply it to ("": the one adapter_base.json names).
+	BaseDir string
+	// Unmerged keeps a LoRA adapter's update apart from the base weights
+	// (to train it further); by default it is merged, the fastest form for
+	// inference.
+	Unmerged bool
 }
 
 // LoadReport says what loading did, in the terms HF's from_pretrained uses.
@@ -83,9 +90,13 @@ func LoadConfig(dir string) (*Config, error) {
 }
 
 // Load builds a model from a HF checkpoint folder (config.json plus
-// model.safetensors or pytorch_model.bin). Weights of any float dtype become
-// float32 on opts.Device.
+// model.safetensors or pytorch_model.bin), or from a LoRA adapter folder
+// (PEFT's layout) and the base model it names. Weights of any float dtype
+// become float32 on opts.Device.
 func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
+	if IsAdapter(dir) {
+		return loadAdapter(dir, opts)
+	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, nil, err
@@ -322,6 +333,26 @@ func tensorOfFloat32(vals []float32, shape []int64, dev Device) (*ts.Tensor, err
 // ThresholdsFile). The folder appears whole or not at all: it is written
 // beside dir and renamed into place.
 func (m *Bert) Export(dir, tokenizerDir string, extra map[string][]byte) error {
+	if m.lora != nil {
+		return fmt.Errorf("export %s: the model has an unmerged LoRA adapter: merge it (MergeLoRA) or export the adapter (ExportAdapter)", dir)
+	}
+	return writeFolderAtomically(dir, func(tmp string) error {
+		if err := m.writeFolder(tmp, tokenizerDir); err != nil {
+			return err
+		}
+		for name, data := range extra {
+			if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeFolderAtomically has fill write a folder's files into a temporary
+// folder beside dir, then renames it into place: dir appears whole or not
+// at all, and an old dir is replaced only once the new one is complete.
+func writeFolderAtomically(dir string, fill func(tmp string) error) error {
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
@@ -331,13 +362,8 @@ func (m *Bert) Export(dir, tokenizerDir string, extra map[string][]byte) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := m.writeFolder(tmp, tokenizerDir); err != nil {
+	if err := fill(tmp); err != nil {
 		return err
-	}
-	for name, data := range extra {
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return err
-		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
@@ -380,6 +406,12 @@ func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 	if err := safetensors.WriteFile(filepath.Join(dir, SafetensorsFile), tensors, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
+	return copyTokenizer(tokenizerDir, dir)
+}
+
+// copyTokenizer copies the tokenizer files found in tokenizerDir ("": none)
+// into dir.
+func copyTokenizer(tokenizerDir, dir string) error {
 	if tokenizerDir == "" {
 		return nil
 	}

@@ -208,6 +208,9 @@ func (m *Bert) QuantizeInt8(opts Int8Options, f CPUFeatures) error {
 	if why := Int8Unsupported(m.Device, f); why != "" {
 		return fmt.Errorf("%s", why)
 	}
+	if m.lora != nil {
+		return fmt.Errorf("quantize: merge the LoRA adapter first (MergeLoRA)")
+	}
 	m.freeInt8()
 	packed := map[string]*int8Linear{}
 	for _, p := range m.params {
