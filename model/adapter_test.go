@@ -255,7 +255,9 @@ func TestTuneTrainsOnlyTheTrainableSet(t *testing.T) {
 		{"bitfit", Tuning{Method: TuneBitFit},
 			func(n string) bool { return strings.HasPrefix(n, "classifier.") || strings.HasSuffix(n, ".bias") }},
 		{"freeze", Tuning{FreezeEmbeddings: true, FreezeLayers: []int{0}},
-			func(n string) bool { return !strings.HasPrefix(n, "bert.embeddings.") && !strings.HasPrefix(n, "bert.encoder.layer.0.") }},
+			func(n string) bool {
+				return !strings.HasPrefix(n, "bert.embeddings.") && !strings.HasPrefix(n, "bert.encoder.layer.0.")
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := loadTiny(t)
