@@ -79,14 +79,7 @@ func IsAdapter(dir string) bool {
 func ReadAdapterBase(dir string) (AdapterBase, error) {
 	data, err := os.ReadFile(filepath.Join(dir, AdapterBaseFile))
 	if err == nil {
-		var b AdapterBase
-		if err := json.Unmarshal(data, &b); err != nil {
-			return b, fmt.Errorf("%s: %w", filepath.Join(dir, AdapterBaseFile), err)
-		}
-		if b.Path == "" {
-			return b, fmt.Errorf("%s: base_model is empty", filepath.Join(dir, AdapterBaseFile))
-		}
-		return b, nil
+		return ParseAdapterBase(data, filepath.Join(dir, AdapterBaseFile))
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return AdapterBase{}, err
@@ -101,12 +94,30 @@ func ReadAdapterBase(dir string) (AdapterBase, error) {
 	return AdapterBase{Path: ac.BaseModelNameOrPath}, nil
 }
 
+// ParseAdapterBase reads adapter_base.json's content (path names it in errors).
+func ParseAdapterBase(data []byte, path string) (AdapterBase, error) {
+	var b AdapterBase
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.Path == "" {
+		return b, fmt.Errorf("%s: base_model is empty", path)
+	}
+	return b, nil
+}
+
 func readAdapterConfig(dir string) (*AdapterConfig, error) {
 	path := filepath.Join(dir, AdapterConfigFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
+	return ParseAdapterConfig(data, path)
+}
+
+// ParseAdapterConfig reads adapter_config.json's content and refuses what
+// beamtune cannot apply (path names it in errors).
+func ParseAdapterConfig(data []byte, path string) (*AdapterConfig, error) {
 	var ac AdapterConfig
 	if err := json.Unmarshal(data, &ac); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

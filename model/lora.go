@@ -114,9 +114,9 @@ func LinearLayers(cfg *Config) []string {
 	return append(out, "bert.pooler.dense")
 }
 
-// loraTargets is the linear layers the targets name, each target checked
+// LoRATargets is the linear layers the targets name, each target checked
 // to name at least one.
-func loraTargets(cfg *Config, targets []string) ([]string, error) {
+func LoRATargets(cfg *Config, targets []string) ([]string, error) {
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("lora: no target layers")
 	}
@@ -159,7 +159,7 @@ func (m *Bert) AddLoRA(c LoRAConfig) error {
 	if m.Quantized() {
 		return fmt.Errorf("lora: the model is quantized")
 	}
-	names, err := loraTargets(m.Config, c.Targets)
+	names, err := LoRATargets(m.Config, c.Targets)
 	if err != nil {
 		return err
 	}

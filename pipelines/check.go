@@ -110,10 +110,13 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 	configPath := storage.Join(dir, model.ConfigFile)
 	configData, err := storage.ReadFileLimit(ctx, configPath, maxConfigBytes)
 	if errors.Is(err, fs.ErrNotExist) {
+		if ok, err := storage.Exists(ctx, storage.Join(dir, model.AdapterConfigFile)); err == nil && ok {
+			return checkAdapterDir(ctx, dir, use)
+		}
 		if ok, err := storage.Exists(ctx, dir); err == nil && !ok {
 			return nil, fmt.Errorf("model folder %s does not exist", dir)
 		}
-		return nil, fmt.Errorf("%s: no %s: not a HF model folder", dir, model.ConfigFile)
+		return nil, fmt.Errorf("%s: no %s: not a HF model folder (nor a LoRA adapter folder: no %s)", dir, model.ConfigFile, model.AdapterConfigFile)
 	}
 	if err != nil {
 		return nil, err
@@ -129,27 +132,8 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 	if err != nil {
 		return nil, err
 	}
-	// A tokenizer.json is checked whenever the folder has one, and must be
-	// there when the command tokenizes with it.
-	tokPath := storage.Join(dir, model.TokenizerFile)
-	data, err := storage.ReadFileLimit(ctx, tokPath, maxTokenizerBytes)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && use.Tokenizer:
-		return nil, fmt.Errorf("%s: no %s: the model folder must carry the tokenizer it was trained with", dir, model.TokenizerFile)
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	if err := checkTokenizer(ctx, dir, configPath, cfg, use); err != nil {
 		return nil, err
-	default:
-		tok, err := tokenizer.FromJSON(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", tokPath, err)
-		}
-		// Token ids past the embedding table fail the first forward pass
-		// on a worker ("index out of range"): a tokenizer of another model.
-		if tok.VocabSize() > cfg.VocabSize {
-			return nil, fmt.Errorf("%s has token ids up to %d, but %s has vocab_size %d: the tokenizer belongs to another model",
-				tokPath, tok.VocabSize()-1, storage.Join(dir, model.ConfigFile), cfg.VocabSize)
-		}
 	}
 	if use.Head || use.Labels != nil {
 		if err := checkHead(dir, cfg, tensors, use.Labels); err != nil {
@@ -157,6 +141,107 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 		}
 	}
 	return cfg, nil
+}
+
+// checkAdapterDir applies the rule to a LoRA adapter folder (PEFT's
+// layout): the folder's adapter_config.json and weights header, its
+// tokenizer, and its base model folder, by the same rule. The config
+// returned is the base's with the adapter's labels.
+func checkAdapterDir(ctx context.Context, dir string, use ModelUse) (*model.Config, error) {
+	if err := checkPublished(ctx, dir); err != nil {
+		return nil, err
+	}
+	acPath := storage.Join(dir, model.AdapterConfigFile)
+	data, err := storage.ReadFileLimit(ctx, acPath, maxConfigBytes)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := model.ParseAdapterConfig(data, acPath)
+	if err != nil {
+		return nil, err
+	}
+	base := model.AdapterBase{Path: ac.BaseModelNameOrPath}
+	basePath := storage.Join(dir, model.AdapterBaseFile)
+	data, err = storage.ReadFileLimit(ctx, basePath, maxConfigBytes)
+	switch {
+	case err == nil:
+		if base, err = model.ParseAdapterBase(data, basePath); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if base.Path == "" {
+		return nil, fmt.Errorf("%s: base_model_name_or_path is empty and there is no %s: no base model to apply the adapter to", acPath, model.AdapterBaseFile)
+	}
+	cfg, err := checkModelDir(ctx, base.Path, ModelUse{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: its base model: %w", dir, err)
+	}
+	wPath := storage.Join(dir, model.AdapterWeightsFile)
+	info, err := storage.Stat(ctx, wPath)
+	if err != nil {
+		return nil, err
+	}
+	tensors, err := checkSafetensorsHeader(ctx, wPath, info.Size)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(tensors, func(n string) bool { return strings.HasSuffix(n, ".lora_A.weight") }) {
+		return nil, fmt.Errorf("%s has no lora_A weights: not a LoRA adapter", wPath)
+	}
+	if len(base.ID2Label) > 0 {
+		cfg.ID2Label = base.ID2Label
+	}
+	if base.ProblemType != "" {
+		cfg.ProblemType = base.ProblemType
+	}
+	if err := checkTokenizer(ctx, dir, storage.Join(base.Path, model.ConfigFile), cfg, use); err != nil {
+		return nil, err
+	}
+	if use.Head || use.Labels != nil {
+		head := slices.Contains(tensors, "base_model.model."+headWeight)
+		if !head {
+			// The head may be the base's own (an adapter saved without modules_to_save).
+			if baseTensors, err := checkWeights(ctx, base.Path); err == nil {
+				head = slices.Contains(baseTensors, headWeight)
+			}
+		}
+		if !head {
+			return nil, fmt.Errorf("%s has no classification head (neither the adapter nor its base has %s)", dir, headWeight)
+		}
+		if err := checkHead(dir, cfg, []string{headWeight}, use.Labels); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// checkTokenizer checks dir's tokenizer.json whenever the folder has one:
+// it must be there when the command tokenizes with it, and fit the model
+// whose config.json is at configPath.
+func checkTokenizer(ctx context.Context, dir, configPath string, cfg *model.Config, use ModelUse) error {
+	tokPath := storage.Join(dir, model.TokenizerFile)
+	data, err := storage.ReadFileLimit(ctx, tokPath, maxTokenizerBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && use.Tokenizer:
+		return fmt.Errorf("%s: no %s: the model folder must carry the tokenizer it was trained with", dir, model.TokenizerFile)
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		tok, err := tokenizer.FromJSON(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tokPath, err)
+		}
+		// Token ids past the embedding table fail the first forward pass
+		// on a worker ("index out of range"): a tokenizer of another model.
+		if tok.VocabSize() > cfg.VocabSize {
+			return fmt.Errorf("%s has token ids up to %d, but %s has vocab_size %d: the tokenizer belongs to another model",
+				tokPath, tok.VocabSize()-1, configPath, cfg.VocabSize)
+		}
+	}
+	return nil
 }
 
 // beamtuneMetadata are the files publishing adds to a model folder, copied

@@ -224,15 +224,14 @@ func loadForCompress(ctx context.Context, dir, device string) (*model.Bert, erro
 	if err != nil {
 		return nil, err
 	}
-	local, cleanup, err := storage.LocalDir(ctx, dir)
+	unlock := model.LockThread()
+	defer unlock()
+	m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{Device: dev})
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
-	unlock := model.LockThread()
-	defer unlock()
-	m, _, err := model.Load(local, model.LoadOptions{Device: dev})
-	return m, err
+	cleanup()
+	return m, nil
 }
 
 // finishCompressed prunes the vocabulary when asked and publishes the model

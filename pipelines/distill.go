@@ -71,6 +71,15 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if err := CheckOutput(ctx, o.Output); err != nil {
 		return nil, err
 	}
+	// The student's fine-tuning settings, before the teacher-logit pass.
+	tuning := TrainOptions{Init: o.Teacher, Config: o.Config, Sweep: o.Sweep, StudentLayers: o.StudentLayers}
+	tuneCfg := teacher
+	if studentInit != nil {
+		tuning.Init, tuning.StudentLayers, tuneCfg = o.StudentInit, nil, studentInit
+	}
+	if err := checkTuning(ctx, tuning, tuneCfg); err != nil {
+		return nil, err
+	}
 	data := storage.Join(o.Output, "distill-data")
 	hidden, err := resolveHiddenLayers(&o, teacher, studentInit)
 	if err != nil {

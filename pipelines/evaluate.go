@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
+	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
 )
 
@@ -334,7 +337,7 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 			}
 		}
 	}
-	dir, cleanup, err := storage.LocalDir(ctx, nm.Dir)
+	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -345,11 +348,17 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	}
 	defer model.LockThread()()
 	model.SetThreads(o.Threads)
-	m, _, err := model.Load(dir, model.LoadOptions{Device: dev})
+	m, _, err := model.Load(dir, model.LoadOptions{Device: dev, BaseDir: base, Unmerged: true})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	defer m.Free()
+	if err := describeTraining(ctx, nm.Dir, dir, m, mr); err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
+	if err := m.MergeLoRA(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
 	mr.Params = m.NumParams()
 	mr.Layers = m.Config.NumHiddenLayers
 	applied, fallback, err := model.Quantize(m, nm.quantize(o), model.HostCPU())
@@ -374,3 +383,40 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// describeTraining records what the model's training updated: a LoRA
+// adapter's rank, its file's size (the artifact) and its trained weights
+// (the adapter and head), or the subset the published training job's
+// method left trainable (BitFit, frozen layers). m is loaded unmerged.
+func describeTraining(ctx context.Context, path, local string, m *model.Bert, mr *report.ModelReport) error {
+	if c := m.LoRA(); c != nil {
+		mr.Adapter = fmt.Sprintf("LoRA r=%d", c.R)
+		if st, err := os.Stat(filepath.Join(local, model.AdapterWeightsFile)); err == nil {
+			mr.SizeBytes = st.Size()
+		}
+		mr.TrainableParams = model.CountParams(m.AdapterParams())
+		for _, name := range []string{"classifier.weight", "classifier.bias"} {
+			if p := m.Param(name); p != nil {
+				mr.TrainableParams += model.CountParams([]*model.Param{p})
+			}
+		}
+		return nil
+	}
+	data, err := storage.ReadFile(ctx, storage.Join(path, trainer.PublishedJobFile))
+	if err != nil {
+		return nil // not trained by beamtune, or not published: nothing to say
+	}
+	var job trainer.Job
+	if json.Unmarshal(data, &job) != nil || (job.Config.PEFT == "" && job.Config.FreezeLayers == "") {
+		return nil
+	}
+	t, err := job.Config.Tuning(m.Config.NumHiddenLayers)
+	if err != nil || t.Method == model.TuneLoRA {
+		return nil
+	}
+	if err := m.Tune(t); err != nil {
+		return err
+	}
+	mr.TrainableParams = model.CountParams(m.Trainable())
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
@@ -85,6 +86,16 @@ var sweepable = map[string]func(*trainer.Config, string) error{
 	},
 	"hidden_mse": func(c *trainer.Config, v string) (err error) {
 		c.HiddenMSE, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"peft":          func(c *trainer.Config, v string) error { c.PEFT = v; return nil },
+	"lora_r":        func(c *trainer.Config, v string) (err error) { c.LoRAR, err = strconv.Atoi(v); return },
+	"lora_alpha": func(c *trainer.Config, v string) (err error) {
+		c.LoRAAlpha, err = strconv.ParseFloat(v, 64)
+		return
+	},
+	"lora_dropout": func(c *trainer.Config, v string) (err error) {
+		c.LoRADropout, err = strconv.ParseFloat(v, 64)
 		return
 	},
 }
@@ -250,8 +261,53 @@ func checkTrainInputs(ctx context.Context, o TrainOptions) error {
 	if o.Config.PosWeight && man.TaskKind() != dataset.MultiLabel {
 		return badInputf("--pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, o.Data, man.TaskKind())
 	}
-	if _, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true}); err != nil {
+	cfg, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true})
+	if err != nil {
+		return err
+	}
+	if err := checkTuning(ctx, o, cfg); err != nil {
 		return err
 	}
 	return CheckOutput(ctx, o.Output)
+}
+
+// checkTuning checks every trial's fine-tuning settings against the model
+// they apply to (o.Init's config cfg, or the student's layers), in the
+// driver.
+func checkTuning(ctx context.Context, o TrainOptions, cfg *model.Config) error {
+	jobs, err := trials(o)
+	if err != nil {
+		return badInput(err)
+	}
+	for _, j := range jobs {
+		if err := checkTrialTuning(ctx, j.Config, o.Init, cfg, len(o.StudentLayers)); err != nil {
+			if len(jobs) > 1 {
+				err = fmt.Errorf("trial %s: %w", j.Trial, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTrialTuning(ctx context.Context, c trainer.Config, init string, cfg *model.Config, studentLayers int) error {
+	layers := cfg.NumHiddenLayers
+	if studentLayers > 0 {
+		layers = studentLayers
+	}
+	t, err := c.Tuning(layers)
+	if err != nil {
+		return badInput(err)
+	}
+	if t.Method != model.TuneLoRA {
+		return nil
+	}
+	// A student is cut from its (merged) teacher and exported as its own base.
+	if ok, err := storage.Exists(ctx, storage.Join(init, model.AdapterConfigFile)); err == nil && ok && studentLayers == 0 {
+		return badInputf("%s is a LoRA adapter: merge it first (beamtune merge) to train a new adapter on it", init)
+	}
+	if _, err := model.LoRATargets(cfg, t.LoRA.Targets); err != nil {
+		return badInput(err)
+	}
+	return nil
 }

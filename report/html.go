@@ -369,10 +369,13 @@ func htmlModels(b *strings.Builder, r *Report) {
 		if m.Quantize != "" && m.Quantize != "none" {
 			name += " <span class=\"ci\">" + esc(m.Quantize) + "</span>"
 		}
+		if m.Adapter != "" {
+			name += " <span class=\"ci\">" + esc(m.Adapter) + "</span>"
+		}
 		if m.Dir != "" {
 			name += "<span class=\"ci\">" + esc(m.Dir) + "</span>"
 		}
-		row := []string{name, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
+		row := []string{name, m.ParamsCell(), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
 		for _, c := range cols {
 			row = append(row, valueCI(c.cell(m.Metrics)))
 		}

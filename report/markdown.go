@@ -93,7 +93,10 @@ func RenderMarkdown(r *Report) []byte {
 			if m.Quantize != "" && m.Quantize != "none" {
 				label += " (" + mdEscaper.Replace(m.Quantize) + ")"
 			}
-			row := []string{label, human(m.Params), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
+			if m.Adapter != "" {
+				label += " (" + mdEscaper.Replace(m.Adapter) + ")"
+			}
+			row := []string{label, m.ParamsCell(), strconv.Itoa(m.Layers), megabytes(m.SizeBytes)}
 			for _, c := range cols {
 				row = append(row, withCI(c.cell(m.Metrics)))
 			}

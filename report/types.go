@@ -4,6 +4,8 @@ package report
 // Schema; report.md and report.html are rendered from it. Fields are
 // documented in docs/report.md.
 
+import "fmt"
+
 // Schema names the report format; readers refuse other versions.
 const Schema = "beamtune.report/v1"
 
@@ -141,7 +143,13 @@ type ModelReport struct {
 	Dir       string `json:"dir"`
 	Params    int64  `json:"params"`
 	Layers    int    `json:"layers"`
-	SizeBytes int64  `json:"size_bytes"` // model.safetensors
+	SizeBytes int64  `json:"size_bytes"` // model.safetensors (a LoRA adapter's: adapter_model.safetensors)
+	// TrainableParams is how many of Params its training updated, when
+	// that was a subset (LoRA, BitFit, frozen layers); 0 otherwise.
+	TrainableParams int64 `json:"trainable_params,omitempty"`
+	// Adapter describes a LoRA adapter folder evaluated over its base
+	// ("LoRA r=8"); empty for a plain model folder.
+	Adapter string `json:"adapter,omitempty"`
 	// Quantize is how the model ran: "none" (float32), "int8" or "int8_per_channel" (linear
 	// layers quantized at load; the folder stays float32).
 	Quantize string         `json:"quantize,omitempty"`
@@ -150,6 +158,15 @@ type ModelReport struct {
 	Slices   []SliceMetrics `json:"slices,omitempty"`
 	// TrainingLog is the model's training_log.jsonl, when the folder has one.
 	TrainingLog []LogEntry `json:"training_log,omitempty"`
+}
+
+// ParamsCell is the Params column: the count, and the trained part when
+// training updated only some of the weights.
+func (m ModelReport) ParamsCell() string {
+	if m.TrainableParams > 0 && m.TrainableParams < m.Params {
+		return fmt.Sprintf("%s (%s trained)", human(m.Params), human(m.TrainableParams))
+	}
+	return human(m.Params)
 }
 
 // Comparison relates two models (student vs teacher, challenger vs champion).

@@ -36,6 +36,20 @@ type Config struct {
 	// term by negatives/positives of that label in the training split, as
 	// BCEWithLogitsLoss's pos_weight: rare labels are then not drowned out.
 	PosWeight bool `json:"pos_weight,omitempty" yaml:"pos_weight"`
+
+	// Parameter-efficient fine-tuning. PEFT is "lora", "bitfit" or ""
+	// (full fine-tuning); the classifier head always trains. LoRA adapts the
+	// linear layers LoRATargets names (comma-separated HF names, as PEFT's
+	// target_modules; default query,value) with rank LoRAR (default 8),
+	// scale LoRAAlpha/LoRAR (default alpha 8) and LoRADropout on the
+	// adapter's input. FreezeLayers holds "embeddings" and encoder layers
+	// ("0-2") fixed in full fine-tuning and BitFit.
+	PEFT         string  `json:"peft,omitempty" yaml:"peft"`
+	LoRAR        int     `json:"lora_r,omitempty" yaml:"lora_r"`
+	LoRAAlpha    float64 `json:"lora_alpha,omitempty" yaml:"lora_alpha"`
+	LoRADropout  float64 `json:"lora_dropout,omitempty" yaml:"lora_dropout"`
+	LoRATargets  string  `json:"lora_targets,omitempty" yaml:"lora_targets"`
+	FreezeLayers string  `json:"freeze_layers,omitempty" yaml:"freeze_layers"`
 }
 
 // DefaultConfig is a BERT fine-tuning recipe that works for the
@@ -77,4 +91,8 @@ type TrialResult struct {
 	WallSeconds    float64 `json:"wall_seconds"`
 	ExamplesPerSec float64 `json:"train_examples_per_s"`
 	Resumed        bool    `json:"resumed"`
+	// TrainableParams of TotalParams scalars took gradients (all of them
+	// in full fine-tuning; the adapter and head with LoRA).
+	TrainableParams int64 `json:"trainable_params,omitempty"`
+	TotalParams     int64 `json:"total_params,omitempty"`
 }

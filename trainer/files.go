@@ -11,10 +11,14 @@ import (
 
 // Artifact names inside a trial's output folder.
 const (
-	// BestDir is the HF model folder of the best evaluation so far.
+	// BestDir is the HF model folder of the best evaluation so far (with
+	// LoRA, the adapter folder; see model.ExportAdapter).
 	BestDir = "best"
 	// FinalDir is the HF model folder of the last step.
 	FinalDir = "final"
+	// BaseDir is the base model of a LoRA student's adapters: the student
+	// as cut from its teacher, before training (LoRA distillation only).
+	BaseDir = "base"
 	// CheckpointsDir holds one step-NNNNNNNNN folder per kept checkpoint.
 	CheckpointsDir = "checkpoints"
 	// JobFile is the trial's resolved Job, as JSON. It is not a model

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,18 +13,30 @@ import (
 )
 
 // buildModel loads the starting model: Init with the dataset's labels, cut
-// down to StudentLayers when a student is asked for.
-func buildModel(ctx context.Context, job Job, labels []string, task string, dev model.Device) (*model.Bert, error) {
-	dir, cleanup, err := storage.LocalDir(ctx, job.Init)
+// down to StudentLayers when a student is asked for, with the trainable set
+// the configuration's tuning method leaves. For LoRA it also returns the
+// record of the base model the adapter applies to: Init, or the student
+// before adaptation, exported to OUTPUT/base.
+func buildModel(ctx context.Context, job Job, labels []string, task string, dev model.Device) (*model.Bert, model.AdapterBase, error) {
+	var base model.AdapterBase
+	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init)
 	if err != nil {
-		return nil, err
+		return nil, base, err
 	}
 	defer cleanup()
-	cfg, err := model.LoadConfig(dir)
-	if err != nil {
-		return nil, err
+	lora := job.Config.PEFT == model.TuneLoRA
+	if lora && baseDir != "" && len(job.StudentLayers) == 0 {
+		return nil, base, fmt.Errorf("%s is a LoRA adapter: merge it first (beamtune merge) to train a new adapter on it", job.Init)
 	}
-	opts := model.LoadOptions{Labels: labels, Device: dev}
+	cfgDir := dir
+	if baseDir != "" {
+		cfgDir = baseDir // an adapter's labels are the base's, replaced with its head
+	}
+	cfg, err := model.LoadConfig(cfgDir)
+	if err != nil {
+		return nil, base, err
+	}
+	opts := model.LoadOptions{Labels: labels, Device: dev, BaseDir: baseDir}
 	// A head trained for other labels, or for another kind of task, cannot
 	// be reused.
 	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") || cfg.Task() != task {
@@ -36,20 +49,54 @@ func buildModel(ctx context.Context, job Job, labels []string, task string, dev 
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, base, err
 	}
 	slog.Info("train: " + rep.String())
 	m.Config.ProblemType = task // exported, so transformers picks the same loss and outputs
-	if len(job.StudentLayers) == 0 {
-		return m, nil
+	if len(job.StudentLayers) > 0 {
+		s, err := model.NewStudent(m, job.StudentLayers)
+		teacherParams := m.NumParams()
+		m.Free()
+		if err != nil {
+			return nil, base, err
+		}
+		slog.Info("train: student built", "layers", job.StudentLayers, "params", s.NumParams(), "teacher_params", teacherParams)
+		m = s
 	}
-	defer m.Free()
-	s, err := model.NewStudent(m, job.StudentLayers)
+	if lora {
+		if base, err = loraBase(ctx, job, m, dir); err != nil {
+			m.Free()
+			return nil, base, err
+		}
+	}
+	tuning, err := job.Config.Tuning(m.Config.NumHiddenLayers)
+	if err == nil {
+		err = model.WithSeed(job.Config.Seed, func() error { return m.Tune(tuning) }) // lora_A's draw
+	}
 	if err != nil {
-		return nil, err
+		m.Free()
+		return nil, base, err
 	}
-	slog.Info("train: student built", "layers", job.StudentLayers, "params", s.NumParams(), "teacher_params", m.NumParams())
-	return s, nil
+	return m, base, nil
+}
+
+// loraBase is the base a LoRA run's adapters point at: Init itself, or for
+// a student (which exists only in memory) the student as built, exported
+// once to OUTPUT/base so that the adapter has a folder to apply to.
+func loraBase(ctx context.Context, job Job, m *model.Bert, initLocal string) (model.AdapterBase, error) {
+	if len(job.StudentLayers) == 0 {
+		return adapterBase(job.Init, initLocal)
+	}
+	dir := storage.Join(job.Output, BaseDir)
+	if err := exportModel(ctx, m, dir, job.Init, nil); err != nil {
+		return model.AdapterBase{}, err
+	}
+	local, cleanup, err := storage.LocalDir(ctx, dir)
+	if err != nil {
+		return model.AdapterBase{}, err
+	}
+	defer cleanup()
+	return adapterBase(dir, local)
 }
 
 // exportModel writes a HF folder through storage, with the extra files:
@@ -72,6 +119,28 @@ func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, e
 		return err
 	}
 	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)
+}
+
+// exportAdapter writes m's LoRA adapter as a PEFT folder at dir (local or
+// gs://) over base, with the tokenizer files of tokenizerDir.
+func exportAdapter(ctx context.Context, m *model.Bert, dir, tokenizerDir string, base model.AdapterBase, extra map[string][]byte) error {
+	tokLocal, cleanupTok, err := storage.LocalDir(ctx, tokenizerDir)
+	if err != nil {
+		return err
+	}
+	defer cleanupTok()
+	if !storage.IsGCS(dir) {
+		return m.ExportAdapter(dir, tokLocal, base, extra)
+	}
+	tmp, err := os.MkdirTemp("", "beamtune-export-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := m.ExportAdapter(filepath.Join(tmp, "adapter"), tokLocal, base, extra); err != nil {
+		return err
+	}
+	return storage.UploadDir(ctx, filepath.Join(tmp, "adapter"), dir)
 }
 
 // ExportModel writes m as a HF folder at dir (local or gs://) with the

@@ -58,7 +58,8 @@ type trial struct {
 	distill      bool // the training rows carry teacher logits
 	padID        int64
 	m            *model.Bert
-	hidden       *hiddenLoss // nil without a hidden-state loss
+	base         model.AdapterBase // the base model a LoRA run's adapters apply to
+	hidden       *hiddenLoss       // nil without a hidden-state loss
 	params       []*model.Param
 	opt          *model.AdamW
 	sched        model.LinearSchedule
@@ -133,16 +134,22 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		}
 	}
 
-	if t.m, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
+	if t.m, t.base, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
 		return nil, err
 	}
 	t.padID = int64(t.m.Config.PadTokenID)
 	if t.hidden, err = newHiddenLoss(cfg, man, t.train, t.m); err != nil {
 		return nil, err
 	}
-	// Everything the optimizer updates: the model, and the hidden-state
-	// projections, which checkpoints keep but the exported model does not.
-	t.params = slices.Concat(t.m.Params(), t.hidden.params())
+	// Everything the optimizer updates: the model's trainable set (all of
+	// it, or the adapter and head), and the hidden-state projections, which
+	// checkpoints keep but the exported model does not. Frozen weights are
+	// not checkpointed: a resumed run rebuilds them from Init as they were.
+	t.params = slices.Concat(t.m.Trainable(), t.hidden.params())
+	if cfg.PEFT != "" || cfg.FreezeLayers != "" {
+		n, all := model.CountParams(t.m.Trainable()), model.CountParams(append(t.m.Params(), t.m.AdapterParams()...))
+		slog.Info("train: trainable parameters", "trial", job.Trial, "peft", cfg.PEFT, "freeze_layers", cfg.FreezeLayers, "trainable", n, "of", all, "percent", round4(100*float64(n)/float64(all)))
+	}
 	adam := model.DefaultAdamW()
 	adam.WeightDecay = cfg.WeightDecay
 	if t.opt, err = model.NewAdamW(t.params, adam); err != nil {
@@ -335,7 +342,7 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if err := exportModel(ctx, t.m, t.bestDir(), t.job.Init, extra); err != nil {
+		if err := t.export(ctx, t.bestDir(), extra); err != nil {
 			return false, err
 		}
 	} else {
@@ -364,7 +371,7 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 			return TrialResult{}, err
 		}
 	}
-	if err := exportModel(ctx, t.m, finalDir, t.job.Init, extra); err != nil {
+	if err := t.export(ctx, finalDir, extra); err != nil {
 		return TrialResult{}, err
 	}
 	if err := writeTrainLog(ctx, t.job, t.st); err != nil {
@@ -375,7 +382,17 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		Metric: t.metric, BestMetric: t.st.BestMetric,
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
+		TrainableParams: model.CountParams(t.m.Trainable()), TotalParams: model.CountParams(append(t.m.Params(), t.m.AdapterParams()...)),
 	}, nil
+}
+
+// export writes the trained model at dir: a HF folder, or with LoRA the
+// adapter folder (PEFT's layout) over the run's base.
+func (t *trial) export(ctx context.Context, dir string, extra map[string][]byte) error {
+	if t.m.LoRA() == nil {
+		return exportModel(ctx, t.m, dir, t.job.Init, extra)
+	}
+	return exportAdapter(ctx, t.m, dir, t.job.Init, t.base, extra)
 }
 
 // exportExtras are the files an exported folder carries beside the model:

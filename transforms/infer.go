@@ -12,7 +12,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
-	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 )
 
@@ -57,15 +56,11 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return err
 	}
 	model.SetThreads(im.Threads)
-	dir, cleanup, err := storage.LocalDir(ctx, im.ModelDir)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	m, _, err := model.Load(dir, model.LoadOptions{Device: dev})
+	m, dir, cleanup, err := trainer.LoadModel(ctx, im.ModelDir, model.LoadOptions{Device: dev})
 	if err != nil {
 		return fmt.Errorf("inference model: %w", err)
 	}
+	defer cleanup()
 	im.m, im.task = m, m.Config.Task()
 	if err := prepareInference(m, dir, im.ModelDir, im.Quantize, im.DataTokenizerSHA256); err != nil {
 		m.Free()

@@ -34,6 +34,7 @@ var commands = []commandInfo{
 	{"train", "fine-tune the teacher (with optional sweeps) on a prepared dataset", func() command { return &trainCmd{} }},
 	{"distill", "compute teacher logits and distil a smaller student", func() command { return &distillCmd{} }},
 	{"compress", "prune heads, FFN neurons and the vocabulary of a model, with recovery distillation", func() command { return &compressCmd{} }},
+	{"merge", "fold a LoRA adapter into its base model: a plain HF folder", func() command { return &mergeCmd{} }},
 	{"evaluate", "score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
 	{"predict", "score a corpus with a published model into JSONL or Parquet", func() command { return &predictCmd{} }},
 	{"retrain", "the scheduled job: prepare, train, distill, evaluate, gate and promote", func() command { return &retrainCmd{} }},

@@ -43,6 +43,17 @@ func recipeFlags(f *flagSet, c *trainer.Config, sweep *[]string, lossTitle strin
 	f.stringVar(&c.HiddenLayerMap, "hidden_layer_map", c.HiddenLayerMap, "student:teacher hidden-state pairs for --hidden_mse, e.g. 1:2,2:4,3:6 (0 = embeddings; empty: from --student_layers, or spread evenly)")
 }
 
+// peftFlags declares the fine-tuning method flags train and distill share.
+func peftFlags(f *flagSet, c *trainer.Config) {
+	f.section("Parameter-efficient fine-tuning")
+	f.stringVar(&c.PEFT, "peft", c.PEFT, "lora (low-rank adapters, the base frozen; the run publishes a PEFT adapter folder), bitfit (biases only) or none (all weights); the classifier head always trains")
+	f.intVar(&c.LoRAR, "lora_r", c.LoRAR, "LoRA rank (0: 8, PEFT's default)")
+	f.float64Var(&c.LoRAAlpha, "lora_alpha", c.LoRAAlpha, "LoRA scale numerator: the update is lora_alpha/lora_r·B·A (0: 8, PEFT's default)")
+	f.float64Var(&c.LoRADropout, "lora_dropout", c.LoRADropout, "dropout on the LoRA branch's input")
+	f.stringVar(&c.LoRATargets, "lora_targets", c.LoRATargets, "linear layers LoRA adapts, by HF name or its last parts, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense, dense (empty: query,value)")
+	f.stringVar(&c.FreezeLayers, "freeze_layers", c.FreezeLayers, "hold these fixed in full fine-tuning or BitFit: embeddings and/or encoder layers, e.g. embeddings,0-2")
+}
+
 // outputFlags declares the run-folder flags train and distill share.
 func outputFlags(f *flagSet, c *trainer.Config, output *string, outputUsage string, resume *bool) {
 	f.section("Output")
@@ -73,6 +84,7 @@ func (c *trainCmd) register(f *flagSet) {
 	f.section("Model")
 	f.stringVar(&o.Init, "init", model.DefaultModelDir(), "pretrained model folder to fine-tune")
 	recipeFlags(f, &o.Config, &c.sweep, "Distillation loss (used by distill)")
+	peftFlags(f, &o.Config)
 	outputFlags(f, &o.Config, &o.Output, "run folder; the model is published as OUTPUT/teacher", &o.Resume)
 	computeFlags(f, &o.Device, &o.Threads)
 }
@@ -108,6 +120,7 @@ func (c *distillCmd) register(f *flagSet) {
 	f.listVar(&c.layers, "student_layers", "teacher layers the student keeps, e.g. 0,2,4")
 	f.stringVar(&o.StudentInit, "student_init", "", "start the student from this (smaller) checkpoint instead")
 	recipeFlags(f, &o.Config, &c.sweep, "Distillation loss")
+	peftFlags(f, &o.Config)
 	outputFlags(f, &o.Config, &o.Output, "run folder; the student is published as OUTPUT/student", &o.Resume)
 	computeFlags(f, &o.Device, &o.Threads)
 	f.intVar(&o.InferBatch, "infer_batch", 64, "batch size of the teacher-logit pass")
