@@ -36,6 +36,10 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--output", default="/tmp/hf_trainer_out")
 ap.add_argument("--eval_every", type=int, default=500, help="dev evaluation every N steps (beamtune: --eval_every)")
 ap.add_argument("--max_steps", type=int, default=-1, help="stop after N optimizer steps (throughput runs); -1: --epochs decide")
+ap.add_argument("--lora_r", type=int, default=0, help="train a PEFT LoRA adapter of this rank instead of every weight (0: full fine-tuning)")
+ap.add_argument("--lora_alpha", type=float, default=8)
+ap.add_argument("--lora_dropout", type=float, default=0.0)
+ap.add_argument("--lora_targets", default="query,value")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
@@ -97,6 +101,11 @@ train, dev = DS(a.train), DS(a.dev)
 n_labels = 1 if regression else N_MULTI if multi else len(set(train.labels))
 model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels,
     problem_type="regression" if regression else "multi_label_classification" if multi else None)
+if a.lora_r > 0:
+    from peft import LoraConfig, get_peft_model
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=a.lora_r, lora_alpha=a.lora_alpha,
+                                             lora_dropout=a.lora_dropout, target_modules=a.lora_targets.split(",")))
+trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 args = TrainingArguments(output_dir=a.output, num_train_epochs=a.epochs, max_steps=a.max_steps, learning_rate=a.lr,
     per_device_train_batch_size=a.batch_size, per_device_eval_batch_size=64, warmup_ratio=a.warmup_ratio,
     weight_decay=a.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear", seed=a.seed,
@@ -182,7 +191,7 @@ if multi:
 print(json.dumps({"peer": "hf-trainer", "metric": "pearson" if regression else "macro_f1" if multi else "accuracy", **extra,
                   "final_spearman": ev.get("eval_spearman"), "final_f1": ev.get("eval_f1"),
                   "evals_f1": [(h["step"], h["eval_f1"]) for h in tr.state.log_history if "eval_f1" in h], "train_rows": len(train), "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
-                  "seed": a.seed, "threads": a.threads, "dev_accuracy": ev["eval_accuracy"],
+                  "seed": a.seed, "threads": a.threads, "lora_r": a.lora_r, "trainable_params": trainable, "dev_accuracy": ev["eval_accuracy"],
                   "best_dev_accuracy": best_acc, "best_step": best_step, "evals": evals,
                   "steps": tr.state.global_step, "train_seconds": train_s,
                   "train_examples_per_s": tr.state.global_step * a.batch_size / train_s}))
