@@ -3,7 +3,9 @@ package pipelines
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -178,6 +180,11 @@ func checkAdapterDir(ctx context.Context, dir string, use ModelUse) (*model.Conf
 	if err != nil {
 		return nil, fmt.Errorf("%s: its base model: %w", dir, err)
 	}
+	if base.SHA256 != "" {
+		if err := checkBaseDigest(ctx, dir, base); err != nil {
+			return nil, err
+		}
+	}
 	wPath := storage.Join(dir, model.AdapterWeightsFile)
 	info, err := storage.Stat(ctx, wPath)
 	if err != nil {
@@ -215,6 +222,26 @@ func checkAdapterDir(ctx context.Context, dir string, use ModelUse) (*model.Conf
 		}
 	}
 	return cfg, nil
+}
+
+// checkBaseDigest compares the adapter's record of its base's weights with
+// the weights there now (the load on the workers checks it again).
+func checkBaseDigest(ctx context.Context, dir string, base model.AdapterBase) error {
+	path := storage.Join(base.Path, base.WeightsFile)
+	r, err := storage.Open(ctx, path)
+	if err != nil {
+		return fmt.Errorf("%s: its base model: %w", dir, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != base.SHA256 {
+		return fmt.Errorf("%s: the adapter was trained on %s with sha256 %s, which now has sha256 %s: not the same base model",
+			storage.Join(dir, model.AdapterBaseFile), path, base.SHA256, got)
+	}
+	return nil
 }
 
 // checkTokenizer checks dir's tokenizer.json whenever the folder has one:

@@ -107,6 +107,9 @@ func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error
 	if o.PruneSteps <= 0 {
 		o.PruneSteps = 1
 	}
+	if o.Recovery.PEFT != "" || o.Recovery.FreezeLayers != "" {
+		return nil, badInputf("compress: the recovery distillation trains every weight of the pruned model (peft %q, freeze_layers %q given)", o.Recovery.PEFT, o.Recovery.FreezeLayers)
+	}
 	man, src, err := CheckTrainedModel(ctx, o.Model, "--model", o.Data)
 	if err != nil {
 		return nil, err

@@ -212,6 +212,85 @@ func TestTrainDistillSmallSST2(t *testing.T) {
 	}
 
 	checkCompress(t, dir, po.Output, teacher)
+	checkLoRAStudent(t, dir, po.Output, teacher)
+}
+
+// checkLoRAStudent distils a 3-layer student whose trainable set is a LoRA
+// adapter (and head): the run publishes an adapter folder over the student
+// as cut from the teacher (exported once as the trial's base/), which
+// evaluate scores (beside its merged form, which must score the same) and
+// predict serves.
+func checkLoRAStudent(t *testing.T, dir, data string, teacher *TrainResult) {
+	t.Helper()
+	cfg := trainer.DefaultConfig()
+	cfg.Epochs, cfg.LR, cfg.BatchSize, cfg.Alpha, cfg.Temperature, cfg.LogEvery = 1, 1e-3, 8, 0.5, 2, 50
+	cfg.PEFT, cfg.LoRAR, cfg.LoRAAlpha, cfg.LoRATargets = model.TuneLoRA, 8, 16, "query,value,intermediate.dense"
+	res, err := RunDistill(context.Background(), DistillOptions{
+		Data: data, Teacher: teacher.ModelDir, StudentLayers: []int{0, 2, 4}, Output: filepath.Join(dir, "run-lora"),
+		Config: cfg, Device: "cpu", Threads: 2, InferBatch: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Student.Best
+	published := res.Student.ModelDir
+	if !model.IsAdapter(published) {
+		t.Fatalf("%s is not an adapter folder", published)
+	}
+	base, err := model.ReadAdapterBase(published)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(st.Output, trainer.BaseDir); base.Path != want {
+		t.Errorf("the adapter's base is %s, want the trial's %s", base.Path, want)
+	}
+	share := float64(st.TrainableParams) / float64(st.TotalParams)
+	t.Logf("LoRA student: dev accuracy %.4f (%.1f%% of the teacher's), %d of %d parameters trained (%.2f%%), %.0f s",
+		st.BestAccuracy, 100*st.BestAccuracy/teacher.Best.BestAccuracy, st.TrainableParams, st.TotalParams, 100*share, st.WallSeconds)
+	if share <= 0 || share > 0.05 {
+		t.Errorf("LoRA student trained %.2f%% of its parameters", 100*share)
+	}
+	if st.BestAccuracy/teacher.Best.BestAccuracy < 0.90 {
+		t.Errorf("LoRA student keeps %.1f%% of the teacher's accuracy, want >= 90%%", 100*st.BestAccuracy/teacher.Best.BestAccuracy)
+	}
+	merged := filepath.Join(dir, "lora-merged")
+	if err := trainer.MergeAdapter(context.Background(), published, "", merged); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := RunEvaluate(context.Background(), EvaluateOptions{
+		Data: data, Split: "validation", Output: filepath.Join(dir, "report-lora"),
+		Models: []NamedModel{{Name: "lora", Dir: published}, {Name: "merged", Dir: merged}},
+		Seed:   1, InferBatch: 64, Device: "cpu", Threads: 2, SpeedRuns: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, mr := ev.Report.Models[0], ev.Report.Models[1]
+	if lr.Adapter != "LoRA r=8" || lr.TrainableParams != st.TrainableParams || lr.SizeBytes <= 0 || lr.SizeBytes > 1<<20 {
+		t.Errorf("report of the adapter: %q, %d trained, %d bytes", lr.Adapter, lr.TrainableParams, lr.SizeBytes)
+	}
+	if mr.Adapter != "" || mr.Layers != 3 {
+		t.Errorf("report of the merged folder: adapter %q, %d layers", mr.Adapter, mr.Layers)
+	}
+	if math.Abs(lr.Metrics.Accuracy-st.BestAccuracy) > 1e-9 || math.Abs(mr.Metrics.Accuracy-lr.Metrics.Accuracy) > 1e-9 {
+		t.Errorf("accuracy: training %.6f, adapter %.6f, merged %.6f", st.BestAccuracy, lr.Metrics.Accuracy, mr.Metrics.Accuracy)
+	}
+	in := filepath.Join(dir, "to_score_lora.tsv")
+	if err := os.WriteFile(in, []byte("sentence\nan utterly charming film\na dull , lifeless mess\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := RunPredict(context.Background(), PredictOptions{Model: published, Inputs: []string{in},
+		Fields: dataset.Fields{Text: []string{"sentence"}}, Header: true, Format: "tsv", Output: filepath.Join(dir, "pred-lora"), Device: "cpu", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(pr.Files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 2 || !strings.Contains(string(out), `"label":"1"`) || !strings.Contains(string(out), `"label":"0"`) {
+		t.Errorf("the LoRA student should call one review positive and one negative:\n%s", out)
+	}
 }
 
 // checkCompress prunes the teacher to half its heads and FFN width in two

@@ -349,6 +349,65 @@ func TestModelFolderRule(t *testing.T) {
 		"evaluate", []string{pretrained}, "has no classification head")
 }
 
+// TestLoRAAdapterFolders: a train --peft=lora run publishes an adapter
+// folder that predict, evaluate and merge take; the driver refuses it once
+// its base's weights changed (naming the record and both digests' reason),
+// refuses a new adapter on top of it, and refuses LoRA settings without
+// --peft=lora and targets that name no layer, all before a pipeline starts.
+func TestLoRAAdapterFolders(t *testing.T) {
+	bin := buildBeamtune(t)
+	root := t.TempDir()
+	data := prepareSample(t, bin, root)
+	input := headTSV(t, filepath.Join(sampleDir, "sst2_dev.tsv"), root, 20)
+	base := copyDir(t, hfSaved, root, "base")
+	ok := func(args ...string) ran {
+		t.Helper()
+		r := runEnv(t, bin, nil, 5*time.Minute, args...)
+		if r.code != 0 {
+			t.Fatalf("beamtune %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		return r
+	}
+	ok("train", "--data="+data, "--init="+base, "--max_steps=2", "--batch_size=8", "--peft=lora", "--lora_targets=query,value,dense", "--output="+filepath.Join(root, "run"))
+	adapter := filepath.Join(root, "run", "teacher")
+	if !model.IsAdapter(adapter) {
+		t.Fatalf("%s is not an adapter folder", adapter)
+	}
+	ok("predict", "--model="+adapter, "--input="+input, "--text_field=sentence", "--output="+filepath.Join(root, "preds"))
+	ok("evaluate", "--data="+data, "--model=lora="+adapter, "--output="+filepath.Join(root, "report"))
+	ok("merge", "--adapter="+adapter, "--output="+filepath.Join(root, "merged"))
+	ok("predict", "--model="+filepath.Join(root, "merged"), "--input="+input, "--text_field=sentence", "--output="+filepath.Join(root, "preds-merged"))
+	a, err := os.ReadFile(filepath.Join(root, "preds", "predictions-00000-of-00001.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "preds-merged", "predictions-00000-of-00001.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Errorf("the adapter and its merged folder predict differently:\n%s\n%s", a, b)
+	}
+
+	checkRefused(t, run(t, bin, "train", "--data="+data, "--init="+adapter, "--peft=lora", "--output="+filepath.Join(root, "run2")),
+		"train", []string{adapter}, "is a LoRA adapter: merge it first")
+	checkRefused(t, run(t, bin, "train", "--data="+data, "--init="+base, "--lora_r=4", "--output="+filepath.Join(root, "run3")),
+		"train", nil, "need peft=lora")
+	checkRefused(t, run(t, bin, "train", "--data="+data, "--init="+base, "--peft=lora", "--lora_targets=qkv", "--output="+filepath.Join(root, "run4")),
+		"train", nil, `lora target "qkv" names no linear layer`)
+
+	// Another model where the base was: the adapter no longer applies.
+	other := copyDir(t, hfSaved, root, "other")
+	raw, err := os.ReadFile(filepath.Join(other, model.SafetensorsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 0x40 // one weight's last byte
+	writeFile(t, filepath.Join(base, model.SafetensorsFile), raw)
+	checkRefused(t, run(t, bin, "predict", "--model="+adapter, "--input="+input, "--text_field=sentence", "--output="+filepath.Join(root, "preds2")),
+		"predict", []string{filepath.Join(adapter, model.AdapterBaseFile)}, "not the same base model")
+}
+
 // TestWorkerFailureIsOneLine makes a trial fail on a worker (a learning
 // rate that sends the loss to NaN) and checks the last line is the DoFn's
 // own error, with the plan Beam prints kept for --verbose.
