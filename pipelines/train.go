@@ -88,8 +88,8 @@ var sweepable = map[string]func(*trainer.Config, string) error{
 		c.HiddenMSE, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"peft":          func(c *trainer.Config, v string) error { c.PEFT = v; return nil },
-	"lora_r":        func(c *trainer.Config, v string) (err error) { c.LoRAR, err = strconv.Atoi(v); return },
+	"peft":   func(c *trainer.Config, v string) error { c.PEFT = v; return nil },
+	"lora_r": func(c *trainer.Config, v string) (err error) { c.LoRAR, err = strconv.Atoi(v); return },
 	"lora_alpha": func(c *trainer.Config, v string) (err error) {
 		c.LoRAAlpha, err = strconv.ParseFloat(v, 64)
 		return
