@@ -292,9 +292,25 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		}
 	}
 	_, headSaved := replaced["classifier.weight"]
-	m, rep, err := Load(baseDir, LoadOptions{Labels: labels, HeadFromScratch: headSaved, Device: opts.Device})
-	if err != nil {
-		return nil, nil, err
+	var m *Bert
+	var rep *LoadReport
+	if opts.Base != nil {
+		if opts.Base.lora != nil || opts.Base.Quantized() || opts.Base.inputMap != nil {
+			return nil, nil, fmt.Errorf("%s: a shared base must be a plain float32 model", dir)
+		}
+		m, rep = opts.Base.shareBase(), &LoadReport{Format: "shared base"}
+		if labels != nil && !headSaved && len(labels) != m.Config.NumLabels() {
+			m.Free()
+			return nil, nil, fmt.Errorf("%s: the adapter has %d labels and no head, the base's head has %d", dir, len(labels), m.Config.NumLabels())
+		}
+		if labels != nil {
+			m.Config.SetLabels(labels)
+		}
+		opts.Unmerged = true // merging would write the shared weights
+	} else {
+		if m, rep, err = Load(baseDir, LoadOptions{Labels: labels, HeadFromScratch: headSaved, Device: opts.Device}); err != nil {
+			return nil, nil, err
+		}
 	}
 	if ref.ProblemType != "" {
 		m.Config.ProblemType = ref.ProblemType
@@ -313,9 +329,10 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", key, err))
 		}
-		if !slices.Equal(shape, Shape(p.T)) {
+		want, err := ParamShape(m.Config, name)
+		if err != nil || !slices.Equal(shape, want) {
 			drop(t)
-			return fail(fmt.Errorf("%s: shape %v, the base model's %s is %v", key, shape, name, Shape(p.T)))
+			return fail(fmt.Errorf("%s: shape %v, the model's %s is %v", key, shape, name, want))
 		}
 		if err := m.replaceParam(name, t); err != nil {
 			return fail(err)

@@ -363,3 +363,44 @@ func TestLoRATargetsMustMatch(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestAdaptersShareOneBase loads both PEFT adapters over one loaded base:
+// each gives PEFT's logits, unmerged, without copying the base's weights
+// (their tensors are the base's own), and freeing them leaves the base
+// whole and unchanged.
+func TestAdaptersShareOneBase(t *testing.T) {
+	ref, b := peftInputs(t)
+	base, _, err := Load(tinyBertDir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Free()
+	before := evalLogits(t, base, b)
+	var views []*Bert
+	for _, name := range []string{"peft-adapter", "peft-adapter-rslora"} {
+		m, _, err := Load(filepath.Join(peftDir, name), LoadOptions{BaseDir: tinyBertDir, Base: base})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		views = append(views, m)
+		want, _ := ref.floats("logits." + name)
+		if d := maxAbsDiff(evalLogits(t, m, b), want); d > parityTol {
+			t.Errorf("%s over the shared base: logits differ from PEFT's by %g", name, d)
+		}
+		if m.Param("bert.encoder.layer.0.attention.self.query.weight").T != base.Param("bert.encoder.layer.0.attention.self.query.weight").T {
+			t.Errorf("%s: the base weight was copied, not shared", name)
+		}
+		if m.Param("classifier.weight").T == base.Param("classifier.weight").T {
+			t.Errorf("%s: the adapter's head did not replace the base's", name)
+		}
+		if err := m.MergeLoRA(); err == nil {
+			t.Errorf("%s: merging into shared weights was allowed", name)
+		}
+	}
+	for _, v := range views {
+		v.Free()
+	}
+	if d := maxAbsDiff(evalLogits(t, base, b), before); d != 0 {
+		t.Errorf("the base's logits changed by %g after serving adapters", d)
+	}
+}

@@ -48,3 +48,58 @@ func BenchmarkInfer(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInferLoRA times serving a LoRA adapter (r=8 on query and value,
+// lora_B drawn at random so the update is real) over all-MiniLM-L6-v2 (or
+// BEAMTUNE_BENCH_MODEL): unmerged, as adapters over a shared base run
+// (two extra small matmuls per adapted layer), and merged into the weights.
+func BenchmarkInferLoRA(b *testing.B) {
+	dir := os.Getenv("BEAMTUNE_BENCH_MODEL")
+	if dir == "" {
+		dir = DefaultModelDir()
+	}
+	for _, merged := range []bool{false, true} {
+		name := "unmerged"
+		if merged {
+			name = "merged"
+		}
+		b.Run(name, func(b *testing.B) {
+			defer LockThread()()
+			SetThreads(benchThreads())
+			m, _, err := Load(dir, LoadOptions{})
+			if err != nil {
+				b.Skipf("model %s: %v", dir, err)
+			}
+			defer m.Free()
+			err = WithSeed(1, func() error {
+				if err := m.AddLoRA(LoRAConfig{R: 8, Alpha: 16, Targets: DefaultLoRATargets}); err != nil {
+					return err
+				}
+				return NoGrad(func() error {
+					for _, p := range m.AdapterParams() {
+						if err := p.T.Normal_(0, 0.02); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if merged {
+				if err := m.MergeLoRA(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var res SpeedResult
+			for i := 0; i < b.N; i++ {
+				if res, err = MeasureSpeed(m, 32, 32, 100); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(res.ExamplesPerSec, "examples/s")
+			b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")
+		})
+	}
+}

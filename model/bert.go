@@ -41,6 +41,9 @@ type Bert struct {
 	adapters []*Param
 	// frozen names the base weights Tune left out of the trainable set.
 	frozen map[string]bool
+	// shared names the weights that belong to another model (an adapter
+	// loaded over LoadOptions.Base): Free leaves them, and nothing writes them.
+	shared map[string]bool
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -251,10 +254,12 @@ func (m *Bert) Free() {
 	drop(m.inputMap)
 	m.inputMap = nil
 	for _, p := range m.params {
-		drop(p.T)
+		if !m.shared[p.Name] {
+			drop(p.T)
+		}
 		p.T = nil
 	}
-	m.params = nil
+	m.params, m.shared = nil, nil
 	m.byName = map[string]*Param{}
 }
 

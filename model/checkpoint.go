@@ -47,6 +47,11 @@ type LoadOptions struct {
 	// (to train it further); by default it is merged, the fastest form for
 	// inference.
 	Unmerged bool
+	// Base, for a LoRA adapter folder, is its base model already loaded
+	// (from BaseDir): the result shares Base's weights instead of loading
+	// them again and keeps the adapter unmerged, so that several adapters
+	// serve from one copy of the base. Base must outlive the result.
+	Base *Bert
 }
 
 // LoadReport says what loading did, in the terms HF's from_pretrained uses.
@@ -214,7 +219,11 @@ func (m *Bert) replaceParam(name string, t *ts.Tensor) error {
 		drop(t)
 		return fmt.Errorf("%s: requires_grad: %w", name, err)
 	}
-	drop(p.T)
+	if m.shared[name] {
+		delete(m.shared, name) // the base's tensor stays with the base
+	} else {
+		drop(p.T)
+	}
 	p.T = t
 	return nil
 }

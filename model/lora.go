@@ -212,6 +212,25 @@ func (m *Bert) addLoRA(prefix string, a, b *ts.Tensor, scale, dropout float64) e
 	return nil
 }
 
+// shareBase is a model over m's weights, without copying them: the result's
+// parameters are m's tensors, marked shared, so that replacing one (the
+// head) or freeing the result leaves m intact.
+func (m *Bert) shareBase() *Bert {
+	cfg := *m.Config
+	cfg.ID2Label = map[int]string{}
+	for k, v := range m.Config.ID2Label {
+		cfg.ID2Label[k] = v
+	}
+	v := &Bert{Config: &cfg, Device: m.Device, byName: map[string]*Param{}, shared: map[string]bool{}, inputMap: nil}
+	for _, p := range m.params {
+		q := &Param{Name: p.Name, T: p.T, Decay: p.Decay}
+		v.params = append(v.params, q)
+		v.byName[q.Name] = q
+		v.shared[q.Name] = true
+	}
+	return v
+}
+
 // LoRA is the model's adapter configuration, nil without one.
 func (m *Bert) LoRA() *LoRAConfig { return m.loraCfg }
 
@@ -225,6 +244,9 @@ func (m *Bert) AdapterParams() []*Param { return m.adapters }
 func (m *Bert) MergeLoRA() error {
 	if m.lora == nil {
 		return nil
+	}
+	if len(m.shared) > 0 {
+		return fmt.Errorf("merge lora: the base weights are shared with another model (LoadOptions.Base)")
 	}
 	err := NoGrad(func() error {
 		for _, prefix := range LinearLayers(m.Config) {

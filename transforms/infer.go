@@ -44,6 +44,7 @@ type inferModel struct {
 
 	mu         sync.Mutex // one forward at a time per loaded model
 	m          *model.Bert
+	baseKey    string    // the shared base a LoRA adapter runs over ("": none)
 	task       string    // the model's problem type
 	thresholds []float64 // multi-label: per label; nil otherwise
 }
@@ -56,11 +57,33 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return err
 	}
 	model.SetThreads(im.Threads)
-	m, dir, cleanup, err := trainer.LoadModel(ctx, im.ModelDir, model.LoadOptions{Device: dev})
+	dir, base, cleanup, err := trainer.FetchModel(ctx, im.ModelDir)
 	if err != nil {
 		return fmt.Errorf("inference model: %w", err)
 	}
 	defer cleanup()
+	opts := model.LoadOptions{Device: dev, BaseDir: base}
+	if base != "" && (im.Quantize == "" || im.Quantize == model.QuantizeNone) {
+		// A LoRA adapter in float32 runs over the process's one copy of
+		// its base; int8 needs the update merged into its own weights.
+		ref, err := model.ReadAdapterBase(dir)
+		if err != nil {
+			return fmt.Errorf("inference model: %w", err)
+		}
+		key := dev.Name + "|" + ref.Path + "|" + ref.SHA256
+		if opts.Base, err = sharedBases.acquire(key, func() (*model.Bert, error) {
+			m, _, err := model.Load(base, model.LoadOptions{Device: dev})
+			return m, err
+		}); err != nil {
+			return fmt.Errorf("inference model: base of %s: %w", im.ModelDir, err)
+		}
+		im.baseKey = key
+	}
+	m, _, err := model.Load(dir, opts)
+	if err != nil {
+		im.releaseBase()
+		return fmt.Errorf("inference model: %w", err)
+	}
 	im.m, im.task = m, m.Config.Task()
 	if err := prepareInference(m, dir, im.ModelDir, im.Quantize, im.DataTokenizerSHA256); err != nil {
 		m.Free()
@@ -112,6 +135,65 @@ func (im *inferModel) teardown() {
 	if im.m != nil {
 		im.m.Free()
 		im.m = nil
+	}
+	im.releaseBase()
+}
+
+func (im *inferModel) releaseBase() {
+	if im.baseKey != "" {
+		sharedBases.release(im.baseKey)
+		im.baseKey = ""
+	}
+}
+
+// sharedBases holds the base models of the LoRA adapters this worker
+// process serves: each is loaded once, by the first DoFn instance that
+// needs it, shared by every adapter over it (all DoFn instances, models and
+// bundles; forward passes only read it) and freed when the last one tears
+// down. The adapters stay unmerged: merging per batch would write weights
+// that other adapters read at the same time, and the unmerged update costs
+// little (BENCHMARKS.md, "Parameter-efficient fine-tuning").
+var sharedBases = &baseCache{bases: map[string]*cachedBase{}}
+
+type baseCache struct {
+	mu    sync.Mutex
+	bases map[string]*cachedBase
+	loads int // base models loaded so far (tests)
+}
+
+type cachedBase struct {
+	m    *model.Bert
+	refs int
+}
+
+// acquire returns the base under key, loading it with load the first time.
+func (c *baseCache) acquire(key string, load func() (*model.Bert, error)) (*model.Bert, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b := c.bases[key]; b != nil {
+		b.refs++
+		return b.m, nil
+	}
+	m, err := load()
+	if err != nil {
+		return nil, err
+	}
+	c.loads++
+	c.bases[key] = &cachedBase{m: m, refs: 1}
+	return m, nil
+}
+
+// release drops one user of the base under key, freeing it after the last.
+func (c *baseCache) release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.bases[key]
+	if b == nil {
+		return
+	}
+	if b.refs--; b.refs == 0 {
+		b.m.Free()
+		delete(c.bases, key)
 	}
 }
 
