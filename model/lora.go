@@ -284,8 +284,10 @@ func (m *Bert) dropLoRA() {
 
 // loraDelta is (α/r)·B·A·dropout(x) for the layer's update.
 func (l *loraLinear) delta(s *scope, x *ts.Tensor, train bool) *ts.Tensor {
-	h := s.matmul(s.dropout(x, l.dropout, train), s.transpose(l.a.T, 0, 1))
-	return s.mulScalar(s.matmul(h, s.transpose(l.b.T, 0, 1)), l.scale)
+	// The scale multiplies the rank-r intermediate, not the layer-wide
+	// output: the same product, out/r times fewer multiplications.
+	h := s.mulScalar(s.matmul(s.dropout(x, l.dropout, train), s.transpose(l.a.T, 0, 1)), l.scale)
+	return s.matmul(h, s.transpose(l.b.T, 0, 1))
 }
 
 // Tune sets which weights train: it adds the LoRA adapter (TuneLoRA) and
