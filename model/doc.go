@@ -21,6 +21,10 @@
 // linear layers: weights quantized in Go exactly as PyTorch's observers do,
 // packed and multiplied by libtorch's fbgemm kernels through a small shim
 // that scripts/setup.sh adds to gotch's libtch, scripts/gotch/int8_linear.cpp),
+// lora.go (parameter-efficient fine-tuning: LoRA updates on chosen linear
+// layers, BitFit and frozen layers through Tune and Trainable, merging),
+// adapter.go (LoRA adapter folders in PEFT's layout, written and read, over
+// a base whose weights digest is checked, merged or sharing a loaded base),
 // loss.go (cross-entropy, the distillation losses), optim.go and adamw.c
 // (AdamW, fused on CPU, the linear schedule, clipping), torch.go (tensors in
 // and out, threads, seeds, grad mode), speed.go (inference timing), paths.go

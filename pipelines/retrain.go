@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -238,6 +239,16 @@ func (c RetrainConfig) validate() error {
 	if _, err := c.leaseTTL(); err != nil {
 		return err
 	}
+	// Fine-tuning settings, as far as they can be checked without the model
+	// (layer numbers are checked against it when the stage starts).
+	for stage, tc := range map[string]trainer.Config{"train": c.Train.Config, "distill": c.Distill.Config} {
+		if _, err := tc.Tuning(math.MaxInt32); err != nil {
+			return fmt.Errorf("%s: %w", stage, err)
+		}
+	}
+	if c.Compress.PEFT != "" || c.Compress.FreezeLayers != "" {
+		return errors.New("compress: the recovery distillation trains every weight of the pruned model: no peft or freeze_layers")
+	}
 	for _, sw := range []map[string][]string{c.Train.Sweep, c.Distill.Sweep} {
 		for k := range sw {
 			if _, ok := sweepable[k]; !ok {
@@ -382,7 +393,7 @@ func hashOf(parts ...any) (string, error) {
 // config and weights, without reading the weights.
 func modelFingerprint(ctx context.Context, dir string) (string, error) {
 	var parts []string
-	for _, name := range []string{model.ConfigFile, model.SafetensorsFile, model.PytorchFile, model.TokenizerFile} {
+	for _, name := range []string{model.ConfigFile, model.SafetensorsFile, model.PytorchFile, model.TokenizerFile, model.AdapterConfigFile, model.AdapterWeightsFile} {
 		st, err := storage.Stat(ctx, storage.Join(dir, name))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

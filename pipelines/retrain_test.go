@@ -39,6 +39,10 @@ prepare: {train: [a.tsv], text_fields: [sentence], label_field: label}
 		{"both student sources", good + "distill: {student_layers: [0], student_init: x}\n", "not both"},
 		{"bad sweep", good + "train: {sweep: {dropout: [0.1]}}\n", "dropout cannot be swept"},
 		{"empty", "", "name \"\""},
+		{"unknown fine-tuning method", good + "train: {peft: lorra}\n", `train: peft "lorra"`},
+		{"lora settings without lora", good + "distill: {student_layers: [0], lora_r: 4}\n", "distill: lora_r, lora_alpha, lora_dropout and lora_targets need peft=lora"},
+		{"bad freeze_layers", good + "train: {freeze_layers: top}\n", `"top" is not embeddings`},
+		{"peft in compress", good + "compress: {head_keep: 0.5, peft: lora}\n", "compress: the recovery distillation trains every weight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseRetrainConfig("retrain.yaml", []byte(tc.yaml))
@@ -57,6 +61,14 @@ prepare: {train: [a.tsv], text_fields: [sentence], label_field: label}
 	}
 	if c.Train.LR != 1e-4 || c.Distill.Alpha != 0.5 || len(c.Distill.StudentLayers) != 3 || c.Train.WarmupRatio != 0.1 {
 		t.Errorf("example config read as %+v", c)
+	}
+	// Fine-tuning keys are read into each stage's recipe.
+	lora, err := ParseRetrainConfig("retrain.yaml", []byte(good+"train: {peft: lora, lora_r: 16, lora_alpha: 32, lora_targets: \"query,value,dense\"}\ndistill: {student_layers: [0, 2], peft: bitfit, freeze_layers: embeddings}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, d := lora.Train.Config, lora.Distill.Config; tr.PEFT != "lora" || tr.LoRAR != 16 || tr.LoRAAlpha != 32 || tr.LoRATargets != "query,value,dense" || d.PEFT != "bitfit" || d.FreezeLayers != "embeddings" {
+		t.Errorf("fine-tuning keys read as train %+v, distill %+v", tr, d)
 	}
 }
 

@@ -14,7 +14,11 @@
 // shards; hidden.go is the hidden-state distillation loss; importance.go
 // scores heads and FFN neurons for structured pruning (RowsImportance, summed
 // across shards with Importance.Merge) and plans each pruning round
-// (PlanPrune).
+// (PlanPrune); peft.go resolves a run's fine-tuning method (Config.Tuning),
+// loads model folders that may be LoRA adapters (FetchModel, LoadModel: the
+// adapter and its base, local or gs://) and merges adapters (MergeAdapter).
+// A LoRA trial exports adapter folders and checkpoints only its trainable
+// set; frozen weights are rebuilt from Init on resume.
 //
 // The trainer knows nothing of Beam: a Progress receives its steps and log
 // entries, and transforms.TrainFn turns them into Beam metrics. Torch work

@@ -17,8 +17,12 @@ import (
 // (r 8, lora_alpha 8, query and value).
 func (c Config) Tuning(layers int) (model.Tuning, error) {
 	t := model.Tuning{Method: c.PEFT}
-	if t.Method == "none" {
+	switch t.Method {
+	case "none":
 		t.Method = model.TuneFull
+	case model.TuneFull, model.TuneLoRA, model.TuneBitFit:
+	default:
+		return t, fmt.Errorf("peft %q: want lora, bitfit or none", c.PEFT)
 	}
 	if t.Method == model.TuneLoRA {
 		t.LoRA = model.LoRAConfig{R: c.LoRAR, Alpha: c.LoRAAlpha, Dropout: c.LoRADropout, Targets: splitList(c.LoRATargets)}
