@@ -13,14 +13,7 @@ import (
 // tokens (default 32), BEAMTUNE_THREADS threads (default 2).
 // bench/int8.sh runs it between the Python peers (bench/int8_peers.py).
 func BenchmarkInfer(b *testing.B) {
-	dir := os.Getenv("BEAMTUNE_BENCH_MODEL")
-	if dir == "" {
-		dir = DefaultModelDir()
-	}
-	seq := 32
-	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
-		seq = n
-	}
+	dir, seq := benchModel()
 	for _, mode := range []string{QuantizeNone, QuantizeInt8} {
 		b.Run(mode, func(b *testing.B) {
 			defer LockThread()()
@@ -54,10 +47,7 @@ func BenchmarkInfer(b *testing.B) {
 // BEAMTUNE_BENCH_MODEL): unmerged, as adapters over a shared base run
 // (two extra small matmuls per adapted layer), and merged into the weights.
 func BenchmarkInferLoRA(b *testing.B) {
-	dir := os.Getenv("BEAMTUNE_BENCH_MODEL")
-	if dir == "" {
-		dir = DefaultModelDir()
-	}
+	dir, seq := benchModel()
 	for _, merged := range []bool{false, true} {
 		name := "unmerged"
 		if merged {
@@ -94,7 +84,7 @@ func BenchmarkInferLoRA(b *testing.B) {
 			}
 			var res SpeedResult
 			for i := 0; i < b.N; i++ {
-				if res, err = MeasureSpeed(m, 32, 32, 100); err != nil {
+				if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -102,4 +92,18 @@ func BenchmarkInferLoRA(b *testing.B) {
 			b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")
 		})
 	}
+}
+
+// benchModel is the inference benchmarks' model folder
+// (BEAMTUNE_BENCH_MODEL, default the pretrained all-MiniLM-L6-v2) and
+// sequence length (BEAMTUNE_BENCH_SEQ, default 32).
+func benchModel() (dir string, seq int) {
+	dir, seq = os.Getenv("BEAMTUNE_BENCH_MODEL"), 32
+	if dir == "" {
+		dir = DefaultModelDir()
+	}
+	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
+		seq = n
+	}
+	return dir, seq
 }

@@ -251,10 +251,7 @@ func BenchmarkTrainStepPhases(b *testing.B) {
 // LoRA r=8 on query and value, BitFit, and the lower half frozen; the
 // optimizer holds the trainable set only, as the trainer's does.
 func BenchmarkTrainStepTuning(b *testing.B) {
-	seq := 32
-	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
-		seq = n
-	}
+	_, seq := benchModel()
 	for _, tc := range []struct {
 		name string
 		t    Tuning

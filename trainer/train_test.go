@@ -104,6 +104,25 @@ func finalWeights(t *testing.T, dir string) map[string][]float32 {
 	return out
 }
 
+// sameWeights fails unless got holds want's tensors, bit for bit.
+func sameWeights(t *testing.T, want, got map[string][]float32) {
+	t.Helper()
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("%d tensors resumed, %d uninterrupted", len(got), len(want))
+	}
+	for name, w := range want {
+		g := got[name]
+		if len(g) != len(w) {
+			t.Fatalf("%s: %d values resumed, %d uninterrupted", name, len(g), len(w))
+		}
+		for i := range w {
+			if g[i] != w[i] {
+				t.Fatalf("%s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
+			}
+		}
+	}
+}
+
 // TestTrainChild is the process the resume test kills; it only runs when asked.
 func TestTrainChild(t *testing.T) {
 	spec := os.Getenv("BEAMTUNE_TRAIN_CHILD")
@@ -179,15 +198,8 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	if !resumed.Resumed || resumed.Steps != res.Steps {
 		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
 	}
-	want, got := finalWeights(t, filepath.Join(ref.Output, "final")), finalWeights(t, filepath.Join(job.Output, "final"))
-	for name, w := range want {
-		g := got[name]
-		for i := range w {
-			if g[i] != w[i] {
-				t.Fatalf("%s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
-			}
-		}
-	}
+	want := finalWeights(t, filepath.Join(ref.Output, "final"))
+	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
 	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
 }
 
@@ -264,18 +276,8 @@ func TestTrainLoRAResumeAfterSIGKILL(t *testing.T) {
 	if !resumed.Resumed || resumed.Steps != res.Steps {
 		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
 	}
-	want, got := finalWeights(t, res.FinalDir), finalWeights(t, resumed.FinalDir)
-	if len(want) == 0 || len(got) != len(want) {
-		t.Fatalf("adapter tensors: %d resumed, %d uninterrupted", len(got), len(want))
-	}
-	for name, w := range want {
-		g := got[name]
-		for i := range w {
-			if g[i] != w[i] {
-				t.Fatalf("%s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
-			}
-		}
-	}
+	want := finalWeights(t, res.FinalDir)
+	sameWeights(t, want, finalWeights(t, resumed.FinalDir))
 	t.Logf("LoRA: %d of %d parameters trained; killed after step 10, resumed, matched all %d adapter tensors bit for bit; best accuracy %.3f",
 		res.TrainableParams, res.TotalParams, len(want), res.BestAccuracy)
 }

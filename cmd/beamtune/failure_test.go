@@ -305,14 +305,7 @@ func TestModelFolderRule(t *testing.T) {
 	root := t.TempDir()
 	data := prepareSample(t, bin, root)
 	input := headTSV(t, filepath.Join(sampleDir, "sst2_dev.tsv"), root, 20)
-	ok := func(args ...string) ran {
-		t.Helper()
-		r := runEnv(t, bin, nil, 5*time.Minute, args...)
-		if r.code != 0 {
-			t.Fatalf("beamtune %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
-		}
-		return r
-	}
+	ok := func(args ...string) ran { t.Helper(); return mustRun(t, bin, args...) }
 	// save_pretrained's folder: train from it, predict and evaluate with it.
 	ok("train", "--data="+data, "--init="+hfSaved, "--max_steps=2", "--batch_size=8", "--output="+filepath.Join(root, "run"))
 	ok("predict", "--model="+hfSaved, "--input="+input, "--text_field=sentence", "--output="+filepath.Join(root, "preds"))
@@ -349,6 +342,16 @@ func TestModelFolderRule(t *testing.T) {
 		"evaluate", []string{pretrained}, "has no classification head")
 }
 
+// mustRun runs beamtune with args and fails the test unless it exits 0.
+func mustRun(t *testing.T, bin string, args ...string) ran {
+	t.Helper()
+	r := runEnv(t, bin, nil, 5*time.Minute, args...)
+	if r.code != 0 {
+		t.Fatalf("beamtune %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r
+}
+
 // TestLoRAAdapterFolders: a train --peft=lora run publishes an adapter
 // folder that predict, evaluate and merge take; the driver refuses it once
 // its base's weights changed (naming the record and both digests' reason),
@@ -360,14 +363,7 @@ func TestLoRAAdapterFolders(t *testing.T) {
 	data := prepareSample(t, bin, root)
 	input := headTSV(t, filepath.Join(sampleDir, "sst2_dev.tsv"), root, 20)
 	base := copyDir(t, hfSaved, root, "base")
-	ok := func(args ...string) ran {
-		t.Helper()
-		r := runEnv(t, bin, nil, 5*time.Minute, args...)
-		if r.code != 0 {
-			t.Fatalf("beamtune %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
-		}
-		return r
-	}
+	ok := func(args ...string) ran { t.Helper(); return mustRun(t, bin, args...) }
 	ok("train", "--data="+data, "--init="+base, "--max_steps=2", "--batch_size=8", "--peft=lora", "--lora_targets=query,value,dense", "--output="+filepath.Join(root, "run"))
 	adapter := filepath.Join(root, "run", "teacher")
 	if !model.IsAdapter(adapter) {
