@@ -1102,3 +1102,24 @@ func TestReportFormatting(t *testing.T) {
 		t.Errorf("ids %v", ids)
 	}
 }
+
+// TestReportShowsAdapters: a LoRA adapter's row names it and its trained
+// share of the parameters, in Markdown and in HTML; a plain model's row
+// shows its count alone.
+func TestReportShowsAdapters(t *testing.T) {
+	r := fixtureBinary()
+	r.Models[1].Adapter, r.Models[1].TrainableParams = "LoRA r=8", 74_498
+	md := string(RenderMarkdown(r))
+	text := textOf(parseHTML(t, RenderHTML(r)))
+	for _, want := range []string{"LoRA r=8", human(r.Models[1].Params) + " (74.5k trained)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+		if !strings.Contains(text, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	if strings.Count(md, "trained)") != 1 {
+		t.Errorf("the plain model's row shows a trained share too:\n%s", md)
+	}
+}
