@@ -34,12 +34,12 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '{"engine": "beamtune", "method": "%s", "round": %d, "steps": %d, "train_examples_per_s": %s, "peak_rss_mb": %d}\n' \
       "$name" "$round" "$SPEED_STEPS" "$eps" "$(( $(tail -1 "$out.time") / 1024 ))"
   done
-  /usr/bin/time -f "%M" -o "$ROOT/peer-$round.time" "$PY" bench/hf_trainer.py --model="${BEAMTUNE_MODEL:-$HOME/.cache/beamtune/models/all-MiniLM-L6-v2}" \
+  peer=$(/usr/bin/time -f "%M" -o "$ROOT/peer-$round.time" "$PY" bench/hf_trainer.py --model="${BEAMTUNE_MODEL:-$HOME/.cache/beamtune/models/all-MiniLM-L6-v2}" \
     --train="$SHARED/sst2/train.tsv" --dev="$SHARED/sst2/dev.tsv" --format=sst2 --lr=5e-4 --batch_size=32 \
     --max_steps="$SPEED_STEPS" --eval_every=100000 --threads="$THREADS" --output="$ROOT/peer-out" \
-    --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value 2> "$ROOT/peer-$round.log" | tail -1 |
-    python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps({'engine': 'peft+hf-trainer', 'method': 'lora', 'round': int(sys.argv[1]), 'steps': d['steps'], 'train_examples_per_s': round(d['train_examples_per_s'], 1), 'peak_rss_mb': int(sys.argv[2]) // 1024}))" \
-      "$round" "$(tail -1 "$ROOT/peer-$round.time")"
+    --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value 2> "$ROOT/peer-$round.log" | tail -1)
+  echo "$peer" | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps({'engine': 'peft+hf-trainer', 'method': 'lora', 'round': int(sys.argv[1]), 'steps': d['steps'], 'train_examples_per_s': round(d['train_examples_per_s'], 1), 'peak_rss_mb': int(sys.argv[2]) // 1024}))" \
+    "$round" "$(tail -1 "$ROOT/peer-$round.time")"
 done
 go test ./model/ -run '^$' -bench '^BenchmarkInferLoRA$' -benchtime=1x -count=1 2>/dev/null | grep '^BenchmarkInferLoRA/' |
   awk '{ for (i = 1; i <= NF; i++) { if ($i == "examples/s") eps = $(i-1); if ($i == "p50_ms") p50 = $(i-1) }
