@@ -2,9 +2,10 @@
 # Training speed and peak memory of the fine-tuning methods (issue #17), side
 # by side in one run with nothing else on the machine: ROUNDS interleaved
 # rounds of SPEED_STEPS optimizer steps (batch 32, SST-2, all-MiniLM-L6-v2,
-# no evaluation until the end) for full fine-tuning, LoRA r=8
-# (query,value), BitFit and the frozen lower half, then PEFT + HF Trainer
-# with the same LoRA recipe. examples/s is beamtune's last train log line
+# no evaluation until the end) for full fine-tuning, LoRA r=8 on
+# query,value (PEFT's default) and on query,value,intermediate.dense (the
+# accuracy recipe), BitFit and the frozen lower half, then PEFT + HF Trainer
+# with the same two LoRA recipes. examples/s is beamtune's last train log line
 # (training only) and the peer's train_examples_per_s (evaluations
 # excluded); peak RSS is GNU time's maximum resident set of the process.
 # Then BenchmarkInferLoRA: serving an adapter unmerged (over a shared base)
@@ -23,7 +24,8 @@ PY=$(scripts/pyenv.sh)
 COMMON=(--data="$DATA" --threads="$THREADS" --device=cpu --batch_size=32 --warmup_ratio=0.1 --weight_decay=0.01
   --seed=1 --max_steps="$SPEED_STEPS" --eval_every=0 --checkpoint_every=0 --log_every=50 --resume=false)
 for round in $(seq 1 "$ROUNDS"); do
-  for row in "full --lr=1e-4" "lora --lr=5e-4 --peft=lora --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value" \
+  for row in "full --lr=1e-4" "lora --lr=2e-3 --peft=lora --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value" \
+             "lora-ffn --lr=2e-3 --peft=lora --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value,intermediate.dense" \
              "bitfit --lr=1e-3 --peft=bitfit" "frozen --lr=1e-4 --freeze_layers=embeddings,0-2"; do
     set -- $row
     name=$1; shift
@@ -34,12 +36,14 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '{"engine": "beamtune", "method": "%s", "round": %d, "steps": %d, "train_examples_per_s": %s, "peak_rss_mb": %d}\n' \
       "$name" "$round" "$SPEED_STEPS" "$eps" "$(( $(tail -1 "$out.time") / 1024 ))"
   done
-  peer=$(/usr/bin/time -f "%M" -o "$ROOT/peer-$round.time" "$PY" bench/hf_trainer.py --model="${BEAMTUNE_MODEL:-$HOME/.cache/beamtune/models/all-MiniLM-L6-v2}" \
-    --train="$SHARED/sst2/train.tsv" --dev="$SHARED/sst2/dev.tsv" --format=sst2 --lr=5e-4 --batch_size=32 \
-    --max_steps="$SPEED_STEPS" --eval_every=100000 --threads="$THREADS" --output="$ROOT/peer-out" \
-    --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets=query,value 2> "$ROOT/peer-$round.log" | tail -1)
-  echo "$peer" | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps({'engine': 'peft+hf-trainer', 'method': 'lora', 'round': int(sys.argv[1]), 'steps': d['steps'], 'train_examples_per_s': round(d['train_examples_per_s'], 1), 'peak_rss_mb': int(sys.argv[2]) // 1024}))" \
-    "$round" "$(tail -1 "$ROOT/peer-$round.time")"
+  for targets in query,value query,value,intermediate.dense; do
+    peer=$(/usr/bin/time -f "%M" -o "$ROOT/peer-$round.time" "$PY" bench/hf_trainer.py --model="${BEAMTUNE_MODEL:-$HOME/.cache/beamtune/models/all-MiniLM-L6-v2}" \
+      --train="$SHARED/sst2/train.tsv" --dev="$SHARED/sst2/dev.tsv" --format=sst2 --lr=2e-3 --batch_size=32 \
+      --max_steps="$SPEED_STEPS" --eval_every=100000 --threads="$THREADS" --output="$ROOT/peer-out" \
+      --lora_r=8 --lora_alpha=16 --lora_dropout=0.1 --lora_targets="$targets" 2> "$ROOT/peer-$round.log" | tail -1)
+    echo "$peer" | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps({'engine': 'peft+hf-trainer', 'method': sys.argv[3], 'round': int(sys.argv[1]), 'steps': d['steps'], 'train_examples_per_s': round(d['train_examples_per_s'], 1), 'peak_rss_mb': int(sys.argv[2]) // 1024}))" \
+      "$round" "$(tail -1 "$ROOT/peer-$round.time")" "$([ "$targets" = query,value ] && echo lora || echo lora-ffn)"
+  done
 done
 go test ./model/ -run '^$' -bench '^BenchmarkInferLoRA$' -benchtime=1x -count=1 2>/dev/null | grep '^BenchmarkInferLoRA/' |
   awk '{ for (i = 1; i <= NF; i++) { if ($i == "examples/s") eps = $(i-1); if ($i == "p50_ms") p50 = $(i-1) }
