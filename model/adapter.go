@@ -67,6 +67,10 @@ type AdapterBase struct {
 	ProblemType string         `json:"problem_type"`
 }
 
+// Labels are the adapter's head's label names in id order (nil when the
+// record has none, as for an adapter PEFT wrote).
+func (b AdapterBase) Labels() []string { return labelNames(b.ID2Label) }
+
 // IsAdapter reports whether dir holds a LoRA adapter rather than a model.
 func IsAdapter(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, AdapterConfigFile))
@@ -291,6 +295,12 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 			}
 		}
 	}
+	if opts.HeadFromScratch {
+		// A new task's head: the adapter's own is not used.
+		delete(replaced, "classifier.weight")
+		delete(replaced, "classifier.bias")
+		labels, ref.ProblemType = opts.Labels, ""
+	}
 	_, headSaved := replaced["classifier.weight"]
 	var m *Bert
 	var rep *LoadReport
@@ -308,7 +318,7 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		}
 		opts.Unmerged = true // merging would write the shared weights
 	} else {
-		if m, rep, err = Load(baseDir, LoadOptions{Labels: labels, HeadFromScratch: headSaved, Device: opts.Device}); err != nil {
+		if m, rep, err = Load(baseDir, LoadOptions{Labels: labels, HeadFromScratch: headSaved || opts.HeadFromScratch, Device: opts.Device}); err != nil {
 			return nil, nil, err
 		}
 	}

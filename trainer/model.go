@@ -28,18 +28,27 @@ func buildModel(ctx context.Context, job Job, labels []string, task string, dev 
 	if lora && baseDir != "" && len(job.StudentLayers) == 0 {
 		return nil, base, fmt.Errorf("%s is a LoRA adapter: merge it first (beamtune merge) to train a new adapter on it", job.Init)
 	}
-	cfgDir := dir
-	if baseDir != "" {
-		cfgDir = baseDir // an adapter's labels are the base's, replaced with its head
-	}
-	cfg, err := model.LoadConfig(cfgDir)
-	if err != nil {
-		return nil, base, err
+	// What the starting head predicts: the folder's config, or an adapter's
+	// record of its own head.
+	var headLabels []string
+	var headTask string
+	if baseDir == "" {
+		cfg, err := model.LoadConfig(dir)
+		if err != nil {
+			return nil, base, err
+		}
+		headLabels, headTask = cfg.Labels(), cfg.Task()
+	} else {
+		ref, err := model.ReadAdapterBase(dir)
+		if err != nil {
+			return nil, base, err
+		}
+		headLabels, headTask = ref.Labels(), ref.ProblemType
 	}
 	opts := model.LoadOptions{Labels: labels, Device: dev, BaseDir: baseDir}
 	// A head trained for other labels, or for another kind of task, cannot
 	// be reused.
-	if strings.Join(cfg.Labels(), "\x00") != strings.Join(labels, "\x00") || cfg.Task() != task {
+	if strings.Join(headLabels, "\x00") != strings.Join(labels, "\x00") || headTask != task {
 		opts.HeadFromScratch = true
 	}
 	var m *model.Bert

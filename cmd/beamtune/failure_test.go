@@ -385,6 +385,8 @@ func TestLoRAAdapterFolders(t *testing.T) {
 		t.Errorf("the adapter and its merged folder predict differently:\n%s\n%s", a, b)
 	}
 
+	// Full fine-tuning may start from an adapter (merged at load, its head kept for the same labels).
+	ok("train", "--data="+data, "--init="+adapter, "--max_steps=1", "--batch_size=8", "--output="+filepath.Join(root, "run-from-adapter"))
 	checkRefused(t, run(t, bin, "train", "--data="+data, "--init="+adapter, "--peft=lora", "--output="+filepath.Join(root, "run2")),
 		"train", []string{adapter}, "is a LoRA adapter: merge it first")
 	checkRefused(t, run(t, bin, "train", "--data="+data, "--init="+base, "--lora_r=4", "--output="+filepath.Join(root, "run3")),
