@@ -170,6 +170,22 @@ func killAfterCheckpoint(t *testing.T, job Job, step int64) {
 	}
 }
 
+// killAndResume kills job's run after its step-10 checkpoint, resumes it
+// to the end and checks it resumed and ran as many steps as the
+// uninterrupted run ref.
+func killAndResume(t *testing.T, job Job, ref TrialResult) TrialResult {
+	t.Helper()
+	killAfterCheckpoint(t, job, 10)
+	resumed, err := Train(context.Background(), job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.Resumed || resumed.Steps != ref.Steps {
+		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
+	}
+	return resumed
+}
+
 // TestTrainResumeAfterSIGKILL: a run killed with SIGKILL mid-epoch and
 // resumed ends with the same weights, bit for bit, as an uninterrupted run.
 func TestTrainResumeAfterSIGKILL(t *testing.T) {
@@ -190,14 +206,7 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	}
 
 	job := tinyJob(data, filepath.Join(dir, "killed"))
-	killAfterCheckpoint(t, job, 10)
-	resumed, err := Train(context.Background(), job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resumed.Resumed || resumed.Steps != res.Steps {
-		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
-	}
+	killAndResume(t, job, res)
 	want := finalWeights(t, filepath.Join(ref.Output, "final"))
 	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
 	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
@@ -267,15 +276,7 @@ func TestTrainLoRAResumeAfterSIGKILL(t *testing.T) {
 		t.Errorf("the LoRA model did not learn the rule: best validation accuracy %.3f", res.BestAccuracy)
 	}
 
-	job := lora(filepath.Join(dir, "killed"))
-	killAfterCheckpoint(t, job, 10)
-	resumed, err := Train(context.Background(), job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resumed.Resumed || resumed.Steps != res.Steps {
-		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
-	}
+	resumed := killAndResume(t, lora(filepath.Join(dir, "killed")), res)
 	want := finalWeights(t, res.FinalDir)
 	sameWeights(t, want, finalWeights(t, resumed.FinalDir))
 	t.Logf("LoRA: %d of %d parameters trained; killed after step 10, resumed, matched all %d adapter tensors bit for bit; best accuracy %.3f",
