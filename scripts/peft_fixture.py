@@ -67,6 +67,7 @@ def make(out):
         with torch.no_grad():
             ref["logits." + name] = model(**x).logits.contiguous()
         model.save_pretrained(os.path.join(out, name))
+        os.remove(os.path.join(out, name, "README.md"))  # PEFT's model-card template; not part of the format
     save_file(ref, os.path.join(out, "peft_ref.safetensors"))
     print(f"peft {peft.__version__}: wrote {out}")
 
