@@ -81,19 +81,31 @@ func IsAdapter(dir string) bool {
 // adapter_base.json's record, or (for an adapter PEFT wrote) PEFT's
 // base_model_name_or_path with no digest.
 func ReadAdapterBase(dir string) (AdapterBase, error) {
-	data, err := os.ReadFile(filepath.Join(dir, AdapterBaseFile))
-	if err == nil {
-		return ParseAdapterBase(data, filepath.Join(dir, AdapterBaseFile))
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return AdapterBase{}, err
-	}
 	ac, err := readAdapterConfig(dir)
 	if err != nil {
 		return AdapterBase{}, err
 	}
+	path := filepath.Join(dir, AdapterBaseFile)
+	record, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		record, err = nil, nil
+	}
+	if err != nil {
+		return AdapterBase{}, err
+	}
+	return AdapterBaseOf(ac, record, path)
+}
+
+// AdapterBaseOf is the base an adapter applies to, from its config and the
+// content of its adapter_base.json at recordPath (nil when the folder has
+// none: then PEFT's base_model_name_or_path, with no digest).
+func AdapterBaseOf(ac *AdapterConfig, record []byte, recordPath string) (AdapterBase, error) {
+	if record != nil {
+		return ParseAdapterBase(record, recordPath)
+	}
 	if ac.BaseModelNameOrPath == "" {
-		return AdapterBase{}, fmt.Errorf("%s: base_model_name_or_path is empty and there is no %s: name the base model folder", filepath.Join(dir, AdapterConfigFile), AdapterBaseFile)
+		configPath := strings.TrimSuffix(recordPath, AdapterBaseFile) + AdapterConfigFile
+		return AdapterBase{}, fmt.Errorf("%s: base_model_name_or_path is empty and there is no %s: name the base model folder", configPath, AdapterBaseFile)
 	}
 	return AdapterBase{Path: ac.BaseModelNameOrPath}, nil
 }
@@ -154,15 +166,24 @@ func WeightsDigest(dir string) (file, digest string, err error) {
 		if err != nil {
 			return "", "", err
 		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
+		digest, err := Digest(f)
 		f.Close()
 		if err != nil {
 			return "", "", fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
 		}
-		return name, hex.EncodeToString(h.Sum(nil)), nil
+		return name, digest, nil
 	}
 	return "", "", fmt.Errorf("%s: no %s or %s", dir, SafetensorsFile, PytorchFile)
+}
+
+// Digest is the hex sha256 of what r holds, as adapter_base.json records
+// a base's weights.
+func Digest(r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ExportAdapter writes the model's LoRA adapter as a PEFT folder:
@@ -348,7 +369,7 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 			return fail(err)
 		}
 	}
-	cfg := LoRAConfig{Alpha: ac.LoraAlpha, Dropout: ac.LoraDropout, RSLoRA: ac.UseRSLoRA}
+	cfg := LoRAConfig{R: ac.R, Alpha: ac.LoraAlpha, Dropout: ac.LoraDropout, RSLoRA: ac.UseRSLoRA}
 	m.lora, m.loraCfg = map[string]*loraLinear{}, &cfg
 	for _, prefix := range LinearLayers(m.Config) {
 		ka, okA := loraA[prefix]
@@ -375,12 +396,11 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 			drop(a, b)
 			return fail(fmt.Errorf("%s: lora_A %v and lora_B %v do not fit r=%d and the layer's weight %v", prefix, sa, sb, ac.R, ws))
 		}
-		if err := m.addLoRA(prefix, a, b, cfg.withR(ac.R).Scale(), ac.LoraDropout); err != nil {
+		if err := m.addLoRA(prefix, a, b, cfg.Scale(), ac.LoraDropout); err != nil {
 			return fail(err)
 		}
 		cfg.Targets = append(cfg.Targets, prefix)
 	}
-	cfg.R = ac.R
 	for prefix := range loraA {
 		return fail(fmt.Errorf("lora weights for %s, which is not a linear layer of this model", prefix))
 	}
@@ -398,8 +418,6 @@ func loadAdapter(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 	}
 	return m, rep, nil
 }
-
-func (c LoRAConfig) withR(r int) LoRAConfig { c.R = r; return c }
 
 // labelNames lists id2label's names in id order, nil when it is empty or
 // has gaps.

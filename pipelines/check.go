@@ -3,9 +3,7 @@ package pipelines
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -162,19 +160,17 @@ func checkAdapterDir(ctx context.Context, dir string, use ModelUse) (*model.Conf
 	if err != nil {
 		return nil, err
 	}
-	base := model.AdapterBase{Path: ac.BaseModelNameOrPath}
 	basePath := storage.Join(dir, model.AdapterBaseFile)
-	data, err = storage.ReadFileLimit(ctx, basePath, maxConfigBytes)
-	switch {
-	case err == nil:
-		if base, err = model.ParseAdapterBase(data, basePath); err != nil {
-			return nil, err
-		}
-	case !errors.Is(err, fs.ErrNotExist):
+	record, err := storage.ReadFileLimit(ctx, basePath, maxConfigBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		record, err = nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	if base.Path == "" {
-		return nil, fmt.Errorf("%s: base_model_name_or_path is empty and there is no %s: no base model to apply the adapter to", acPath, model.AdapterBaseFile)
+	base, err := model.AdapterBaseOf(ac, record, basePath)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := checkModelDir(ctx, base.Path, ModelUse{})
 	if err != nil {
@@ -233,11 +229,11 @@ func checkBaseDigest(ctx context.Context, dir string, base model.AdapterBase) er
 		return fmt.Errorf("%s: its base model: %w", dir, err)
 	}
 	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
+	got, err := model.Digest(r)
+	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != base.SHA256 {
+	if got != base.SHA256 {
 		return fmt.Errorf("%s: the adapter was trained on %s with sha256 %s, which now has sha256 %s: not the same base model",
 			storage.Join(dir, model.AdapterBaseFile), path, base.SHA256, got)
 	}

@@ -337,7 +337,7 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 			}
 		}
 	}
-	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir)
+	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir, "")
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 // before adaptation, exported to OUTPUT/base.
 func buildModel(ctx context.Context, job Job, labels []string, task string, dev model.Device) (*model.Bert, model.AdapterBase, error) {
 	var base model.AdapterBase
-	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init)
+	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init, "")
 	if err != nil {
 		return nil, base, err
 	}
@@ -111,20 +111,27 @@ func loraBase(ctx context.Context, job Job, m *model.Bert, initLocal string) (mo
 // exportModel writes a HF folder through storage, with the extra files:
 // locally in place, or to a local temporary folder then uploaded for gs://.
 func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, extra map[string][]byte) error {
+	return exportThrough(ctx, dir, tokenizerDir, func(local, tokLocal string) error { return m.Export(local, tokLocal, extra) })
+}
+
+// exportThrough has write make a folder locally, with the tokenizer files
+// of tokenizerDir (local or gs://) fetched to tokLocal: in place for a
+// local dir, or in a temporary folder then uploaded for gs://.
+func exportThrough(ctx context.Context, dir, tokenizerDir string, write func(local, tokLocal string) error) error {
 	tokLocal, cleanupTok, err := storage.LocalDir(ctx, tokenizerDir)
 	if err != nil {
 		return err
 	}
 	defer cleanupTok()
 	if !storage.IsGCS(dir) {
-		return m.Export(dir, tokLocal, extra)
+		return write(dir, tokLocal)
 	}
 	tmp, err := os.MkdirTemp("", "beamtune-export-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := m.Export(filepath.Join(tmp, "model"), tokLocal, extra); err != nil {
+	if err := write(filepath.Join(tmp, "model"), tokLocal); err != nil {
 		return err
 	}
 	return storage.UploadDir(ctx, filepath.Join(tmp, "model"), dir)
@@ -133,23 +140,7 @@ func exportModel(ctx context.Context, m *model.Bert, dir, tokenizerDir string, e
 // exportAdapter writes m's LoRA adapter as a PEFT folder at dir (local or
 // gs://) over base, with the tokenizer files of tokenizerDir.
 func exportAdapter(ctx context.Context, m *model.Bert, dir, tokenizerDir string, base model.AdapterBase, extra map[string][]byte) error {
-	tokLocal, cleanupTok, err := storage.LocalDir(ctx, tokenizerDir)
-	if err != nil {
-		return err
-	}
-	defer cleanupTok()
-	if !storage.IsGCS(dir) {
-		return m.ExportAdapter(dir, tokLocal, base, extra)
-	}
-	tmp, err := os.MkdirTemp("", "beamtune-export-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	if err := m.ExportAdapter(filepath.Join(tmp, "adapter"), tokLocal, base, extra); err != nil {
-		return err
-	}
-	return storage.UploadDir(ctx, filepath.Join(tmp, "adapter"), dir)
+	return exportThrough(ctx, dir, tokenizerDir, func(local, tokLocal string) error { return m.ExportAdapter(local, tokLocal, base, extra) })
 }
 
 // ExportModel writes m as a HF folder at dir (local or gs://) with the

@@ -54,10 +54,10 @@ func splitList(s string) []string {
 }
 
 // FetchModel makes the model folder at path (local or gs://) readable
-// here, with the base model when it is a LoRA adapter folder: load it with
-// model.Load(local, model.LoadOptions{BaseDir: base}). cleanup removes
-// what was copied.
-func FetchModel(ctx context.Context, path string) (local, base string, cleanup func(), err error) {
+// here, with the base model when it is a LoRA adapter folder: base when
+// set, else the one the adapter names. Load it with model.Load(local,
+// model.LoadOptions{BaseDir: baseLocal}). cleanup removes what was copied.
+func FetchModel(ctx context.Context, path, base string) (local, baseLocal string, cleanup func(), err error) {
 	local, cleanLocal, err := storage.LocalDir(ctx, path)
 	if err != nil {
 		return "", "", nil, err
@@ -65,17 +65,20 @@ func FetchModel(ctx context.Context, path string) (local, base string, cleanup f
 	if !model.IsAdapter(local) {
 		return local, "", cleanLocal, nil
 	}
-	ref, err := model.ReadAdapterBase(local)
-	if err != nil {
-		cleanLocal()
-		return "", "", nil, err
+	if base == "" {
+		ref, err := model.ReadAdapterBase(local)
+		if err != nil {
+			cleanLocal()
+			return "", "", nil, err
+		}
+		base = ref.Path
 	}
-	base, cleanBase, err := storage.LocalDir(ctx, ref.Path)
+	baseLocal, cleanBase, err := storage.LocalDir(ctx, base)
 	if err != nil {
 		cleanLocal()
 		return "", "", nil, fmt.Errorf("%s: the adapter's base model: %w", path, err)
 	}
-	return local, base, func() { cleanBase(); cleanLocal() }, nil
+	return local, baseLocal, func() { cleanBase(); cleanLocal() }, nil
 }
 
 // LoadModel loads the model folder at path (local or gs://; a LoRA adapter
@@ -83,7 +86,7 @@ func FetchModel(ctx context.Context, path string) (local, base string, cleanup f
 // for the files beside the weights (thresholds, vocabulary map) until
 // cleanup.
 func LoadModel(ctx context.Context, path string, opts model.LoadOptions) (m *model.Bert, local string, cleanup func(), err error) {
-	local, base, cleanup, err := FetchModel(ctx, path)
+	local, base, cleanup, err := FetchModel(ctx, path, "")
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -120,7 +123,7 @@ func adapterBase(path, local string) (model.AdapterBase, error) {
 // multi-label model's thresholds. base, when set, replaces the base model
 // folder the adapter names.
 func MergeAdapter(ctx context.Context, adapter, base, out string) error {
-	local, baseLocal, cleanup, err := FetchModel(ctx, adapter)
+	local, baseLocal, cleanup, err := FetchModel(ctx, adapter, base)
 	if err != nil {
 		return err
 	}
@@ -129,14 +132,6 @@ func MergeAdapter(ctx context.Context, adapter, base, out string) error {
 		return fmt.Errorf("%s is not a LoRA adapter folder (no %s)", adapter, model.AdapterConfigFile)
 	}
 	tokenizerDir := adapter
-	if base != "" {
-		b, cleanupBase, err := storage.LocalDir(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer cleanupBase()
-		baseLocal = b
-	}
 	if _, err := os.Stat(filepath.Join(local, model.TokenizerFile)); err != nil {
 		tokenizerDir = baseLocal
 	}

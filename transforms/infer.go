@@ -57,7 +57,7 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return err
 	}
 	model.SetThreads(im.Threads)
-	dir, base, cleanup, err := trainer.FetchModel(ctx, im.ModelDir)
+	dir, base, cleanup, err := trainer.FetchModel(ctx, im.ModelDir, "")
 	if err != nil {
 		return fmt.Errorf("inference model: %w", err)
 	}
