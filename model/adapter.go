@@ -192,6 +192,9 @@ func Digest(r io.Reader) (string, error) {
 // names), adapter_base.json (base), the tokenizer files of tokenizerDir and
 // the extra files. The folder appears whole or not at all.
 func (m *Bert) ExportAdapter(dir, tokenizerDir string, base AdapterBase, extra map[string][]byte) error {
+	if len(m.heads) > 0 {
+		return fmt.Errorf("export %s: LoRA adapters of multi-task models are not supported", dir)
+	}
 	c := m.loraCfg
 	if c == nil {
 		return fmt.Errorf("export adapter: the model has no LoRA adapter")

@@ -42,8 +42,12 @@ type Bert struct {
 	// frozen names the base weights Tune left out of the trainable set.
 	frozen map[string]bool
 	// shared names the weights that belong to another model (an adapter
-	// loaded over LoadOptions.Base): Free leaves them, and nothing writes them.
+	// loaded over LoadOptions.Base, or a TaskModel's): Free leaves them,
+	// and nothing writes them.
 	shared map[string]bool
+	// heads, for a multi-task model (SetHeads), are its task heads, which
+	// replace the classifier; nil for a single-task model.
+	heads []TaskHead
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -56,6 +60,9 @@ type Batch struct {
 // Output is what Forward returns. The caller frees it with Free.
 type Output struct {
 	Logits *ts.Tensor // [batch, num_labels]
+	// TaskLogits, from ForwardTasks, are the logits of each task asked, in
+	// order; TaskLogits[0] is Logits.
+	TaskLogits []*ts.Tensor
 	// Hidden holds the embeddings output and each layer's output
 	// ([batch, seq, hidden] each) when asked for, as HF's hidden_states.
 	Hidden []*ts.Tensor
@@ -67,8 +74,11 @@ func (o *Output) Free() {
 		return
 	}
 	drop(o.Logits)
+	if len(o.TaskLogits) > 1 {
+		drop(o.TaskLogits[1:]...)
+	}
 	drop(o.Hidden...)
-	o.Logits, o.Hidden = nil, nil
+	o.Logits, o.TaskLogits, o.Hidden = nil, nil, nil
 }
 
 // ParamNames lists the HF names of every parameter for cfg, in the order
@@ -259,7 +269,7 @@ func (m *Bert) Free() {
 		}
 		p.T = nil
 	}
-	m.params, m.shared = nil, nil
+	m.params, m.shared, m.heads = nil, nil, nil
 	m.byName = map[string]*Param{}
 }
 
@@ -284,8 +294,15 @@ func (m *Bert) linear(s *scope, prefix string, x *ts.Tensor, train bool) *ts.Ten
 
 // Forward runs the encoder and head. train enables dropout. hidden asks for
 // every layer's output (for hidden-state distillation and parity checks).
-// The caller frees the result.
+// The caller frees the result. A multi-task model runs through
+// ForwardTasks, which names the heads.
 func (m *Bert) Forward(b Batch, train, hidden bool) (*Output, error) {
+	return m.ForwardTasks(b, nil, train, hidden)
+}
+
+// forward runs the encoder, then the pooler and the heads of tasks (none:
+// the classifier).
+func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, error) {
 	cfg := m.Config
 	shape := Shape(b.InputIDs)
 	if len(shape) != 2 {
@@ -334,7 +351,7 @@ func (m *Bert) Forward(b Batch, train, hidden bool) (*Output, error) {
 			out.Hidden = append(out.Hidden, h)
 		}
 	}
-	logits, err := m.head(h, train)
+	logits, err := m.forwardHeads(h, tasks, train)
 	if !hidden {
 		drop(h)
 	}
@@ -342,7 +359,10 @@ func (m *Bert) Forward(b Batch, train, hidden bool) (*Output, error) {
 		out.Free()
 		return nil, err
 	}
-	out.Logits = logits
+	out.Logits = logits[0]
+	if len(tasks) > 0 {
+		out.TaskLogits = logits
+	}
 	return out, nil
 }
 
@@ -417,18 +437,4 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 		return nil, s.err
 	}
 	return s.keep(o), nil
-}
-
-// head: pooler (dense + tanh on the first token) then dropout and the classifier.
-func (m *Bert) head(h *ts.Tensor, train bool) (*ts.Tensor, error) {
-	var s scope
-	defer s.release()
-	first := s.selectIdx(h, 1, 0)
-	pooled := s.tanh(m.linear(&s, "bert.pooler.dense", first, train))
-	pooled = s.dropout(pooled, m.Config.ClassifierDropoutProb(), train)
-	logits := s.linear(pooled, m.w("classifier.weight"), m.w("classifier.bias"))
-	if !s.ok() {
-		return nil, fmt.Errorf("head: %w", s.err)
-	}
-	return s.keep(logits), nil
 }

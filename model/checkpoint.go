@@ -123,6 +123,16 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if IsMultiTask(dir) {
+		heads, err := ReadTasks(dir)
+		if err == nil {
+			err = m.SetHeads(heads)
+		}
+		if err != nil {
+			m.Free()
+			return nil, nil, err
+		}
+	}
 	found := map[string]string{} // model name -> checkpoint key
 	for _, key := range weights.names() {
 		name, renamed := canonicalName(key, m.byName)
@@ -132,7 +142,7 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 				rep.Unused = append(rep.Unused, key)
 			}
 			continue
-		case opts.HeadFromScratch && strings.HasPrefix(name, "classifier."):
+		case opts.HeadFromScratch && isHead(name):
 			rep.Unused = append(rep.Unused, key)
 			continue
 		}
@@ -152,7 +162,7 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 	}
 	var notHead []string
 	for _, n := range rep.NewlyInitialized {
-		if !strings.HasPrefix(n, "classifier.") {
+		if !isHead(n) {
 			notHead = append(notHead, n)
 		}
 	}
@@ -167,7 +177,7 @@ func Load(dir string, opts LoadOptions) (*Bert, *LoadReport, error) {
 		if !ok {
 			continue
 		}
-		want, _ := ParamShape(cfg, name)
+		want := Shape(p.T) // as NewBert and SetHeads built it
 		t, got, err := weights.tensor(key, opts.Device)
 		if err != nil {
 			m.Free()
@@ -339,18 +349,29 @@ func tensorOfFloat32(vals []float32, shape []int64, dev Device) (*ts.Tensor, err
 // Export writes a HF-compatible folder: config.json (BertForSequenceClassification
 // with id2label/label2id), model.safetensors (float32) and the tokenizer files
 // found in tokenizerDir, and the extra files (name → content, e.g.
-// ThresholdsFile). The folder appears whole or not at all: it is written
-// beside dir and renamed into place.
+// ThresholdsFile). A multi-task model writes its bundle instead (see
+// multitask.go); an extra file's name may then be tasks/<task>/NAME. The
+// folder appears whole or not at all: it is written beside dir and renamed
+// into place.
 func (m *Bert) Export(dir, tokenizerDir string, extra map[string][]byte) error {
 	if m.lora != nil {
 		return fmt.Errorf("export %s: the model has an unmerged LoRA adapter: merge it (MergeLoRA) or export the adapter (ExportAdapter)", dir)
 	}
+	write := m.writeFolder
+	if len(m.heads) > 0 {
+		write = m.writeBundle
+	}
 	return writeFolderAtomically(dir, func(tmp string) error {
-		if err := m.writeFolder(tmp, tokenizerDir); err != nil {
+		if err := write(tmp, tokenizerDir); err != nil {
 			return err
 		}
 		for name, data := range extra {
-			if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			// A bundle's task folders take their own files (tasks/<task>/NAME).
+			path := filepath.Join(tmp, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
 				return err
 			}
 		}

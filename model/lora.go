@@ -327,7 +327,7 @@ func (m *Bert) Tune(t Tuning) error {
 
 // trains says whether the named base weight is in t's trainable set.
 func trains(name string, t Tuning) bool {
-	if strings.HasPrefix(name, "classifier.") {
+	if isHead(name) {
 		return true
 	}
 	if t.Method == TuneLoRA {

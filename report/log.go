@@ -29,5 +29,8 @@ type LogEntry struct {
 	Metric      float64 `json:"metric,omitempty"`
 	MetricName  string  `json:"metric_name,omitempty"`
 	ExamplesSec float64 `json:"examples_per_s,omitempty"`
-	Time        string  `json:"time"`
+	// Task names the task of a multi-task run's per-task eval entry; its
+	// entry without a task holds the tasks' mean (MetricName MetricMean).
+	Task string `json:"task,omitempty"`
+	Time string `json:"time"`
 }

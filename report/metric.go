@@ -19,6 +19,9 @@ const (
 	MetricSamplesF1 = "samples_f1" // multi-label: F1 per example, averaged
 	MetricPearson   = "pearson"    // regression
 	MetricSpearman  = "spearman"   // regression
+	// MetricMean is a multi-task model's score: the mean of its tasks'
+	// metrics (GLUE's average). It is not a metric of any one task.
+	MetricMean = "mean"
 )
 
 // MetricsOf lists the metrics that can select a task's best checkpoint, the

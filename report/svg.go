@@ -125,7 +125,9 @@ func lossChart(b *strings.Builder, id string, m ModelReport) {
 	}
 	var train, eval []chartPoint
 	for _, e := range m.TrainingLog {
-		if !finite(e.Loss) {
+		// A multi-task run's per-task entries are its report's task rows;
+		// the chart follows the run's own (mean) validation loss.
+		if !finite(e.Loss) || e.Task != "" {
 			continue
 		}
 		p := chartPoint{float64(e.Step), e.Loss}
@@ -237,12 +239,12 @@ func lossChart(b *strings.Builder, id string, m ModelReport) {
 	// the entries' own metric (macro-F1, Pearson, ...) when they name one.
 	bestAcc, bestStep, haveAcc, name := 0.0, int64(0), false, ""
 	for _, e := range m.TrainingLog {
-		if e.Kind == LogEval && e.MetricName != "" && finite(e.Metric) && (name == "" || e.Metric > bestAcc) {
+		if e.Kind == LogEval && e.Task == "" && e.MetricName != "" && finite(e.Metric) && (name == "" || e.Metric > bestAcc) {
 			bestAcc, bestStep, haveAcc, name = e.Metric, e.Step, true, e.MetricName
 		}
 	}
 	for _, e := range m.TrainingLog {
-		if name == "" && e.Kind == LogEval && finite(e.Accuracy) && (!haveAcc || e.Accuracy > bestAcc) {
+		if name == "" && e.Kind == LogEval && e.Task == "" && finite(e.Accuracy) && (!haveAcc || e.Accuracy > bestAcc) {
 			bestAcc, bestStep, haveAcc = e.Accuracy, e.Step, e.Accuracy > 0
 		}
 	}

@@ -25,7 +25,8 @@ type trainState struct {
 	BestAccuracy float64           `json:"best_accuracy"` // accuracy at BestStep (single-label; subset accuracy for multi-label)
 	BestLoss     float64           `json:"best_loss"`
 	BestStep     int64             `json:"best_step"`
-	BadEvals     int               `json:"bad_evals"` // evaluations since the last improvement
+	BadEvals     int               `json:"bad_evals"`            // evaluations since the last improvement
+	BestTasks    []TaskBest        `json:"best_tasks,omitempty"` // multi-task: each task's scores at BestStep
 	Log          []report.LogEntry `json:"log"`
 	Config       Config            `json:"config"`
 	// RNG: libtorch's generator is reseeded before every micro-batch with

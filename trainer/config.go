@@ -50,6 +50,11 @@ type Config struct {
 	LoRADropout  float64 `json:"lora_dropout,omitempty" yaml:"lora_dropout"`
 	LoRATargets  string  `json:"lora_targets,omitempty" yaml:"lora_targets"`
 	FreezeLayers string  `json:"freeze_layers,omitempty" yaml:"freeze_layers"`
+
+	// TaskSampling picks each batch's task in multi-task training:
+	// proportional (default), uniform, temperature:τ or round_robin (see
+	// dataset.ParseTaskSampling).
+	TaskSampling string `json:"task_sampling,omitempty" yaml:"task_sampling"`
 }
 
 // DefaultConfig is a BERT fine-tuning recipe that works for the
@@ -65,7 +70,10 @@ type Job struct {
 	Trial  string `json:"trial"` // e.g. "lr=2e-05,seed=1"
 	Config Config `json:"config"`
 	Data   string `json:"data"` // prepared dataset folder (train and validation splits)
-	Init   string `json:"init"` // model folder to start from
+	// Tasks, for multi-task training, replace Data: one prepared dataset
+	// per task, and one head per task on a shared encoder.
+	Tasks []TaskSpec `json:"tasks,omitempty"`
+	Init  string     `json:"init"` // model folder to start from
 	// StudentLayers, when set, makes a student of Init keeping these layers.
 	StudentLayers []int  `json:"student_layers,omitempty"`
 	Output        string `json:"output"` // this trial's folder
@@ -95,4 +103,7 @@ type TrialResult struct {
 	// in full fine-tuning; the adapter and head with LoRA).
 	TrainableParams int64 `json:"trainable_params,omitempty"`
 	TotalParams     int64 `json:"total_params,omitempty"`
+	// Tasks, for a multi-task trial, are each task's scores at BestStep;
+	// BestMetric is then their mean (Metric report.MetricMean).
+	Tasks []TaskBest `json:"tasks,omitempty"`
 }

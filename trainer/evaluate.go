@@ -6,12 +6,15 @@ import (
 
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/sugarme/gotch/ts"
 )
 
 // EvalResult is a model's logits on a set of rows (ScoreTask turns them
 // into the task's loss and metrics).
 type EvalResult struct {
-	Logits [][]float32 // per row, in row order
+	Logits [][]float32 // per row, in row order (EvaluateTasks: the first task's)
+	// TaskLogits, from EvaluateTasks, holds per task asked its logits per row.
+	TaskLogits [][][]float32
 	// Hidden holds per row the [CLS] vectors of the hidden states asked of
 	// EvaluateHidden, concatenated in the order asked; nil otherwise.
 	Hidden [][]float32
@@ -20,18 +23,33 @@ type EvalResult struct {
 // Evaluate runs the model without dropout or autograd over rows, in batches
 // of consecutive rows (they are length-sorted, so padding stays small).
 func Evaluate(m *model.Bert, rows *dataset.Rows, batchSize int) (EvalResult, error) {
-	return EvaluateHidden(m, rows, batchSize, nil)
+	return evaluate(m, rows, batchSize, nil, nil)
 }
 
 // EvaluateHidden is Evaluate that also keeps the [CLS] vectors of the given
 // hidden states (0: embeddings, k: layer k's output), for distillation.
 func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []int) (EvalResult, error) {
+	return evaluate(m, rows, batchSize, layers, nil)
+}
+
+// EvaluateTasks is Evaluate for the named heads of a multi-task model (none:
+// a single-task model's classifier), every head on one encoder pass per batch.
+func EvaluateTasks(m *model.Bert, rows *dataset.Rows, batchSize int, tasks []string) (EvalResult, error) {
+	return evaluate(m, rows, batchSize, nil, tasks)
+}
+
+func evaluate(m *model.Bert, rows *dataset.Rows, batchSize int, layers []int, tasks []string) (EvalResult, error) {
 	for _, l := range layers {
 		if l < 0 || l > m.Config.NumHiddenLayers {
 			return EvalResult{}, fmt.Errorf("hidden state %d: the model has 0..%d", l, m.Config.NumHiddenLayers)
 		}
 	}
-	res := EvalResult{Logits: make([][]float32, rows.Len())}
+	heads := max(len(tasks), 1)
+	res := EvalResult{TaskLogits: make([][][]float32, heads)}
+	for k := range res.TaskLogits {
+		res.TaskLogits[k] = make([][]float32, rows.Len())
+	}
+	res.Logits = res.TaskLogits[0]
 	if len(layers) > 0 {
 		res.Hidden = make([][]float32, rows.Len())
 	}
@@ -45,7 +63,7 @@ func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []i
 			if err != nil {
 				return err
 			}
-			out, err := m.Forward(b, false, len(layers) > 0)
+			out, err := m.ForwardTasks(b, tasks, false, len(layers) > 0)
 			freeBatch(b, teacher)
 			if err != nil {
 				return err
@@ -61,15 +79,22 @@ func EvaluateHidden(m *model.Bert, rows *dataset.Rows, batchSize int, layers []i
 					res.Hidden[i] = append(res.Hidden[i], cls[j*w:(j+1)*w]...)
 				}
 			}
-			vals, err := model.Float32s(out.Logits)
+			logits := out.TaskLogits
+			if len(tasks) == 0 {
+				logits = []*ts.Tensor{out.Logits}
+			}
+			for k, l := range logits {
+				vals, err := model.Float32s(l)
+				if err != nil {
+					out.Free()
+					return err
+				}
+				n := len(vals) / len(idx)
+				for j, i := range idx {
+					res.TaskLogits[k][i] = vals[j*n : (j+1)*n]
+				}
+			}
 			out.Free()
-			if err != nil {
-				return err
-			}
-			k := len(vals) / len(idx)
-			for j, i := range idx {
-				res.Logits[i] = vals[j*k : (j+1)*k]
-			}
 		}
 		return nil
 	})

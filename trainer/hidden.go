@@ -101,11 +101,18 @@ type hiddenLoss struct {
 
 // projectionName is a projection's name in checkpoints. The exported student
 // folder never holds it: it only serves the training loss.
-func projectionName(j int) string { return fmt.Sprintf("distill.hidden_projection.%d.weight", j) }
+// A multi-task student has projections per task (each task's teacher may
+// have its own width).
+func projectionName(task string, j int) string {
+	if task == "" {
+		return fmt.Sprintf("distill.hidden_projection.%d.weight", j)
+	}
+	return fmt.Sprintf("distill.%s.hidden_projection.%d.weight", task, j)
+}
 
 // newHiddenLoss checks the configuration against the dataset and the
 // student, and makes the projections (seeded, so a run is reproducible).
-func newHiddenLoss(cfg Config, man *dataset.Manifest, rows *dataset.Rows, m *model.Bert) (*hiddenLoss, error) {
+func newHiddenLoss(cfg Config, man *dataset.Manifest, rows *dataset.Rows, m *model.Bert, task string) (*hiddenLoss, error) {
 	if cfg.HiddenMSE <= 0 {
 		return nil, nil
 	}
@@ -136,7 +143,7 @@ func newHiddenLoss(cfg Config, man *dataset.Manifest, rows *dataset.Rows, m *mod
 	}
 	err = model.WithSeed(cfg.Seed, func() error {
 		for j := range pairs {
-			p, err := model.NewProjection(projectionName(j), h.teacherWidth, m.Config.HiddenSize, m.Device)
+			p, err := model.NewProjection(projectionName(task, j), h.teacherWidth, m.Config.HiddenSize, m.Device)
 			if err != nil {
 				return err
 			}

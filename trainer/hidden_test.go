@@ -224,7 +224,7 @@ func TestDistillHiddenStates(t *testing.T) {
 		t.Fatalf("no checkpoint in %s: %v", ref.Output, err)
 	}
 	ckWeights := finalWeights(t, ck)
-	pw, ok := ckWeights[projectionName(0)]
+	pw, ok := ckWeights[projectionName("", 0)]
 	if !ok || len(pw) != 32*16 {
 		t.Fatalf("checkpoint %s lacks the 32x16 projection (%d values)", ck, len(pw))
 	}
@@ -255,7 +255,7 @@ func TestDistillHiddenStates(t *testing.T) {
 			t.Fatalf("%s differs after a kill and resume", name)
 		}
 	}
-	if last := finalWeights(t, mustLatest(t, killed.Output)); !reflect.DeepEqual(last[projectionName(0)], pw) {
+	if last := finalWeights(t, mustLatest(t, killed.Output)); !reflect.DeepEqual(last[projectionName("", 0)], pw) {
 		t.Errorf("the resumed run's projection differs from the uninterrupted run's")
 	}
 

@@ -6,18 +6,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 )
 
-// buildModel loads the starting model: Init with the dataset's labels, cut
-// down to StudentLayers when a student is asked for, with the trainable set
-// the configuration's tuning method leaves. For LoRA it also returns the
-// record of the base model the adapter applies to: Init, or the student
-// before adaptation, exported to OUTPUT/base.
-func buildModel(ctx context.Context, job Job, labels []string, task string, dev model.Device) (*model.Bert, model.AdapterBase, error) {
+// buildModel loads the starting model: Init with the dataset's labels (a
+// multi-task run: with a head per task), cut down to StudentLayers when a
+// student is asked for, with the trainable set the configuration's tuning
+// method leaves. For LoRA it also returns the record of the base model the
+// adapter applies to: Init, or the student before adaptation, exported to
+// OUTPUT/base.
+func buildModel(ctx context.Context, job Job, tasks []*trialTask, dev model.Device) (*model.Bert, model.AdapterBase, error) {
 	var base model.AdapterBase
 	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init, "")
 	if err != nil {
@@ -28,6 +30,11 @@ func buildModel(ctx context.Context, job Job, labels []string, task string, dev 
 	if lora && baseDir != "" && len(job.StudentLayers) == 0 {
 		return nil, base, fmt.Errorf("%s is a LoRA adapter: merge it first (beamtune merge) to train a new adapter on it", job.Init)
 	}
+	if len(tasks) > 1 || model.IsMultiTask(dir) {
+		m, err := buildMultiTask(job, dir, baseDir, tasks, dev)
+		return m, base, err
+	}
+	labels, task := tasks[0].labels, tasks[0].kind
 	// What the starting head predicts: the folder's config, or an adapter's
 	// record of its own head.
 	var headLabels []string
@@ -87,6 +94,68 @@ func buildModel(ctx context.Context, job Job, labels []string, task string, dev 
 		return nil, base, err
 	}
 	return m, base, nil
+}
+
+// buildMultiTask loads Init as the shared encoder of a multi-task model
+// and gives it a head per task: Init's own when Init is a bundle with
+// exactly these heads (training it further), else fresh seeded ones.
+func buildMultiTask(job Job, dir, baseDir string, tasks []*trialTask, dev model.Device) (*model.Bert, error) {
+	if len(tasks) == 1 {
+		return nil, fmt.Errorf("%s is a multi-task bundle: train one of its tasks from its folder %s/%s/<task>", job.Init, job.Init, model.TasksDir)
+	}
+	if baseDir != "" {
+		return nil, fmt.Errorf("%s is a LoRA adapter: merge it first (beamtune merge) to start a multi-task model from it", job.Init)
+	}
+	if job.Config.PEFT == model.TuneLoRA {
+		return nil, fmt.Errorf("peft=lora: LoRA adapters of multi-task models are not supported yet (use bitfit or freeze_layers)")
+	}
+	heads := make([]model.TaskHead, len(tasks))
+	for i, tt := range tasks {
+		heads[i] = tt.head()
+	}
+	keep := false
+	if model.IsMultiTask(dir) {
+		have, err := model.ReadTasks(dir)
+		if err != nil {
+			return nil, err
+		}
+		keep = slices.EqualFunc(have, heads, func(a, b model.TaskHead) bool {
+			return a.Name == b.Name && a.ProblemType == b.ProblemType && slices.Equal(a.Labels, b.Labels)
+		})
+		if len(job.StudentLayers) > 0 {
+			return nil, fmt.Errorf("%s is a multi-task bundle: cut a student from a single-task model (a teacher's folder, or %s/<task>)", job.Init, model.TasksDir)
+		}
+	}
+	m, rep, err := model.Load(dir, model.LoadOptions{Device: dev, HeadFromScratch: !keep})
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("train: " + rep.String())
+	if len(job.StudentLayers) > 0 {
+		s, err := model.NewStudent(m, job.StudentLayers)
+		m.Free()
+		if err != nil {
+			return nil, err
+		}
+		slog.Info("train: student built", "layers", job.StudentLayers, "params", s.NumParams())
+		m = s
+	}
+	if !keep {
+		if err := model.WithSeed(job.Config.Seed, func() error { return m.SetHeads(heads) }); err != nil {
+			m.Free()
+			return nil, err
+		}
+		slog.Info("train: multi-task model", "tasks", m.TaskNames())
+	}
+	tuning, err := job.Config.Tuning(m.Config.NumHiddenLayers)
+	if err == nil {
+		err = m.Tune(tuning)
+	}
+	if err != nil {
+		m.Free()
+		return nil, err
+	}
+	return m, nil
 }
 
 // loraBase is the base a LoRA run's adapters point at: Init itself, or for

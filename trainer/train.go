@@ -48,21 +48,16 @@ type trial struct {
 	cfg      Config
 	progress Progress
 
-	dev          model.Device
-	task         string // the dataset's kind: loss, targets and metrics
-	metric       string // the validation metric that picks the best checkpoint
-	numLabels    int
-	labels       []string   // class names, for a multi-label model's thresholds
-	posWeight    *ts.Tensor // multi-label with Config.PosWeight: negatives/positives per label; nil otherwise
-	train, valid *dataset.Rows
-	distill      bool // the training rows carry teacher logits
-	padID        int64
-	m            *model.Bert
-	base         model.AdapterBase // the base model a LoRA run's adapters apply to
-	hidden       *hiddenLoss       // nil without a hidden-state loss
-	params       []*model.Param
-	opt          *model.AdamW
-	sched        model.LinearSchedule
+	dev      model.Device
+	tasks    []*trialTask // one, unnamed, for a single-task run
+	sampling dataset.TaskSampling
+	metric   string // the validation metric that picks the best checkpoint (multi-task: the mean)
+	padID    int64
+	m        *model.Bert
+	base     model.AdapterBase // the base model a LoRA run's adapters apply to
+	params   []*model.Param
+	opt      *model.AdamW
+	sched    model.LinearSchedule
 
 	stepsPerEpoch int64
 	total         int64 // optimizer steps of the whole run
@@ -79,9 +74,10 @@ type trial struct {
 	lossN      int
 }
 
-// microBatch is one forward and backward pass: the rows of a batch plan
-// entry and the seed of its dropout masks.
+// microBatch is one forward and backward pass: the task and rows of a
+// batch plan entry and the seed of its dropout masks.
 type microBatch struct {
+	task int
 	idx  []int
 	seed int64
 }
@@ -107,45 +103,49 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 	}
 	model.SetThreads(job.Threads)
 
-	man, err := dataset.ReadManifest(ctx, job.Data)
+	specs, err := job.specs()
 	if err != nil {
 		return nil, err
 	}
-	if t.train, err = dataset.LoadSplit(ctx, job.Data, man, dataset.SplitTrain); err != nil {
+	if t.sampling, err = dataset.ParseTaskSampling(cfg.TaskSampling); err != nil {
 		return nil, err
 	}
-	if t.valid, err = dataset.LoadSplit(ctx, job.Data, man, dataset.SplitValidation); err != nil {
-		return nil, err
+	if len(specs) > 1 && cfg.MetricForBest != "" {
+		return nil, fmt.Errorf("metric_for_best: a multi-task run picks its best checkpoint by the mean of its tasks' metrics; give each task's metric with its task")
 	}
-	if t.train.Len() == 0 {
-		return nil, fmt.Errorf("%s has no training rows", job.Data)
-	}
-	t.distill = t.train.HasTeacher()
-	t.task, t.numLabels, t.labels = man.TaskKind(), len(man.Labels), man.Labels
-	if t.metric, err = report.CheckMetric(t.task, cfg.MetricForBest); err != nil {
-		return nil, err
-	}
-	if cfg.PosWeight {
-		if t.task != dataset.MultiLabel {
-			return nil, fmt.Errorf("pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, job.Data, t.task)
-		}
-		if t.posWeight, err = positiveWeights(t.train, t.numLabels, t.dev); err != nil {
+	var manifests []*dataset.Manifest
+	for _, s := range specs {
+		tt, man, err := loadTask(ctx, s, cfg, t.dev)
+		if err != nil {
 			return nil, err
 		}
+		t.tasks = append(t.tasks, tt)
+		manifests = append(manifests, man)
+	}
+	if err := checkPosWeight(cfg, t.tasks); err != nil {
+		return nil, err
+	}
+	t.metric = t.tasks[0].metric
+	if len(t.tasks) > 1 {
+		t.metric = report.MetricMean
 	}
 
-	if t.m, t.base, err = buildModel(ctx, job, man.Labels, t.task, t.dev); err != nil {
+	if t.m, t.base, err = buildModel(ctx, job, t.tasks, t.dev); err != nil {
 		return nil, err
 	}
 	t.padID = int64(t.m.Config.PadTokenID)
-	if t.hidden, err = newHiddenLoss(cfg, man, t.train, t.m); err != nil {
-		return nil, err
+	var projections []*model.Param
+	for i, tt := range t.tasks {
+		if tt.hidden, err = newHiddenLoss(cfg, manifests[i], tt.train, t.m, tt.name); err != nil {
+			return nil, err
+		}
+		projections = append(projections, tt.hidden.params()...)
 	}
 	// Everything the optimizer updates: the model's trainable set (all of
 	// it, or the adapter and head), and the hidden-state projections, which
 	// checkpoints keep but the exported model does not. Frozen weights are
 	// not checkpointed: a resumed run rebuilds them from Init as they were.
-	t.params = slices.Concat(t.m.Trainable(), t.hidden.params())
+	t.params = slices.Concat(t.m.Trainable(), projections)
 	if cfg.PEFT != "" || cfg.FreezeLayers != "" {
 		n, all := model.CountParams(t.m.Trainable()), model.CountParams(append(t.m.Params(), t.m.AdapterParams()...))
 		slog.Info("train: trainable parameters", "trial", job.Trial, "peft", cfg.PEFT, "freeze_layers", cfg.FreezeLayers, "trainable", n, "of", all, "percent", round4(100*float64(n)/float64(all)))
@@ -156,7 +156,10 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		return nil, err
 	}
 
-	batchesPerEpoch := (t.train.Len() + cfg.BatchSize - 1) / cfg.BatchSize
+	batchesPerEpoch := 0
+	for _, tt := range t.tasks {
+		batchesPerEpoch += (tt.train.Len() + cfg.BatchSize - 1) / cfg.BatchSize
+	}
 	t.stepsPerEpoch = int64((batchesPerEpoch + cfg.GradAccum - 1) / cfg.GradAccum)
 	t.total = cfg.MaxSteps
 	if t.total <= 0 {
@@ -176,10 +179,9 @@ func (t *trial) free() {
 	if t.opt != nil {
 		t.opt.Free()
 	}
-	if t.posWeight != nil {
-		_ = t.posWeight.Drop()
+	for _, tt := range t.tasks {
+		tt.free()
 	}
-	t.hidden.free()
 	if t.m != nil {
 		t.m.Free()
 	}
@@ -206,7 +208,7 @@ func (t *trial) resume(ctx context.Context) error {
 // run starts at the saved epoch and batch of its plan.
 func (t *trial) run(ctx context.Context) error {
 	for ; t.st.Step < t.total; t.st.Epoch, t.st.Batch = t.st.Epoch+1, 0 {
-		plan := dataset.PlanBatches(t.train.Length, t.cfg.BatchSize, t.cfg.ShuffleBuffer, t.cfg.Seed, t.st.Epoch)
+		plan := dataset.PlanTaskBatches(lengths(t.tasks), t.cfg.BatchSize, t.cfg.ShuffleBuffer, t.cfg.Seed, t.st.Epoch, t.sampling)
 		for t.st.Batch < len(plan) && t.st.Step < t.total {
 			stop, err := t.step(ctx, plan)
 			if err != nil || stop {
@@ -233,7 +235,7 @@ func (t *trial) stop(early bool, err error) error {
 
 // step makes one optimizer step, then logs, evaluates and checkpoints when
 // they are due. stop is set when early stopping ends the run.
-func (t *trial) step(ctx context.Context, plan [][]int) (stop bool, err error) {
+func (t *trial) step(ctx context.Context, plan []dataset.TaskBatch) (stop bool, err error) {
 	lr, gradNorm, err := t.optimizerStep(ctx, plan)
 	if err != nil {
 		return false, err
@@ -256,11 +258,11 @@ func (t *trial) step(ctx context.Context, plan [][]int) (stop bool, err error) {
 
 // optimizerStep runs GradAccum micro-batches of the plan, clips, and updates
 // the weights at the scheduled learning rate.
-func (t *trial) optimizerStep(ctx context.Context, plan [][]int) (lr, gradNorm float64, err error) {
+func (t *trial) optimizerStep(ctx context.Context, plan []dataset.TaskBatch) (lr, gradNorm float64, err error) {
 	examples := 0
 	for a := 0; a < t.cfg.GradAccum && t.st.Batch < len(plan); a++ {
-		idx := plan[t.st.Batch]
-		loss, err := t.microStep(microBatch{idx: idx, seed: t.cfg.Seed*1_000_003 + t.st.MicroStep})
+		idx := plan[t.st.Batch].Rows
+		loss, err := t.microStep(microBatch{task: plan[t.st.Batch].Task, idx: idx, seed: t.cfg.Seed*1_000_003 + t.st.MicroStep})
 		if err != nil {
 			return 0, 0, fmt.Errorf("step %d: %w", t.st.Step, err)
 		}
@@ -320,25 +322,39 @@ func (t *trial) logTrain(ctx context.Context, lr, gradNorm float64) {
 	t.lossSum, t.lossN = 0, 0
 }
 
-// evaluate scores the validation split, exports the model as the best when
-// it improved, and says whether patience has run out.
+// evaluate scores the validation split of every task, exports the model as
+// the best when its score (a multi-task run's: the tasks' mean) improved,
+// and says whether patience has run out.
 func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
-	out, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
-	if err != nil {
-		return false, fmt.Errorf("evaluate: %w", err)
+	logits := make([][][]float32, len(t.tasks))
+	scores := make([]TaskScore, len(t.tasks))
+	for i, tt := range t.tasks {
+		out, err := EvaluateTasks(t.m, tt.valid, 2*t.cfg.BatchSize, tt.heads())
+		if err != nil {
+			return false, fmt.Errorf("evaluate: %w", err)
+		}
+		logits[i], scores[i] = out.Logits, ScoreTask(tt.kind, tt.metric, tt.valid, out.Logits)
+		if len(t.tasks) > 1 {
+			t.logEval(ctx, tt.name, scores[i])
+		}
 	}
-	ev := ScoreTask(t.task, t.metric, t.valid, out.Logits)
-	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Time: now()}
-	if ev.Metric != report.MetricAccuracy {
-		e.Metric, e.MetricName = ev.Value, ev.Metric
+	ev := scores[0]
+	if len(t.tasks) > 1 {
+		ev = meanScore(scores)
 	}
-	t.st.Log = append(t.st.Log, e)
-	t.progress.Logged(ctx, e)
+	t.logEval(ctx, "", ev)
 	improved := ev.Value > t.st.BestMetric || (ev.Value == t.st.BestMetric && ev.Loss < t.st.BestLoss)
 	slog.Info("train: eval", "trial", t.job.Trial, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_"+ev.Metric, round4(ev.Value), "best", improved)
 	if improved {
 		t.st.BestMetric, t.st.BestAccuracy, t.st.BestLoss, t.st.BestStep, t.st.BadEvals = ev.Value, ev.Accuracy, ev.Loss, t.st.Step, 0
-		extra, err := t.exportExtras(out.Logits)
+		t.st.BestTasks = nil
+		if len(t.tasks) > 1 {
+			for i, tt := range t.tasks {
+				s := scores[i]
+				t.st.BestTasks = append(t.st.BestTasks, TaskBest{Task: tt.name, Metric: s.Metric, Value: s.Value, Loss: s.Loss, Accuracy: s.Accuracy})
+			}
+		}
+		extra, err := t.exportExtras(logits)
 		if err != nil {
 			return false, err
 		}
@@ -351,6 +367,20 @@ func (t *trial) evaluate(ctx context.Context) (stop bool, err error) {
 	return t.cfg.Patience > 0 && t.st.BadEvals >= t.cfg.Patience, nil
 }
 
+// logEval appends an eval entry: one task's scores, or with task "" the
+// run's (a multi-task run's mean).
+func (t *trial) logEval(ctx context.Context, task string, ev TaskScore) {
+	e := report.LogEntry{Kind: report.LogEval, Step: t.st.Step, Epoch: t.epoch(), Loss: ev.Loss, Accuracy: ev.Accuracy, Task: task, Time: now()}
+	if ev.Metric != report.MetricAccuracy {
+		e.Metric, e.MetricName = ev.Value, ev.Metric
+	}
+	t.st.Log = append(t.st.Log, e)
+	t.progress.Logged(ctx, e)
+	if task != "" {
+		slog.Info("train: eval", "trial", t.job.Trial, "task", task, "step", t.st.Step, "val_loss", round4(ev.Loss), "val_"+ev.Metric, round4(ev.Value))
+	}
+}
+
 // finish evaluates the last step if no evaluation saw it, exports the final
 // model and writes the trial's log and job.
 func (t *trial) finish(ctx context.Context) (TrialResult, error) {
@@ -360,16 +390,21 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		}
 	}
 	finalDir := storage.Join(t.job.Output, FinalDir)
-	var extra map[string][]byte
-	if t.task == dataset.MultiLabel {
-		// The final model's thresholds need its own validation logits.
-		out, err := Evaluate(t.m, t.valid, 2*t.cfg.BatchSize)
+	// The final model's thresholds need its own validation logits.
+	logits := make([][][]float32, len(t.tasks))
+	for i, tt := range t.tasks {
+		if tt.kind != dataset.MultiLabel {
+			continue
+		}
+		out, err := EvaluateTasks(t.m, tt.valid, 2*t.cfg.BatchSize, tt.heads())
 		if err != nil {
 			return TrialResult{}, fmt.Errorf("evaluate: %w", err)
 		}
-		if extra, err = t.exportExtras(out.Logits); err != nil {
-			return TrialResult{}, err
-		}
+		logits[i] = out.Logits
+	}
+	extra, err := t.exportExtras(logits)
+	if err != nil {
+		return TrialResult{}, err
 	}
 	if err := t.export(ctx, finalDir, extra); err != nil {
 		return TrialResult{}, err
@@ -383,6 +418,7 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
 		TrainableParams: model.CountParams(t.m.Trainable()), TotalParams: model.CountParams(append(t.m.Params(), t.m.AdapterParams()...)),
+		Tasks: t.st.BestTasks,
 	}, nil
 }
 
@@ -396,17 +432,26 @@ func (t *trial) export(ctx context.Context, dir string, extra map[string][]byte)
 }
 
 // exportExtras are the files an exported folder carries beside the model:
-// a multi-label model's decision thresholds, tuned on the validation logits.
-func (t *trial) exportExtras(validLogits [][]float32) (map[string][]byte, error) {
-	if t.task != dataset.MultiLabel || t.valid.Len() == 0 {
-		return nil, nil
+// a multi-label model's decision thresholds, tuned on the validation logits
+// (validLogits, per task; a multi-task bundle keeps each in its task's folder).
+func (t *trial) exportExtras(validLogits [][][]float32) (map[string][]byte, error) {
+	extra := map[string][]byte{}
+	for i, tt := range t.tasks {
+		if tt.kind != dataset.MultiLabel || tt.valid.Len() == 0 {
+			continue
+		}
+		th := TuneThresholds(tt.valid, validLogits[i], tt.labels, dataset.SplitValidation)
+		data, err := th.Encode()
+		if err != nil {
+			return nil, err
+		}
+		name := model.ThresholdsFile
+		if tt.name != "" {
+			name = model.TasksDir + "/" + tt.name + "/" + model.ThresholdsFile
+		}
+		extra[name] = data
 	}
-	th := TuneThresholds(t.valid, validLogits, t.labels, dataset.SplitValidation)
-	data, err := th.Encode()
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]byte{model.ThresholdsFile: data}, nil
+	return extra, nil
 }
 
 func (t *trial) bestDir() string { return storage.Join(t.job.Output, BestDir) }
@@ -430,11 +475,12 @@ func (t *trial) microStep(b microBatch) (loss float64, err error) {
 }
 
 func (t *trial) forwardBackward(mb microBatch) (float64, error) {
-	b, teacher, err := batchTensors(t.train, mb.idx, t.padID, t.dev)
+	tt := t.tasks[mb.task]
+	b, teacher, err := batchTensors(tt.train, mb.idx, t.padID, t.dev)
 	if err != nil {
 		return 0, err
 	}
-	labels, err := targetTensor(t.train, mb.idx, t.task, t.numLabels, t.dev)
+	labels, err := targetTensor(tt.train, mb.idx, tt.kind, len(tt.labels), t.dev)
 	if err != nil {
 		freeBatch(b, teacher)
 		return 0, err
@@ -443,7 +489,7 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	// Dropout draws happen in the forward pass only; backward reuses the masks.
 	var out *model.Output
 	err = model.WithSeed(mb.seed, func() (err error) {
-		out, err = t.m.Forward(b, true, t.hidden != nil)
+		out, err = t.m.ForwardTasks(b, tt.heads(), true, tt.hidden != nil)
 		return err
 	})
 	if err != nil {
@@ -452,15 +498,15 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	defer out.Free()
 	var loss *ts.Tensor
 	switch {
-	case t.distill && t.task == dataset.MultiLabel:
+	case tt.distill && tt.kind == dataset.MultiLabel:
 		loss, err = model.DistillMultiLabelLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
-	case t.distill && t.task == dataset.Regression:
+	case tt.distill && tt.kind == dataset.Regression:
 		loss, err = model.DistillRegressionLoss(out.Logits, teacher, labels, t.cfg.Alpha)
-	case t.distill:
+	case tt.distill:
 		loss, err = model.DistillLoss(out.Logits, teacher, labels, t.cfg.Temperature, t.cfg.Alpha, t.cfg.LogitMSE)
-	case t.task == dataset.MultiLabel:
-		loss, err = model.BCEWithLogits(out.Logits, labels, t.posWeight)
-	case t.task == dataset.Regression:
+	case tt.kind == dataset.MultiLabel:
+		loss, err = model.BCEWithLogits(out.Logits, labels, tt.posWeight)
+	case tt.kind == dataset.Regression:
 		loss, err = model.MSE(out.Logits, labels)
 	default:
 		loss, err = model.CrossEntropy(out.Logits, labels)
@@ -468,18 +514,27 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if t.hidden != nil {
-		hl, err := t.hidden.loss(out, t.train, mb.idx, t.dev)
+	if tt.hidden != nil {
+		hl, err := tt.hidden.loss(out, tt.train, mb.idx, t.dev)
 		if err != nil {
 			_ = loss.Drop()
 			return 0, err
 		}
-		sum, err := model.AddScaled(loss, hl, t.hidden.weight)
+		sum, err := model.AddScaled(loss, hl, tt.hidden.weight)
 		_, _ = loss.Drop(), hl.Drop()
 		if err != nil {
 			return 0, err
 		}
 		loss = sum
+	}
+	if tt.weight != 1 {
+		sc := ts.FloatScalar(tt.weight)
+		weighted, err := loss.MulScalar(sc, true)
+		sc.Drop()
+		if err != nil {
+			return 0, err
+		}
+		loss = weighted
 	}
 	defer loss.Drop()
 	v, err := model.Float32Scalar(loss)

@@ -23,7 +23,14 @@ import (
 // rows contain token 7 somewhere, label 0 rows do not.
 func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
 	t.Helper()
-	rng := rand.New(rand.NewSource(5))
+	writeMarkerDataset(t, dir, nTrain, nVal, 7, 5)
+}
+
+// writeMarkerDataset is writeTinyDataset with another marker token (not
+// 8..997, which fill the rows) and seed.
+func writeMarkerDataset(t *testing.T, dir string, nTrain, nVal int, marker int32, seed int64) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(seed))
 	man := dataset.Manifest{Schema: dataset.ManifestSchema, DataDir: "data", Labels: []string{"0", "1"}}
 	for _, sp := range []struct {
 		name string
@@ -38,7 +45,7 @@ func writeTinyDataset(t *testing.T, dir string, nTrain, nVal int) {
 			}
 			label := int32(rng.Intn(2))
 			if label == 1 {
-				ids[rng.Intn(l)] = 7
+				ids[rng.Intn(l)] = marker
 			}
 			rows = append(rows, dataset.ShardRow{ID: sp.name + string(rune('a'+i%26)) + strings.Repeat("x", i/26), Label: label, InputIDs: ids, Length: int32(l)})
 		}

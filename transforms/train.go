@@ -52,6 +52,9 @@ func (trainMetrics) Logged(ctx context.Context, e report.LogEntry) {
 	case report.LogTrain:
 		trainLoss.Set(ctx, int64(e.Loss*1000))
 	case report.LogEval:
+		if e.Task != "" { // a multi-task run's gauge shows the tasks' mean
+			return
+		}
 		v := e.Accuracy
 		if e.MetricName != "" { // the task's main metric is not accuracy
 			v = e.Metric
