@@ -92,15 +92,23 @@ func ReadTasks(dir string) ([]TaskHead, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseTasks(data, path)
+}
+
+// ParseTasks decodes and checks tasks.json; source names it in errors.
+func ParseTasks(data []byte, source string) ([]TaskHead, error) {
 	var f tasksFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	if err := checkHeads(f.Tasks); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return f.Tasks, nil
 }
+
+// HeadWeight is the name of a task head's weight in a bundle's weights.
+func HeadWeight(task string) string { return headPrefix(task) + "weight" }
 
 // checkHeads checks a list of task heads: at least one, unique valid names,
 // labels, and a known problem type.

@@ -64,6 +64,9 @@ type ModelUse struct {
 	// Labels, when set, are the labels the model must predict, in order
 	// (Head is then implied).
 	Labels []string
+	// Bundle: the command takes a multi-task bundle (train --init, predict).
+	// Elsewhere a bundle is refused, naming its task folders.
+	Bundle bool
 }
 
 // maxConfigBytes bounds the config.json read in the driver: a real one is a
@@ -135,12 +138,57 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 	if err := checkTokenizer(ctx, dir, configPath, cfg, use); err != nil {
 		return nil, err
 	}
+	heads, err := checkBundle(ctx, dir, tensors, use)
+	if err != nil || heads != nil {
+		return cfg, err
+	}
 	if use.Head || use.Labels != nil {
 		if err := checkHead(dir, cfg, tensors, use.Labels); err != nil {
 			return nil, err
 		}
 	}
 	return cfg, nil
+}
+
+// checkBundle applies the rule to a multi-task bundle: tasks.json is sound,
+// every task's head is in the weights, and the command takes bundles. It
+// returns the bundle's heads, or nil for a folder that is not a bundle.
+func checkBundle(ctx context.Context, dir string, tensors []string, use ModelUse) ([]model.TaskHead, error) {
+	heads, err := readBundleTasks(ctx, dir)
+	if err != nil || heads == nil {
+		return nil, err
+	}
+	names := make([]string, len(heads))
+	for i, h := range heads {
+		names[i] = h.Name
+		if !slices.Contains(tensors, model.HeadWeight(h.Name)) {
+			return nil, fmt.Errorf("%s: its weights have no %s, the head of task %s", dir, model.HeadWeight(h.Name), h.Name)
+		}
+	}
+	if !use.Bundle {
+		return nil, fmt.Errorf("%s is a multi-task bundle (tasks %s): give one task's folder, %s", dir, strings.Join(names, ", "), storage.Join(dir, model.TasksDir, names[0]))
+	}
+	return heads, nil
+}
+
+// readBundleTasks reads dir's tasks.json: nil when dir is not a bundle.
+func readBundleTasks(ctx context.Context, dir string) ([]model.TaskHead, error) {
+	path := storage.Join(dir, model.TasksFile)
+	data, err := storage.ReadFileLimit(ctx, path, maxConfigBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return model.ParseTasks(data, path)
+}
+
+// BundleTasks is the task heads of a multi-task bundle, nil for another
+// model folder (the folder is assumed checked by CheckModelDir).
+func BundleTasks(ctx context.Context, dir string) ([]model.TaskHead, error) {
+	heads, err := readBundleTasks(ctx, dir)
+	return heads, badInput(err)
 }
 
 // checkAdapterDir applies the rule to a LoRA adapter folder (PEFT's

@@ -31,6 +31,10 @@ func init() {
 type DistillOptions struct {
 	Data    string // prepared dataset folder
 	Teacher string // the fine-tuned teacher (HF folder)
+	// Tasks, instead of Data and Teacher, distill one multi-task student
+	// from one single-task teacher per task (TaskOption.Teacher), each over
+	// its own dataset. --student_layers then cuts the first task's teacher.
+	Tasks []TaskOption
 	// StudentLayers picks teacher layers for the student (e.g. 0,2,4);
 	// StudentInit instead starts from another (smaller) checkpoint.
 	StudentLayers []int
@@ -58,6 +62,9 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if (len(o.StudentLayers) == 0) == (o.StudentInit == "") {
 		return nil, badInputf("distill: give either --student_layers or --student_init")
 	}
+	if len(o.Tasks) > 0 {
+		return runMultiTeacher(ctx, o)
+	}
 	_, teacher, err := CheckTrainedModel(ctx, o.Teacher, "--teacher", o.Data)
 	if err != nil {
 		return nil, err
@@ -80,7 +87,7 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if err := checkTuning(ctx, tuning, tuneCfg); err != nil {
 		return nil, err
 	}
-	data := storage.Join(o.Output, "distill-data")
+	data := storage.Join(o.Output, distillDataDir)
 	hidden, err := resolveHiddenLayers(&o, teacher, studentInit)
 	if err != nil {
 		return nil, badInput(err)

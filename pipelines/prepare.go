@@ -113,7 +113,7 @@ func RunPrepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := CheckModelDir(ctx, o.ModelDir, ModelUse{Role: "--model", Tokenizer: true}); err != nil {
+	if _, err := CheckModelDir(ctx, o.ModelDir, ModelUse{Role: "--model", Tokenizer: true, Bundle: true}); err != nil {
 		return nil, err
 	}
 	if err := CheckOutput(ctx, o.Output); err != nil {

@@ -27,7 +27,10 @@ func init() {
 
 // TrainOptions configures the train pipeline (and the student half of distill).
 type TrainOptions struct {
-	Data   string // prepared dataset folder (manifest.json)
+	Data string // prepared dataset folder (manifest.json)
+	// Tasks, instead of Data, train one model with a head per task (at
+	// least two), each on its own prepared dataset.
+	Tasks  []TaskOption
 	Init   string // model folder to start from
 	Output string // run folder: NAME-trials/<trial>/..., the published model NAME/, NAME-trials.json
 	Name   string // published model folder under Output ("teacher", "student")
@@ -88,8 +91,9 @@ var sweepable = map[string]func(*trainer.Config, string) error{
 		c.HiddenMSE, err = strconv.ParseFloat(v, 64)
 		return
 	},
-	"peft":   func(c *trainer.Config, v string) error { c.PEFT = v; return nil },
-	"lora_r": func(c *trainer.Config, v string) (err error) { c.LoRAR, err = strconv.Atoi(v); return },
+	"peft":          func(c *trainer.Config, v string) error { c.PEFT = v; return nil },
+	"task_sampling": func(c *trainer.Config, v string) error { c.TaskSampling = v; return nil },
+	"lora_r":        func(c *trainer.Config, v string) (err error) { c.LoRAR, err = strconv.Atoi(v); return },
 	"lora_alpha": func(c *trainer.Config, v string) (err error) {
 		c.LoRAAlpha, err = strconv.ParseFloat(v, 64)
 		return
@@ -154,7 +158,7 @@ func trials(o TrainOptions) ([]trainer.Job, error) {
 			name = "default"
 		}
 		jobs[i].Trial = name
-		jobs[i].Data, jobs[i].Init = o.Data, o.Init
+		jobs[i].Data, jobs[i].Tasks, jobs[i].Init = o.Data, taskSpecs(o.Tasks), o.Init
 		jobs[i].StudentLayers = o.StudentLayers
 		jobs[i].Output = storage.Join(o.Output, o.Name+"-trials", strings.NewReplacer("=", "-", ",", "_").Replace(name))
 		jobs[i].Device, jobs[i].Threads, jobs[i].Resume = o.Device, o.Threads, o.Resume
@@ -167,8 +171,8 @@ func trials(o TrainOptions) ([]trainer.Job, error) {
 // trials.json and publishes the winner's best checkpoint, its training log
 // and configuration as Output/Name, atomically.
 func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
-	if o.Data == "" || o.Init == "" || o.Output == "" {
-		return nil, badInputf("train needs --data, --init and --output")
+	if (o.Data == "" && len(o.Tasks) == 0) || o.Init == "" || o.Output == "" {
+		return nil, badInputf("train needs --data (or --task per task), --init and --output")
 	}
 	if o.Name == "" {
 		o.Name = TeacherModel
@@ -251,19 +255,32 @@ func checkTrainInputs(ctx context.Context, o TrainOptions) error {
 	if describedOnly(o.Runner) {
 		return nil
 	}
-	man, err := CheckDataset(ctx, o.Data)
+	if len(o.Tasks) > 0 {
+		if _, err := checkTasks(ctx, o.Tasks, o.Data, o.Config); err != nil {
+			return err
+		}
+	} else {
+		man, err := CheckDataset(ctx, o.Data)
+		if err != nil {
+			return err
+		}
+		if _, err := report.CheckMetric(man.TaskKind(), o.Config.MetricForBest); err != nil {
+			return badInput(err)
+		}
+		if o.Config.PosWeight && man.TaskKind() != dataset.MultiLabel {
+			return badInputf("--pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, o.Data, man.TaskKind())
+		}
+	}
+	cfg, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true, Bundle: true})
 	if err != nil {
 		return err
 	}
-	if _, err := report.CheckMetric(man.TaskKind(), o.Config.MetricForBest); err != nil {
-		return badInput(err)
-	}
-	if o.Config.PosWeight && man.TaskKind() != dataset.MultiLabel {
-		return badInputf("--pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, o.Data, man.TaskKind())
-	}
-	cfg, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true})
+	heads, err := BundleTasks(ctx, o.Init)
 	if err != nil {
 		return err
+	}
+	if heads != nil && (len(o.Tasks) == 0 || len(o.StudentLayers) > 0) {
+		return badInputf("--init: %s is a multi-task bundle: start from one task's folder, %s", o.Init, storage.Join(o.Init, model.TasksDir, heads[0].Name))
 	}
 	if err := checkTuning(ctx, o, cfg); err != nil {
 		return err

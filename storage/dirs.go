@@ -8,9 +8,38 @@ import (
 	"strings"
 )
 
+// MaxFolderDepth is how deep Files looks into a folder: a model folder's
+// files, and those of a multi-task bundle's task folders (tasks/<task>/NAME).
+const MaxFolderDepth = 3
+
+// Files lists the files of folder dir and of its sub-folders down to
+// MaxFolderDepth, as slash-separated paths relative to dir, sorted.
+func Files(ctx context.Context, dir string) ([]string, error) {
+	base := strings.TrimSuffix(dir, "/")
+	var out []string
+	pattern := base
+	for depth := 1; depth <= MaxFolderDepth; depth++ {
+		pattern += "/*"
+		matches, err := Glob(ctx, pattern)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range matches {
+			if !IsGCS(m) {
+				if fi, err := os.Stat(m); err != nil || fi.IsDir() {
+					continue // a folder: its files come at the next depth
+				}
+			}
+			out = append(out, strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(m, base)), "/"))
+		}
+	}
+	return sortedUnique(out), nil
+}
+
 // LocalDir gives a local folder with the contents of dir: dir itself when it
-// is local, else a temporary copy of every object under gs://.../dir/ (model
-// folders are small enough to copy whole). cleanup removes the copy.
+// is local, else a temporary copy of every object under gs://.../dir/ and
+// its sub-folders (Files; model folders are small enough to copy whole).
+// cleanup removes the copy.
 func LocalDir(ctx context.Context, dir string) (local string, cleanup func(), err error) {
 	if !IsGCS(dir) {
 		return dir, func() {}, nil
@@ -20,22 +49,17 @@ func LocalDir(ctx context.Context, dir string) (local string, cleanup func(), er
 		return "", nil, err
 	}
 	cleanup = func() { os.RemoveAll(tmp) }
-	prefix := strings.TrimSuffix(dir, "/") + "/"
-	objs, err := Glob(ctx, prefix+"*")
+	names, err := Files(ctx, dir)
 	if err != nil {
 		cleanup()
 		return "", nil, err
 	}
-	if len(objs) == 0 {
+	if len(names) == 0 {
 		cleanup()
 		return "", nil, fmt.Errorf("%s: no such folder (no objects under it)", dir)
 	}
-	for _, o := range objs {
-		name := strings.TrimPrefix(o, prefix)
-		if strings.Contains(name, "/") {
-			continue // sub-folders are not part of a model folder
-		}
-		if err := Copy(ctx, o, filepath.Join(tmp, name)); err != nil {
+	for _, name := range names {
+		if err := Copy(ctx, Join(dir, name), filepath.Join(tmp, filepath.FromSlash(name))); err != nil {
 			cleanup()
 			return "", nil, err
 		}
@@ -43,19 +67,17 @@ func LocalDir(ctx context.Context, dir string) (local string, cleanup func(), er
 	return tmp, cleanup, nil
 }
 
-// UploadDir copies the files of a local folder (not sub-folders) to dst,
-// each atomically. On GCS the folder has no single atomic commit; callers
-// that publish folders write a marker object last (see the model registry).
+// UploadDir copies the files of a local folder and its sub-folders (Files)
+// to dst, each atomically. On GCS the folder has no single atomic commit;
+// callers that publish folders write a marker object last (see the model
+// registry).
 func UploadDir(ctx context.Context, local, dst string) error {
-	entries, err := os.ReadDir(local)
+	names, err := Files(ctx, local)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		if err := Copy(ctx, filepath.Join(local, e.Name()), Join(dst, e.Name())); err != nil {
+	for _, name := range names {
+		if err := Copy(ctx, filepath.Join(local, filepath.FromSlash(name)), Join(dst, name)); err != nil {
 			return err
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 )
@@ -16,19 +15,19 @@ import (
 // folder. Local folders are published by rename and carry it too.
 const CompleteMarker = "_COMPLETE"
 
-// PublishDir copies the files of folder src, and extra files (name -> source
-// path), to dst so that dst appears complete or not at all: locally by
-// copying into a temporary sibling and renaming it over dst; on GCS by
-// copying every file and then the marker.
+// PublishDir copies the files of folder src and of its sub-folders (Files),
+// and extra files (name -> source path), to dst so that dst appears
+// complete or not at all: locally by copying into a temporary sibling and
+// renaming it over dst; on GCS by copying every file and then the marker.
 func PublishDir(ctx context.Context, src, dst string, extra map[string]string) error {
-	matches, err := Glob(ctx, Join(src, "*"))
+	names, err := Files(ctx, src)
 	if err != nil {
 		return err
 	}
 	files := map[string]string{}
-	for _, f := range matches {
-		if name := path.Base(f); name != CompleteMarker {
-			files[name] = f
+	for _, name := range names {
+		if name != CompleteMarker {
+			files[name] = Join(src, name)
 		}
 	}
 	if len(files) == 0 {
@@ -61,7 +60,7 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 	}
 	defer os.RemoveAll(tmp)
 	for name, f := range files {
-		if err := Copy(ctx, f, filepath.Join(tmp, name)); err != nil {
+		if err := Copy(ctx, f, filepath.Join(tmp, filepath.FromSlash(name))); err != nil {
 			return err
 		}
 	}

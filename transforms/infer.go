@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -41,12 +43,19 @@ type inferModel struct {
 	// shards were prepared with; a vocabulary-pruned model whose vocab map
 	// starts from that tokenizer maps the ids to its own.
 	DataTokenizerSHA256 string
+	// Tasks, for a multi-task bundle, are the heads to run, all on one
+	// encoder pass ("": every task of the bundle).
+	Tasks []string
 
 	mu         sync.Mutex // one forward at a time per loaded model
 	m          *model.Bert
 	baseKey    string    // the shared base a LoRA adapter runs over ("": none)
 	task       string    // the model's problem type
 	thresholds []float64 // multi-label: per label; nil otherwise
+	// heads, for a bundle, are the tasks run (Tasks, in order) and
+	// headThresholds each multi-label head's thresholds.
+	heads          []model.TaskHead
+	headThresholds [][]float64
 }
 
 // Setup loads the model. libtorch handles never leave the worker: they are
@@ -90,12 +99,12 @@ func (im *inferModel) setup(ctx context.Context) error {
 		im.m = nil
 		return fmt.Errorf("inference model: %w", err)
 	}
-	if im.task == dataset.MultiLabel {
-		th, err := model.ReadThresholds(dir)
-		if err != nil {
-			return fmt.Errorf("inference model: %w", err)
+	if m.Heads() != nil {
+		if err := im.setupHeads(dir); err != nil {
+			return fmt.Errorf("inference model %s: %w", im.ModelDir, err)
 		}
-		if im.thresholds, _, err = th.Resolve(im.Threshold, m.Config.NumLabels()); err != nil {
+	} else if im.task == dataset.MultiLabel {
+		if im.thresholds, err = resolveThresholds(dir, im.Threshold, m.Config.NumLabels()); err != nil {
 			return fmt.Errorf("inference model %s: %w", im.ModelDir, err)
 		}
 	}
@@ -129,6 +138,51 @@ func prepareInference(m *model.Bert, local, name, quantize, dataTokenizer string
 		slog.Info("inference: int8 linear layers", "model", name, "quantize", applied)
 	}
 	return nil
+}
+
+// setupHeads picks a bundle's heads to run and reads the thresholds of its
+// multi-label ones (each from its task folder, tasks/<task>/).
+func (im *inferModel) setupHeads(dir string) error {
+	names := im.Tasks
+	if len(names) == 0 {
+		names = im.m.TaskNames()
+	}
+	im.heads, im.headThresholds = nil, nil
+	for _, n := range names {
+		h, ok := im.m.Head(n)
+		if !ok {
+			return fmt.Errorf("no task %q (tasks: %s)", n, strings.Join(im.m.TaskNames(), ", "))
+		}
+		var th []float64
+		if h.ProblemType == dataset.MultiLabel {
+			var err error
+			if th, err = resolveThresholds(filepath.Join(dir, model.TasksDir, n), im.Threshold, len(h.Labels)); err != nil {
+				return fmt.Errorf("task %s: %w", n, err)
+			}
+		}
+		im.heads, im.headThresholds = append(im.heads, h), append(im.headThresholds, th)
+	}
+	return nil
+}
+
+// resolveThresholds reads a multi-label model folder's tuned thresholds
+// and applies the threshold rule.
+func resolveThresholds(dir, rule string, labels int) ([]float64, error) {
+	th, err := model.ReadThresholds(dir)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := th.Resolve(rule, labels)
+	return out, err
+}
+
+// taskNames are the heads a bundle runs (nil for a single-task model).
+func (im *inferModel) taskNames() []string {
+	var out []string
+	for _, h := range im.heads {
+		out = append(out, h.Name)
+	}
+	return out
 }
 
 func (im *inferModel) teardown() {
@@ -205,6 +259,12 @@ func (im *inferModel) scorer(layers []int) trainer.Scorer {
 		im.mu.Lock()
 		defer im.mu.Unlock()
 		defer model.LockThread()()
+		if im.heads != nil {
+			if len(layers) > 0 {
+				return trainer.EvalResult{}, fmt.Errorf("hidden states of a multi-task bundle")
+			}
+			return trainer.EvaluateTasks(im.m, rows, im.BatchSize, im.taskNames())
+		}
 		return trainer.EvaluateHidden(im.m, rows, im.BatchSize, layers)
 	}
 }
@@ -254,6 +314,29 @@ type Prediction struct {
 	// Score is a regression prediction, TrueScore its target.
 	Score     float32 `json:"score,omitempty"`
 	TrueScore float32 `json:"true_score,omitempty"`
+	// Tasks, from a multi-task bundle, are each task's prediction, in the
+	// order of its heads run (the fields above then hold none).
+	Tasks []TaskPrediction `json:"tasks,omitempty"`
+}
+
+// TaskPrediction is one task's prediction of a row, from a bundle: as
+// Prediction's fields of the same names.
+type TaskPrediction struct {
+	Pred       int32     `json:"pred"`
+	Probs      []float32 `json:"probs"`
+	PredLabels []int32   `json:"pred_labels,omitempty"`
+	Score      float32   `json:"score,omitempty"`
+}
+
+// predictionOfHeads is a bundle's prediction of one row: per head run, its
+// prediction from logits[k] (that head's logits of the row).
+func (im *inferModel) predictionOfHeads(logits [][]float32) Prediction {
+	p := Prediction{Label: -1, Pred: -1}
+	for k, h := range im.heads {
+		tp := predictionOf(h.ProblemType, im.headThresholds[k], logits[k])
+		p.Tasks = append(p.Tasks, TaskPrediction{Pred: tp.Pred, Probs: tp.Probs, PredLabels: tp.PredLabels, Score: tp.Score})
+	}
+	return p
 }
 
 // predictionOf turns one row's logits into a Prediction for the task. A

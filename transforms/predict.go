@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 )
 
@@ -65,7 +66,16 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 		return err
 	}
 	for i, e := range fn.buf {
-		p := predictionOf(fn.task, fn.thresholds, ev.Logits[i])
+		var p Prediction
+		if fn.heads != nil {
+			row := make([][]float32, len(ev.TaskLogits))
+			for k := range row {
+				row[k] = ev.TaskLogits[k][i]
+			}
+			p = fn.predictionOfHeads(row)
+		} else {
+			p = predictionOf(fn.task, fn.thresholds, ev.Logits[i])
+		}
 		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, e.ID, e.Label, e.Length, e.Text
 		emit(p)
 	}
@@ -92,15 +102,22 @@ const (
 // PredictionRow is one line of predict's JSONL output: for a single-label
 // model the label, its probability and every class's; for a multi-label
 // model the labels whose probability passes the threshold and every label's
-// probability; for a regression model the score.
+// probability; for a regression model the score. A multi-task bundle's
+// line has the same per task, under tasks.<task>.
 type PredictionRow struct {
-	ID            string             `json:"id"`
+	ID string `json:"id"`
+	TaskColumns
+	TrueLabel string                 `json:"true_label,omitempty"`
+	Tasks     map[string]TaskColumns `json:"tasks,omitempty"`
+}
+
+// TaskColumns are one task's prediction in predict's output.
+type TaskColumns struct {
 	Label         string             `json:"label,omitempty"`
 	Probability   float32            `json:"probability,omitempty"`
 	Labels        *[]string          `json:"labels,omitempty"`
 	Score         *float32           `json:"score,omitempty"`
 	Probabilities map[string]float32 `json:"probabilities,omitempty"`
-	TrueLabel     string             `json:"true_label,omitempty"`
 }
 
 // WritePredictionsFn writes one output shard, sorted by id, atomically.
@@ -109,6 +126,33 @@ type WritePredictionsFn struct {
 	Shards int
 	Labels []string
 	Task   string // the model's problem_type ("": single-label)
+	// Heads, for a multi-task bundle, are the tasks the predictions hold,
+	// in order (Labels and Task are then unused).
+	Heads []model.TaskHead
+}
+
+// columnsOf is a prediction's output columns for a task of that kind and labels.
+func columnsOf(task string, labels []string, pred int32, probs []float32, predLabels []int32, score float32) TaskColumns {
+	var c TaskColumns
+	if len(probs) > 0 {
+		c.Probabilities = map[string]float32{}
+		for i, v := range probs {
+			c.Probabilities[labels[i]] = v
+		}
+	}
+	switch task {
+	case dataset.MultiLabel:
+		names := make([]string, 0, len(predLabels))
+		for _, l := range predLabels {
+			names = append(names, labels[l])
+		}
+		c.Labels = &names
+	case dataset.Regression:
+		c.Score = &score
+	default:
+		c.Label, c.Probability = labels[pred], probs[pred]
+	}
+	return c
 }
 
 func (fn *WritePredictionsFn) ProcessElement(ctx context.Context, shard int, preds func(*Prediction) bool, emit func(string)) error {
@@ -116,25 +160,18 @@ func (fn *WritePredictionsFn) ProcessElement(ctx context.Context, shard int, pre
 	var p Prediction
 	for preds(&p) {
 		r := PredictionRow{ID: p.ID}
-		if len(p.Probs) > 0 {
-			r.Probabilities = map[string]float32{}
-			for i, v := range p.Probs {
-				r.Probabilities[fn.Labels[i]] = v
+		if fn.Heads != nil {
+			if len(p.Tasks) != len(fn.Heads) {
+				return fmt.Errorf("prediction %s has %d tasks, want %d", p.ID, len(p.Tasks), len(fn.Heads))
 			}
-		}
-		switch fn.Task {
-		case dataset.MultiLabel:
-			names := make([]string, 0, len(p.PredLabels))
-			for _, l := range p.PredLabels {
-				names = append(names, fn.Labels[l])
+			r.Tasks = map[string]TaskColumns{}
+			for k, h := range fn.Heads {
+				tp := p.Tasks[k]
+				r.Tasks[h.Name] = columnsOf(h.ProblemType, h.Labels, tp.Pred, tp.Probs, tp.PredLabels, tp.Score)
 			}
-			r.Labels = &names
-		case dataset.Regression:
-			score := p.Score
-			r.Score = &score
-		default:
-			r.Label, r.Probability = fn.Labels[p.Pred], p.Probs[p.Pred]
-			if p.Label >= 0 {
+		} else {
+			r.TaskColumns = columnsOf(fn.Task, fn.Labels, p.Pred, p.Probs, p.PredLabels, p.Score)
+			if fn.Task != dataset.MultiLabel && fn.Task != dataset.Regression && p.Label >= 0 {
 				r.TrueLabel = fn.Labels[p.Label]
 			}
 		}

@@ -13,7 +13,8 @@ type predictCmd struct{ o pipelines.PredictOptions }
 func (c *predictCmd) register(f *flagSet) {
 	o := &c.o
 	f.section("Model")
-	f.stringVar(&o.Model, "model", "", "published model folder (e.g. RUN/student)")
+	f.stringVar(&o.Model, "model", "", "published model folder (e.g. RUN/student), or a multi-task bundle")
+	f.listVar(&o.Tasks, "tasks", "multi-task bundles: the tasks to predict, all on one encoder pass (default: every task); each line then holds tasks.<task>.label, ...")
 	f.intVar(&o.MaxLength, "max_length", 128, "tokens per example")
 
 	f.section("Data")

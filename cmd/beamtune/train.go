@@ -33,6 +33,7 @@ func recipeFlags(f *flagSet, c *trainer.Config, sweep *[]string, lossTitle strin
 	f.intVar(&c.Patience, "patience", c.Patience, "stop after N evaluations without improvement (0: never)")
 	f.stringVar(&c.MetricForBest, "metric_for_best", c.MetricForBest, "validation metric that picks the best checkpoint and early stopping (default: the task's main one): accuracy, macro_f1 or f1 (binary, class 1) for single-label; macro_f1 or micro_f1 for multi-label; pearson or spearman for regression")
 	f.boolVar(&c.PosWeight, "pos_weight", c.PosWeight, "multi-label: weigh each label's positive term by negatives/positives of that label in the training split")
+	f.stringVar(&c.TaskSampling, "task_sampling", c.TaskSampling, "multi-task: how each batch's task is picked: proportional (to its training rows; default), uniform, temperature:τ (∝ rows^τ) or round_robin")
 	f.repeatVar(sweep, "sweep", "name=v1,v2: train one trial per value (repeat for a grid), e.g. --sweep lr=2e-5,5e-5 --sweep seed=1,2")
 
 	f.section(lossTitle)
@@ -70,10 +71,14 @@ func computeFlags(f *flagSet, device *string, threads *int) {
 	f.intVar(threads, "threads", 0, "libtorch threads per trainer (0: libtorch's default)")
 }
 
+// taskUsage is --task's help, for train and distill.
+const taskUsage = "NAME=DATA[,kind=K][,weight=W][,metric=M]: a task of a multi-task model (repeat, instead of --data): one encoder, a head per task, each trained on its prepared dataset; weight scales its loss, metric picks its validation metric (the best checkpoint has the best mean over tasks)"
+
 // trainCmd: beamtune train.
 type trainCmd struct {
 	o     pipelines.TrainOptions
 	sweep []string // --sweep as given; parsed into o.Sweep
+	tasks []string // --task as given; parsed into o.Tasks
 }
 
 func (c *trainCmd) register(f *flagSet) {
@@ -81,6 +86,7 @@ func (c *trainCmd) register(f *flagSet) {
 	o.Config = trainer.DefaultConfig()
 	f.section("Data")
 	f.stringVar(&o.Data, "data", "", "prepared dataset folder (from beamtune prepare)")
+	f.repeatVar(&c.tasks, "task", taskUsage)
 	f.section("Model")
 	f.stringVar(&o.Init, "init", model.DefaultModelDir(), "pretrained model folder to fine-tune")
 	recipeFlags(f, &o.Config, &c.sweep, "Distillation loss (used by distill)")
@@ -96,6 +102,9 @@ func (c *trainCmd) run(ctx context.Context) error {
 	}
 	o := c.o
 	o.Name, o.Sweep = "teacher", sweep
+	if o.Tasks, err = pipelines.ParseTaskOptions(c.tasks); err != nil {
+		return err
+	}
 	res, err := pipelines.RunTrain(ctx, o)
 	if err != nil {
 		return err
@@ -107,6 +116,7 @@ func (c *trainCmd) run(ctx context.Context) error {
 type distillCmd struct {
 	o      pipelines.DistillOptions
 	sweep  []string // --sweep as given; parsed into o.Sweep
+	tasks  []string // --task as given; parsed into o.Tasks
 	layers []string // --student_layers as given; parsed into o.StudentLayers
 }
 
@@ -115,6 +125,7 @@ func (c *distillCmd) register(f *flagSet) {
 	o.Config = trainer.DefaultConfig()
 	f.section("Data")
 	f.stringVar(&o.Data, "data", "", "prepared dataset folder")
+	f.repeatVar(&c.tasks, "task", "NAME=DATA,teacher=DIR[,kind=K][,weight=W][,metric=M]: a task of a multi-task student and its single-task teacher (repeat, instead of --data and --teacher); --student_layers then cuts the first task's teacher")
 	f.section("Model")
 	f.stringVar(&o.Teacher, "teacher", "", "fine-tuned teacher folder (e.g. RUN/teacher)")
 	f.listVar(&c.layers, "student_layers", "teacher layers the student keeps, e.g. 0,2,4")
@@ -133,6 +144,9 @@ func (c *distillCmd) run(ctx context.Context) error {
 	}
 	o := c.o
 	o.Sweep = sweep
+	if o.Tasks, err = pipelines.ParseTaskOptions(c.tasks); err != nil {
+		return err
+	}
 	for _, l := range c.layers {
 		n, err := strconv.Atoi(l)
 		if err != nil {
