@@ -104,6 +104,67 @@ func TestExportForTransformers(t *testing.T) {
 			return
 		}
 	}
+	t.Run("multitask", func(t *testing.T) {
+		defer LockThread()()
+		exportBundle(t, src, filepath.Join(dir, "multitask"), keep, ids, mask, types, L, n)
+	})
+}
+
+// bundleHeads are the heads of the bundle TestExportForTransformers
+// exports: one of each task kind.
+var bundleHeads = []TaskHead{
+	{Name: "topic", Labels: []string{"World", "Sports", "Business"}, ProblemType: "single_label_classification"},
+	{Name: "tags", Labels: []string{"World", "Sports", "Business"}, ProblemType: "multi_label_classification"},
+	{Name: "score", Labels: []string{"score"}, ProblemType: "regression"},
+}
+
+// exportBundle gives all-MiniLM-L6-v2 three seeded task heads, exports the
+// bundle to dir, and checks each tasks/<task> folder is a plain model of
+// its kind whose logits are the bundle head's on the shared encoder pass.
+// With keep, each task folder gets those logits for transformers to match.
+func exportBundle(t *testing.T, src, dir string, keep bool, ids, mask, types []int64, L, n int) {
+	m, _, err := Load(src, LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if err := WithSeed(7, func() error { return m.SetHeads(bundleHeads) }); err != nil {
+		t.Fatal(err)
+	}
+	b := Batch{InputIDs: rowsTensor(t, ids, L, 0, n), TokenTypeIDs: rowsTensor(t, types, L, 0, n), AttentionMask: rowsTensor(t, mask, L, 0, n)}
+	defer drop(b.InputIDs, b.TokenTypeIDs, b.AttentionMask)
+	heads := taskLogits(t, m, b, m.TaskNames()...)
+	if err := m.Export(dir, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	for k, h := range bundleHeads {
+		sub := filepath.Join(dir, TasksDir, h.Name)
+		checkExportedConfig(t, sub, h.ProblemType, h.Labels)
+		single, _, err := Load(sub, LoadOptions{Device: gotch.CPU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []float32
+		err = NoGrad(func() error {
+			out, err := single.Forward(b, false, false)
+			if err != nil {
+				return err
+			}
+			defer out.Free()
+			got = values(t, out.Logits)
+			return nil
+		})
+		single.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(got, heads[k]); d != 0 {
+			t.Errorf("%s: the task folder's logits differ from the bundle head's by %g", h.Name, d)
+		}
+		if keep {
+			writeGoLogits(t, sub, h.ProblemType, heads[k], ids, mask, types, L, n, len(h.Labels))
+		}
+	}
 }
 
 // exportKind loads src with a new head (labels, seeded), exports it to dir,

@@ -187,6 +187,11 @@ KINDS = [
     ("multi_label_classification", "multi_label_classification", ["World", "Sports", "Business"]),
     ("regression", "regression", ["score"]),
     ("single_label_classification", "pruned", ["World", "Sports", "Business"]),
+    # The task folders of a multi-task bundle (issue #18): each is the shared
+    # encoder with one head, and its Go logits are the bundle head's.
+    ("single_label_classification", "multitask/tasks/topic", ["World", "Sports", "Business"]),
+    ("multi_label_classification", "multitask/tasks/tags", ["World", "Sports", "Business"]),
+    ("regression", "multitask/tasks/score", ["score"]),
 ]
 
 

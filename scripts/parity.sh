@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # parity.sh: regenerate testdata/parity from HF transformers, then check that the
 # folders beamtune exports for each task kind (single-label, multi-label,
-# regression, and a head- and FFN-pruned model) load in transformers as the same task, with the same logits and
+# regression, a head- and FFN-pruned model, and the task folders of a multi-task
+# bundle) load in transformers as the same task, with the same logits and
 # the loss their problem_type names. The result of the round trip is written
 # to testdata/parity/ROUNDTRIP.json.
 set -euo pipefail
