@@ -1,9 +1,12 @@
 package model
 
 import (
+	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkInfer times eval-mode forward passes of one model folder
@@ -106,4 +109,113 @@ func benchModel() (dir string, seq int) {
 		seq = n
 	}
 	return dir, seq
+}
+
+// BenchmarkServeTasks times serving three tasks on the same inputs: a
+// multi-task bundle of all-MiniLM-L6-v2 (or BEAMTUNE_BENCH_MODEL) with three
+// heads (2, 4 and 2 classes), one encoder pass per batch for all three,
+// against three single-task models of the same shape run one after
+// another. Rounds alternate between the two so both see the same machine
+// state; examples/s counts examples served with all three tasks' outputs,
+// at batch 32 of BEAMTUNE_BENCH_SEQ tokens (default 32), BEAMTUNE_THREADS
+// threads (default 2).
+func BenchmarkServeTasks(b *testing.B) {
+	dir, seq := benchModel()
+	defer LockThread()()
+	SetThreads(benchThreads())
+	m, _, err := Load(dir, LoadOptions{})
+	if err != nil {
+		b.Skipf("model %s: %v", dir, err)
+	}
+	defer m.Free()
+	heads := []TaskHead{
+		{Name: "sst2", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
+		{Name: "agnews", Labels: []string{"1", "2", "3", "4"}, ProblemType: "single_label_classification"},
+		{Name: "mrpc", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
+	}
+	if err := WithSeed(1, func() error { return m.SetHeads(heads) }); err != nil {
+		b.Fatal(err)
+	}
+	// The single-task models: each its own copy of the encoder and a head.
+	var singles []*Bert
+	defer func() {
+		for _, s := range singles {
+			s.Free()
+		}
+	}()
+	tmp := b.TempDir()
+	if err := m.Export(tmp, "", nil); err != nil {
+		b.Fatal(err)
+	}
+	for _, h := range heads {
+		s, _, err := Load(filepath.Join(tmp, TasksDir, h.Name), LoadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		singles = append(singles, s)
+	}
+	const batch, batches = 32, 20
+	rng := rand.New(rand.NewSource(1))
+	ids := make([]int64, batch*seq)
+	mask := make([]int64, batch*seq)
+	for i := range ids {
+		ids[i], mask[i] = int64(1000+rng.Intn(20000)), 1
+	}
+	x, err := Int64Tensor(ids, batch, seq, m.Device)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mk, err := Int64Tensor(mask, batch, seq, m.Device)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer drop(x, mk)
+	in := Batch{InputIDs: x, AttentionMask: mk}
+	names := m.TaskNames()
+	bundle := func() error {
+		out, err := m.ForwardTasks(in, names, false, false)
+		out.Free()
+		return err
+	}
+	separate := func() error {
+		for _, s := range singles {
+			out, err := s.Forward(in, false, false)
+			out.Free()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var bundleTime, separateTime time.Duration
+	err = NoGrad(func() error {
+		for _, f := range []func() error{bundle, separate} { // warm-up
+			if err := f(); err != nil {
+				return err
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			for _, r := range []struct {
+				f func() error
+				d *time.Duration
+			}{{bundle, &bundleTime}, {separate, &separateTime}} {
+				start := time.Now()
+				for k := 0; k < batches; k++ {
+					if err := r.f(); err != nil {
+						return err
+					}
+				}
+				*r.d += time.Since(start)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := float64(b.N * batches * batch)
+	b.ReportMetric(n/bundleTime.Seconds(), "bundle_examples/s")
+	b.ReportMetric(n/separateTime.Seconds(), "separate_examples/s")
+	b.ReportMetric(separateTime.Seconds()/bundleTime.Seconds(), "speedup")
 }

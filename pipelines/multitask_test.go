@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,4 +185,122 @@ func predictJSONL(t *testing.T, o PredictOptions) []map[string]any {
 		}
 	}
 	return rows
+}
+
+// TestRetrainTasksConfig reads a multi-task retrain.yaml: each task's
+// prepare keys over the top-level ones, its gate and weight; and refuses
+// what a multi-task retrain cannot do, naming the file.
+func TestRetrainTasksConfig(t *testing.T) {
+	good := `
+name: m
+registry: /tmp/reg
+prepare: {format: tsv, max_length: 64, text_fields: [sentence], label_field: label}
+tasks:
+  - name: sentiment
+    prepare: {train: [s.tsv], validation: [s-dev.tsv]}
+  - name: similarity
+    prepare: {train: [p.tsv], text_fields: ["6"], pair_field: "7", label_field: "5", task: regression, header: false}
+    weight: 2
+    optional: true
+    gate: {metric: pearson, max_metric_drop: 1}
+`
+	c, err := ParseRetrainConfig("retrain.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, p := c.Tasks[0].Prepare, c.Tasks[1].Prepare
+	if s.Format != "tsv" || s.MaxLength != 64 || strings.Join(s.Train, ",") != "s.tsv" || !s.Header || s.LabelField != "label" {
+		t.Errorf("sentiment prepare: %+v", s)
+	}
+	if p.Format != "tsv" || p.MaxLength != 64 || p.Task != dataset.Regression || p.Header || p.PairField != "7" || strings.Join(p.TextFields, ",") != "6" || len(p.Validation) != 0 {
+		t.Errorf("similarity prepare: %+v", p)
+	}
+	if c.Tasks[1].Weight != 2 || !c.Tasks[1].Optional || c.taskGate(c.Tasks[1]).Metric != report.MetricPearson || c.taskGate(c.Tasks[0]) != c.Gate {
+		t.Errorf("similarity task: %+v", c.Tasks[1])
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"one task", "name: m\nregistry: r\ntasks:\n  - name: a\n    prepare: {train: [a], text_fields: [t], label_field: l}\n", "two tasks or more"},
+		{"unknown task prepare key", strings.Replace(good, "validation: [s-dev.tsv]", "valid: [s-dev.tsv]", 1), "field valid not found"},
+		{"bad task name", strings.Replace(good, "name: sentiment", "name: Sentiment", 1), `"Sentiment"`},
+		{"task without inputs", strings.Replace(good, "{train: [s.tsv], validation: [s-dev.tsv]}", "{}", 1), "tasks[0] (sentiment): give inputs"},
+		{"compress", good + "compress: {head_keep: 0.5}\n", "cannot be compressed yet"},
+		{"metric_for_best", good + "train: {metric_for_best: f1}\n", "give each task's metric"},
+	} {
+		if _, err := ParseRetrainConfig("retrain.yaml", []byte(tc.yaml)); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	// A bundle is blessed when every task that is not optional passes.
+	v, reasons := bundleVerdict([]TaskVerdict{{Task: "a", Verdict: report.VerdictBlessed}, {Task: "b", Optional: true, Verdict: report.VerdictRejected, Reasons: []string{"pearson dropped"}}})
+	if v != report.VerdictBlessed || len(reasons) != 1 || !strings.Contains(reasons[0], "b (optional, not blocking): pearson dropped") {
+		t.Errorf("optional task failing: %s %v", v, reasons)
+	}
+	v, reasons = bundleVerdict([]TaskVerdict{{Task: "a", Verdict: report.VerdictRejected, Reasons: []string{"accuracy dropped"}}, {Task: "b", Verdict: report.VerdictBlessed}})
+	if v != report.VerdictRejected || len(reasons) != 1 || reasons[0] != "a: accuracy dropped" {
+		t.Errorf("required task failing: %s %v", v, reasons)
+	}
+}
+
+// TestRetrainMultiTask runs retrain twice on two tasks (SST-2 sentences
+// from the retrain fixture, STS-B pairs): the first run promotes its
+// bundle with each task's score; the second (another seed, so another run)
+// is gated per task against the champion bundle's task folders, and one
+// required task's floor it cannot reach rejects the bundle, naming that
+// task, while the champion stays.
+func TestRetrainMultiTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains models: skipped with -short")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := tinyRetrain(t, filepath.Join(dir, "registry"), 1, false)
+	c.Name = "support"
+	sentiment := c.Prepare
+	c.Prepare.Train, c.Prepare.Validation = nil, nil
+	stsb := filepath.Join(sharedData, "stsb")
+	similarity := c.Prepare
+	similarity.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 200, nil)}
+	similarity.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 80, nil)}
+	similarity.Format, similarity.Header = "tsv", false
+	similarity.TextFields, similarity.PairField, similarity.LabelField = []string{"6"}, "7", "5"
+	similarity.Task, similarity.LabelRange = dataset.Regression, "0:5"
+	c.Tasks = []RetrainTask{{Name: "sentiment", Prepare: sentiment}, {Name: "similarity", Prepare: similarity}}
+	c.Train.MaxSteps, c.Train.EvalEvery = 12, 12
+	c.Gate = report.GateConfig{MaxAccuracyDrop: 100, MaxMacroF1Drop: 100, MaxClassRecallDrop: 100, MaxMetricDrop: 100}
+	first, err := RunRetrain(ctx, RetrainOptions{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Promoted || len(first.Champion.Tasks) != 2 || first.Champion.Metric != report.MetricMean || !model.IsMultiTask(first.Champion.Model) {
+		t.Fatalf("first run: promoted %v, champion %+v", first.Promoted, first.Champion)
+	}
+	for _, s := range []string{"prepare-sentiment", "prepare-similarity", "train", "evaluate-sentiment", "evaluate-similarity", "promote"} {
+		if !slices.ContainsFunc(first.Stages, func(r StageResult) bool { return r.Stage == s }) {
+			t.Errorf("first run has no %s stage: %+v", s, first.Stages)
+		}
+	}
+	if first.Champion.Tasks[1].Metric != report.MetricPearson || first.Tasks[0].Verdict != report.VerdictBlessed {
+		t.Errorf("first run's tasks: %+v, champion %+v", first.Tasks, first.Champion.Tasks)
+	}
+
+	c.Train.Seed = 2
+	c.Tasks[1].Gate = &report.GateConfig{MaxMetricDrop: 100, MinMetric: 99.9}
+	second, err := RunRetrain(ctx, RetrainOptions{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Promoted || second.Verdict != report.VerdictRejected || second.Champion.RunID != first.RunID {
+		t.Fatalf("second run: promoted %v verdict %s, champion %+v", second.Promoted, second.Verdict, second.Champion)
+	}
+	if len(second.Reasons) == 0 || !strings.HasPrefix(second.Reasons[0], "similarity: ") {
+		t.Errorf("second run's reasons should name the similarity task: %v", second.Reasons)
+	}
+	rep, err := report.Read(ctx, filepath.Join(second.RunDir, "report-sentiment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Gate == nil || rep.Gate.Champion == "" || rep.Gate.Verdict != report.VerdictBlessed {
+		t.Errorf("sentiment was gated against the champion's sentiment folder and should pass: %+v", rep.Gate)
+	}
+	t.Logf("second run rejected: %v", second.Reasons)
 }

@@ -58,6 +58,16 @@ type Champion struct {
 	Value      float64 `json:"value,omitempty"`
 	PromotedAt string  `json:"promoted_at"`
 	Previous   string  `json:"previous_run_id,omitempty"`
+	// Tasks, for a multi-task bundle, are each task's gate metric and value
+	// (Metric is then report.MetricMean, Value their mean).
+	Tasks []ChampionTask `json:"tasks,omitempty"`
+}
+
+// ChampionTask is one task's score in a multi-task champion's record.
+type ChampionTask struct {
+	Task   string  `json:"task"`
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
 }
 
 // ReadChampion returns the current champion and the generation to pass to

@@ -49,7 +49,10 @@ type RetrainConfig struct {
 	Registry string `yaml:"registry" json:"registry"` // registry root, local or gs://
 	Model    string `yaml:"model" json:"model"`       // pretrained folder: tokenizer and teacher initialisation
 
-	Prepare  RetrainPrepare    `yaml:"prepare" json:"prepare"`
+	Prepare RetrainPrepare `yaml:"prepare" json:"prepare"`
+	// Tasks, for a multi-task model, are its tasks, each with its own data
+	// (retrain_tasks.go); the top-level prepare keys are then their defaults.
+	Tasks    []RetrainTask     `yaml:"tasks" json:"tasks,omitempty"`
 	Train    RetrainTrain      `yaml:"train" json:"train"`
 	Distill  RetrainDistill    `yaml:"distill" json:"distill"`
 	Compress RetrainCompress   `yaml:"compress" json:"compress"`
@@ -175,6 +178,9 @@ func ParseRetrainConfig(name string, data []byte) (RetrainConfig, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file, caught by validate
 		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
+	if err := c.resolveTaskPrepare(); err != nil {
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+	}
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
@@ -200,18 +206,12 @@ func (c RetrainConfig) validate() error {
 	if c.Model == "" {
 		return errors.New("model: missing")
 	}
-	p := c.Prepare
-	if _, err := dataset.ParseTask(p.Task); err != nil {
+	if len(c.Tasks) > 0 {
+		if err := c.validateTasks(); err != nil {
+			return err
+		}
+	} else if err := validatePrepare(c.Prepare); err != nil {
 		return fmt.Errorf("prepare: %w", err)
-	}
-	if _, err := dataset.ParseLabelRange(p.LabelRange); err != nil {
-		return fmt.Errorf("prepare: %w", err)
-	}
-	if len(p.Inputs)+len(p.Train)+len(p.Validation)+len(p.Test) == 0 {
-		return errors.New("prepare: give inputs, or train/validation/test files")
-	}
-	if len(p.TextFields) == 0 || p.LabelField == "" {
-		return errors.New("prepare: text_fields and label_field are required")
 	}
 	if c.Distill.StudentInit != "" && len(c.Distill.StudentLayers) > 0 {
 		return errors.New("distill: give student_layers or student_init, not both")
@@ -255,6 +255,24 @@ func (c RetrainConfig) validate() error {
 				return fmt.Errorf("sweep: %s cannot be swept", k)
 			}
 		}
+	}
+	return nil
+}
+
+// validatePrepare checks one prepare block: a task kind, a label range,
+// inputs, and the text and label fields.
+func validatePrepare(p RetrainPrepare) error {
+	if _, err := dataset.ParseTask(p.Task); err != nil {
+		return err
+	}
+	if _, err := dataset.ParseLabelRange(p.LabelRange); err != nil {
+		return err
+	}
+	if len(p.Inputs)+len(p.Train)+len(p.Validation)+len(p.Test) == 0 {
+		return errors.New("give inputs, or train/validation/test files")
+	}
+	if len(p.TextFields) == 0 || p.LabelField == "" {
+		return errors.New("text_fields and label_field are required")
 	}
 	return nil
 }
@@ -329,7 +347,10 @@ type RetrainResult struct {
 	Reasons  []string      `json:"reasons,omitempty"`
 	Promoted bool          `json:"promoted"`           // this run's model is now the champion
 	Champion *Champion     `json:"champion,omitempty"` // the champion after the run
-	Report   string        `json:"report"`             // report.html of the evaluation
+	Report   string        `json:"report"`             // report.html of the evaluation (multi-task: the first task's)
+	// Tasks, for a multi-task run, are each task's evaluation; Verdict is
+	// the bundle's (blessed when every task that is not optional is).
+	Tasks []TaskVerdict `json:"tasks,omitempty"`
 }
 
 // StageSchema versions the stage markers. v2 has typed outputs per stage
@@ -412,26 +433,36 @@ func modelFingerprint(ctx context.Context, dir string) (string, error) {
 // RetrainRunID computes the run id of a configuration against the inputs
 // as they are now (see the comment at the top of this file).
 func RetrainRunID(ctx context.Context, c RetrainConfig) (string, error) {
-	id, _, err := retrainRunID(ctx, c)
+	id, _, _, err := retrainRunID(ctx, c)
 	return id, err
 }
 
 // retrainRunID also returns the prepare fingerprint it used, which the
 // prepare stage's marker then records: one look at the inputs per run.
-func retrainRunID(ctx context.Context, c RetrainConfig) (id, prepareFP string, err error) {
-	pfp, err := PrepareFingerprint(ctx, c.prepareOptions("(not used by the fingerprint)"))
-	if err != nil {
-		return "", "", err
+// A multi-task config fingerprints every task's inputs (taskFPs, and
+// prepareFP is "").
+func retrainRunID(ctx context.Context, c RetrainConfig) (id, prepareFP string, taskFPs []string, err error) {
+	var inputs any
+	if len(c.Tasks) > 0 {
+		if taskFPs, err = c.taskPrepareFingerprints(ctx); err != nil {
+			return "", "", nil, err
+		}
+		inputs = taskFPs
+	} else {
+		if prepareFP, err = PrepareFingerprint(ctx, c.prepareOptions("(not used by the fingerprint)")); err != nil {
+			return "", "", nil, err
+		}
+		inputs = prepareFP
 	}
 	mfp, err := modelFingerprint(ctx, c.Model)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
-	h, err := hashOf(c, pfp, mfp)
+	h, err := hashOf(c, inputs, mfp)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
-	return "r-" + h[:12], pfp, nil
+	return "r-" + h[:12], prepareFP, taskFPs, nil
 }
 
 // RunRetrain runs (or resumes, or confirms) one retrain under the model's
@@ -449,7 +480,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 	if _, err := CheckModelDir(ctx, c.Model, ModelUse{Role: "model", Tokenizer: true}); err != nil {
 		return nil, err
 	}
-	runID, prepFP, err := retrainRunID(ctx, c)
+	runID, prepFP, taskFPs, err := retrainRunID(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +503,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 		}()
 	}
 
-	r := &retrainRun{o: o, c: c, reg: reg, prepFP: prepFP, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
+	r := &retrainRun{o: o, c: c, reg: reg, prepFP: prepFP, taskFPs: taskFPs, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
 	slog.Info("retrain: run", "name", c.Name, "run_id", runID, "dir", r.res.RunDir)
 	if err := r.run(ctx); err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
@@ -488,7 +519,9 @@ type retrainRun struct {
 	c      RetrainConfig
 	reg    Registry
 	prepFP string // the prepare fingerprint the run id was computed from
-	res    *RetrainResult
+	// taskFPs, for a multi-task config, are each task's prepare fingerprints.
+	taskFPs []string
+	res     *RetrainResult
 }
 
 func (r *retrainRun) path(elem ...string) string { return storage.Join(r.res.RunDir, elem...) }
@@ -542,6 +575,10 @@ func (r *retrainRun) run(ctx context.Context) error {
 	}
 	if err := storage.WriteFile(ctx, r.path(retrainConfigFile), append(cfgJSON, '\n')); err != nil {
 		return err
+	}
+	if len(c.Tasks) > 0 {
+		slog.Info("retrain: multi-task", "tasks", c.taskNames())
+		return r.runTasks(ctx)
 	}
 
 	po := c.prepareOptions(r.path("data"))
@@ -642,25 +679,10 @@ func (r *retrainRun) run(ctx context.Context) error {
 		return err
 	}
 	verdict, err := runStage(ctx, r, "evaluate", evalFP, func() (evaluateOutputs, error) {
-		res, err := RunEvaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
+		return r.evaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
 			Champion: champDir, Challenger: challenger, Gate: c.Gate, Output: reportDir, Seed: c.Evaluate.Seed,
 			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Threshold: c.Evaluate.Threshold,
-			Runner: r.o.Runner})
-		if err != nil {
-			return evaluateOutputs{}, err
-		}
-		out := evaluateOutputs{Report: reportDir, ChampionRun: champRun, ChampionGeneration: champGen, Verdict: report.VerdictBlessed}
-		for _, m := range res.Report.Models {
-			if m.Name == challenger {
-				out.Accuracy, out.MacroF1 = m.Metrics.Accuracy, m.Metrics.MacroF1
-				out.Metric = res.Metric
-				out.Value, _, _ = m.Metrics.Value(res.Metric)
-			}
-		}
-		if g := res.Report.Gate; g != nil {
-			out.Verdict, out.Reasons = g.Verdict, g.Reasons
-		}
-		return out, nil
+			Runner: r.o.Runner}, champRun, champGen)
 	})
 	if err != nil {
 		return err
@@ -671,11 +693,38 @@ func (r *retrainRun) run(ctx context.Context) error {
 		r.res.Champion = champ
 		return nil
 	}
+	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
+		Metric: verdict.Metric, Value: verdict.Value}
+	return r.promote(ctx, next, champ, champGen)
+}
+
+// evaluate runs the evaluate stage's pipeline and reads the gate's verdict
+// on the challenger (o.Challenger) against the champion of generation champGen.
+func (r *retrainRun) evaluate(ctx context.Context, o EvaluateOptions, champRun string, champGen int64) (evaluateOutputs, error) {
+	res, err := RunEvaluate(ctx, o)
+	if err != nil {
+		return evaluateOutputs{}, err
+	}
+	out := evaluateOutputs{Report: o.Output, ChampionRun: champRun, ChampionGeneration: champGen, Verdict: report.VerdictBlessed}
+	for _, m := range res.Report.Models {
+		if m.Name == o.Challenger {
+			out.Accuracy, out.MacroF1 = m.Metrics.Accuracy, m.Metrics.MacroF1
+			out.Metric = res.Metric
+			out.Value, _, _ = m.Metrics.Value(res.Metric)
+		}
+	}
+	if g := res.Report.Gate; g != nil {
+		out.Verdict, out.Reasons = g.Verdict, g.Reasons
+	}
+	return out, nil
+}
+
+// promote makes next the champion, by compare-and-swap on the champion
+// generation the evaluation saw.
+func (r *retrainRun) promote(ctx context.Context, next Champion, champ *Champion, champGen int64) error {
 	if r.o.beforePromote != nil {
 		r.o.beforePromote()
 	}
-	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
-		Metric: verdict.Metric, Value: verdict.Value}
 	if champ != nil {
 		next.Previous = champ.RunID
 	}

@@ -57,6 +57,13 @@ func (c *retrainCmd) run(ctx context.Context) error {
 			}
 			fmt.Printf("  %-9s %s\n", s.Stage, state)
 		}
+		for _, tv := range res.Tasks {
+			opt := ""
+			if tv.Optional {
+				opt = " (optional)"
+			}
+			fmt.Printf("  task %-12s %s %.4f: %s%s %v\n", tv.Task, tv.Metric, tv.Value, tv.Verdict, opt, tv.Reasons)
+		}
 		switch {
 		case err != nil:
 		case res.Promoted:
