@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -328,15 +329,7 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	if st, err := storage.Stat(ctx, storage.Join(nm.Dir, model.SafetensorsFile)); err == nil {
 		mr.SizeBytes = st.Size
 	}
-	if data, err := storage.ReadFile(ctx, storage.Join(nm.Dir, report.PublishedTrainLogFile)); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			var e report.LogEntry
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				mr.TrainingLog = append(mr.TrainingLog, e)
-			}
-		}
-	}
+	mr.TrainingLog = readTrainingLog(ctx, nm.Dir)
 	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir, "")
 	if err != nil {
 		return nil, err
@@ -419,4 +412,49 @@ func describeTraining(ctx context.Context, path, local string, m *model.Bert, mr
 	}
 	mr.TrainableParams = model.CountParams(m.Trainable())
 	return nil
+}
+
+// readTrainingLog is the training log published with the model folder dir
+// (none: nil). A task folder of a multi-task bundle (BUNDLE/tasks/<task>)
+// has none of its own: it gets the bundle's training entries and its own
+// task's evaluations.
+func readTrainingLog(ctx context.Context, dir string) []report.LogEntry {
+	read := func(d string) []report.LogEntry {
+		data, err := storage.ReadFile(ctx, storage.Join(d, report.PublishedTrainLogFile))
+		if err != nil {
+			return nil
+		}
+		var out []report.LogEntry
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			var e report.LogEntry
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	if log := read(dir); log != nil {
+		return log
+	}
+	clean := strings.TrimSuffix(dir, "/")
+	task, tasksDir := path.Base(clean), path.Dir(clean)
+	if path.Base(tasksDir) != model.TasksDir {
+		return nil
+	}
+	bundle := path.Dir(tasksDir)
+	if ok, err := storage.Exists(ctx, storage.Join(bundle, model.TasksFile)); err != nil || !ok {
+		return nil
+	}
+	var out []report.LogEntry
+	for _, e := range read(bundle) {
+		switch {
+		case e.Kind == report.LogTrain:
+			out = append(out, e)
+		case e.Kind == report.LogEval && e.Task == task:
+			e.Task = "" // this folder's own evaluation
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -97,6 +97,17 @@ func TestMultiTaskEndToEnd(t *testing.T) {
 	if got, want := ev.Report.Models[0].Metrics.Accuracy, best.Tasks[0].Value; math.Abs(got-want) > 1e-9 {
 		t.Errorf("evaluate of tasks/sentiment: accuracy %.4f, the trainer's best %.4f", got, want)
 	}
+	// Its report charts the bundle's training and this task's evaluations.
+	evals, bestAcc := 0, 0.0
+	for _, e := range ev.Report.Models[0].TrainingLog {
+		if e.Kind == report.LogEval {
+			evals++
+			bestAcc = max(bestAcc, e.Accuracy)
+		}
+	}
+	if evals != 3 || math.Abs(bestAcc-best.Tasks[0].Value) > 1e-9 {
+		t.Errorf("tasks/sentiment's report: %d evaluations (want one per epoch, 3), best accuracy %.4f (the trainer's %.4f)", evals, bestAcc, best.Tasks[0].Value)
+	}
 
 	// predict runs both heads on one pass; the sentiment head agrees with
 	// its task folder, row for row.
@@ -131,6 +142,7 @@ func TestMultiTaskEndToEnd(t *testing.T) {
 	// A 3-layer student distilled from the two task folders as teachers.
 	dcfg := cfg
 	dcfg.LR = 2e-4
+	dcfg.HiddenMSE = 1 // against each task's own teacher's [CLS] states
 	student, err := RunDistill(ctx, DistillOptions{Tasks: []TaskOption{
 		{TaskSpec: trainer.TaskSpec{Name: "sentiment", Data: sst.Output}, Teacher: sentimentDir},
 		{TaskSpec: trainer.TaskSpec{Name: "similarity", Data: sts.Output}, Teacher: filepath.Join(bundle, model.TasksDir, "similarity")},
