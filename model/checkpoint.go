@@ -422,6 +422,15 @@ func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 	cfg := *m.Config
 	cfg.Architectures = []string{"BertForSequenceClassification"}
 	cfg.ProblemType = cfg.Task() // named always, so transformers never guesses it from the labels' dtype
+	if err := m.writeWeights(dir, cfg); err != nil {
+		return err
+	}
+	return copyTokenizer(tokenizerDir, dir)
+}
+
+// writeWeights writes cfg as dir's config.json and every parameter as its
+// model.safetensors.
+func (m *Bert) writeWeights(dir string, cfg Config) error {
 	cj, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -433,10 +442,7 @@ func (m *Bert) writeFolder(dir, tokenizerDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFile(filepath.Join(dir, SafetensorsFile), tensors, map[string]string{"format": "pt"}); err != nil {
-		return err
-	}
-	return copyTokenizer(tokenizerDir, dir)
+	return safetensors.WriteFile(filepath.Join(dir, SafetensorsFile), tensors, map[string]string{"format": "pt"})
 }
 
 // copyTokenizer copies the tokenizer files found in tokenizerDir ("": none)

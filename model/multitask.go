@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -263,18 +262,7 @@ func (m *Bert) ForwardTasks(b Batch, tasks []string, train, hidden bool) (*Outpu
 func (m *Bert) writeBundle(dir, tokenizerDir string) error {
 	cfg := *m.Config
 	cfg.Architectures = []string{"BertModel"}
-	cj, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append(cj, '\n'), 0o644); err != nil {
-		return err
-	}
-	tensors, err := m.StateDict()
-	if err != nil {
-		return err
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, SafetensorsFile), tensors, map[string]string{"format": "pt"}); err != nil {
+	if err := m.writeWeights(dir, cfg); err != nil {
 		return err
 	}
 	tj, err := json.MarshalIndent(tasksFile{Tasks: m.heads}, "", "  ")

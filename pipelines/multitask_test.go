@@ -39,14 +39,7 @@ func TestMultiTaskEndToEnd(t *testing.T) {
 	sst.Format, sst.Header = "tsv", true
 	sst.Fields = dataset.Fields{Text: []string{"sentence"}, Label: "label"}
 	sst.ModelDir, sst.MaxLength, sst.Output = modelDir, 64, filepath.Join(dir, "sst2")
-	stsb := filepath.Join(sharedData, "stsb")
-	sts := DefaultPrepareOptions()
-	sts.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 400, nil)}
-	sts.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 150, nil)}
-	sts.Format, sts.Header = "tsv", false
-	sts.Fields = dataset.Fields{Text: []string{"6"}, Pair: "7", Label: "5"}
-	sts.Task, sts.LabelRange = dataset.Regression, "0:5"
-	sts.ModelDir, sts.MaxLength, sts.Output = modelDir, 64, filepath.Join(dir, "stsb")
+	sts := stsbPrepare(t, dir, modelDir, filepath.Join(dir, "stsb"))
 	for _, o := range []PrepareOptions{sst, sts} {
 		if _, err := RunPrepare(ctx, o); err != nil {
 			t.Fatal(err)

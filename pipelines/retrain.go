@@ -586,14 +586,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runStage(ctx, r, "prepare", prepFP, func() (prepareOutputs, error) {
-		po.Runner = r.o.Runner
-		res, err := RunPrepare(ctx, po)
-		if err != nil {
-			return prepareOutputs{}, err
-		}
-		return prepareOutputs{Data: po.Output, DatasetFingerprint: res.Manifest.Fingerprint}, nil
-	}); err != nil {
+	if err := r.prepareStage(ctx, "prepare", prepFP, po); err != nil {
 		return err
 	}
 
@@ -601,14 +594,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runStage(ctx, r, "train", trainFP, func() (modelOutputs, error) {
-		res, err := RunTrain(ctx, TrainOptions{Data: po.Output, Init: c.Model, Output: r.res.RunDir, Name: TeacherModel,
-			Config: c.Train.Config, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
-		if err != nil {
-			return modelOutputs{}, err
-		}
-		return modelOutputs{Model: res.ModelDir, Trial: res.Best.Trial}, nil
-	}); err != nil {
+	if err := r.trainStage(ctx, trainFP, TrainOptions{Data: po.Output}); err != nil {
 		return err
 	}
 	teacher := r.path(TeacherModel)
@@ -619,15 +605,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 		if lastFP, err = hashOf("distill", trainFP, c.Distill); err != nil {
 			return err
 		}
-		if _, err := runStage(ctx, r, "distill", lastFP, func() (modelOutputs, error) {
-			res, err := RunDistill(ctx, DistillOptions{Data: po.Output, Teacher: teacher, StudentLayers: c.Distill.StudentLayers,
-				StudentInit: c.Distill.StudentInit, Output: r.res.RunDir, Config: c.Distill.Config, Sweep: c.Distill.Sweep,
-				InferBatch: c.Distill.InferBatch, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
-			if err != nil {
-				return modelOutputs{}, err
-			}
-			return modelOutputs{Model: res.Student.ModelDir, Trial: res.Student.Best.Trial}, nil
-		}); err != nil {
+		if err := r.distillStage(ctx, lastFP, DistillOptions{Data: po.Output, Teacher: teacher}); err != nil {
 			return err
 		}
 		models = append(models, NamedModel{Name: StudentModel, Dir: r.path(StudentModel)})
@@ -696,6 +674,51 @@ func (r *retrainRun) run(ctx context.Context) error {
 	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
 		Metric: verdict.Metric, Value: verdict.Value}
 	return r.promote(ctx, next, champ, champGen)
+}
+
+// prepareStage runs prepare stage name: po into its output folder.
+func (r *retrainRun) prepareStage(ctx context.Context, name, fp string, po PrepareOptions) error {
+	_, err := runStage(ctx, r, name, fp, func() (prepareOutputs, error) {
+		po.Runner = r.o.Runner
+		res, err := RunPrepare(ctx, po)
+		if err != nil {
+			return prepareOutputs{}, err
+		}
+		return prepareOutputs{Data: po.Output, DatasetFingerprint: res.Manifest.Fingerprint}, nil
+	})
+	return err
+}
+
+// trainStage runs the train stage: the teacher of o's data (Data, or
+// Tasks) with the run's recipe, published as the run's teacher.
+func (r *retrainRun) trainStage(ctx context.Context, fp string, o TrainOptions) error {
+	c := r.c
+	o.Init, o.Output, o.Name, o.Config, o.Sweep = c.Model, r.res.RunDir, TeacherModel, c.Train.Config, c.Train.Sweep
+	o.Device, o.Threads, o.Resume, o.Runner = c.Device, c.Threads, true, r.o.Runner
+	_, err := runStage(ctx, r, "train", fp, func() (modelOutputs, error) {
+		res, err := RunTrain(ctx, o)
+		if err != nil {
+			return modelOutputs{}, err
+		}
+		return modelOutputs{Model: res.ModelDir, Trial: res.Best.Trial}, nil
+	})
+	return err
+}
+
+// distillStage runs the distill stage: a student of o's data and teachers
+// (Data and Teacher, or Tasks) with the run's recipe.
+func (r *retrainRun) distillStage(ctx context.Context, fp string, o DistillOptions) error {
+	c := r.c
+	o.StudentLayers, o.StudentInit, o.Output, o.Config, o.Sweep = c.Distill.StudentLayers, c.Distill.StudentInit, r.res.RunDir, c.Distill.Config, c.Distill.Sweep
+	o.InferBatch, o.Device, o.Threads, o.Resume, o.Runner = c.Distill.InferBatch, c.Device, c.Threads, true, r.o.Runner
+	_, err := runStage(ctx, r, "distill", fp, func() (modelOutputs, error) {
+		res, err := RunDistill(ctx, o)
+		if err != nil {
+			return modelOutputs{}, err
+		}
+		return modelOutputs{Model: res.Student.ModelDir, Trial: res.Student.Best.Trial}, nil
+	})
+	return err
 }
 
 // evaluate runs the evaluate stage's pipeline and reads the gate's verdict

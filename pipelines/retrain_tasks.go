@@ -170,14 +170,7 @@ func (r *retrainRun) runTasks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := runStage(ctx, r, "prepare-"+t.Name, fp, func() (prepareOutputs, error) {
-			po.Runner = r.o.Runner
-			res, err := RunPrepare(ctx, po)
-			if err != nil {
-				return prepareOutputs{}, err
-			}
-			return prepareOutputs{Data: po.Output, DatasetFingerprint: res.Manifest.Fingerprint}, nil
-		}); err != nil {
+		if err := r.prepareStage(ctx, "prepare-"+t.Name, fp, po); err != nil {
 			return err
 		}
 		tasks = append(tasks, TaskOption{TaskSpec: trainer.TaskSpec{Name: t.Name, Data: po.Output, Weight: t.Weight, Metric: t.Metric}})
@@ -187,14 +180,7 @@ func (r *retrainRun) runTasks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runStage(ctx, r, "train", trainFP, func() (modelOutputs, error) {
-		res, err := RunTrain(ctx, TrainOptions{Tasks: tasks, Init: c.Model, Output: r.res.RunDir, Name: TeacherModel,
-			Config: c.Train.Config, Sweep: c.Train.Sweep, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
-		if err != nil {
-			return modelOutputs{}, err
-		}
-		return modelOutputs{Model: res.ModelDir, Trial: res.Best.Trial}, nil
-	}); err != nil {
+	if err := r.trainStage(ctx, trainFP, TrainOptions{Tasks: tasks}); err != nil {
 		return err
 	}
 	teacher := r.path(TeacherModel)
@@ -210,15 +196,7 @@ func (r *retrainRun) runTasks(ctx context.Context) error {
 			teachers[i] = t
 			teachers[i].Teacher = storage.Join(teacher, model.TasksDir, t.Name)
 		}
-		if _, err := runStage(ctx, r, "distill", lastFP, func() (modelOutputs, error) {
-			res, err := RunDistill(ctx, DistillOptions{Tasks: teachers, StudentLayers: c.Distill.StudentLayers,
-				StudentInit: c.Distill.StudentInit, Output: r.res.RunDir, Config: c.Distill.Config, Sweep: c.Distill.Sweep,
-				InferBatch: c.Distill.InferBatch, Device: c.Device, Threads: c.Threads, Resume: true, Runner: r.o.Runner})
-			if err != nil {
-				return modelOutputs{}, err
-			}
-			return modelOutputs{Model: res.Student.ModelDir, Trial: res.Student.Best.Trial}, nil
-		}); err != nil {
+		if err := r.distillStage(ctx, lastFP, DistillOptions{Tasks: teachers}); err != nil {
 			return err
 		}
 		bundles = append(bundles, StudentModel)

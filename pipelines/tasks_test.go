@@ -2,7 +2,6 @@ package pipelines
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -46,6 +45,21 @@ func sharedHead(t *testing.T, src, dir string, skip, n int, keep func(string) bo
 	return dst
 }
 
+// stsbPrepare is the prepare run of 400 STS-B training pairs and 150 dev
+// pairs (regression, scores 0-5) into output.
+func stsbPrepare(t *testing.T, dir, modelDir, output string) PrepareOptions {
+	t.Helper()
+	stsb := filepath.Join(sharedData, "stsb")
+	o := DefaultPrepareOptions()
+	o.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 400, nil)}
+	o.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 150, nil)}
+	o.Format, o.Header = "tsv", false
+	o.Fields = dataset.Fields{Text: []string{"6"}, Pair: "7", Label: "5"}
+	o.Task, o.LabelRange = dataset.Regression, "0:5"
+	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, output
+	return o
+}
+
 // trainTask prepares o and trains all-MiniLM-L6-v2 on it for a few hundred
 // steps, and returns the manifest and the winning trial.
 func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64, tweak ...func(*trainer.Config)) (*dataset.Manifest, trainer.TrialResult) {
@@ -73,27 +87,9 @@ func trainTask(t *testing.T, o PrepareOptions, epochs int, lr float64, tweak ...
 func predictRows(t *testing.T, o PrepareOptions, input string) []map[string]any {
 	t.Helper()
 	out := filepath.Join(filepath.Dir(o.Output), "preds")
-	res, err := RunPredict(context.Background(), PredictOptions{Model: filepath.Join(filepath.Dir(o.Output), "run", TeacherModel),
+	return predictJSONL(t, PredictOptions{Model: filepath.Join(filepath.Dir(o.Output), "run", TeacherModel),
 		Inputs: []string{input}, Format: o.Format, Header: o.Header, Fields: dataset.Fields{Text: o.Fields.Text, Pair: o.Fields.Pair},
 		Output: out, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []map[string]any
-	for _, f := range res.Files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			var r map[string]any
-			if err := json.Unmarshal([]byte(l), &r); err != nil {
-				t.Fatal(err)
-			}
-			rows = append(rows, r)
-		}
-	}
-	return rows
 }
 
 // distillTask distils a 3-layer student (teacher layers 0, 2, 4) from the
@@ -121,14 +117,7 @@ func distillTask(t *testing.T, o PrepareOptions, epochs int, lr float64) trainer
 func TestRegressionTask(t *testing.T) {
 	modelDir := needModel(t)
 	dir := t.TempDir()
-	stsb := filepath.Join(sharedData, "stsb")
-	o := DefaultPrepareOptions()
-	o.Train = []string{sharedHead(t, filepath.Join(stsb, "train.tsv"), dir, 0, 400, nil)}
-	o.Validation = []string{sharedHead(t, filepath.Join(stsb, "dev.tsv"), dir, 0, 150, nil)}
-	o.Format, o.Header = "tsv", false
-	o.Fields = dataset.Fields{Text: []string{"6"}, Pair: "7", Label: "5"}
-	o.Task, o.LabelRange = dataset.Regression, "0:5"
-	o.ModelDir, o.MaxLength, o.Output = modelDir, 64, filepath.Join(dir, "data")
+	o := stsbPrepare(t, dir, modelDir, filepath.Join(dir, "data"))
 	man, best := trainTask(t, o, 3, 1e-4)
 	if man.Task != dataset.Regression || strings.Join(man.Labels, ",") != "score" {
 		t.Errorf("manifest task %q labels %v", man.Task, man.Labels)
