@@ -104,6 +104,8 @@ type TrialResult struct {
 	TrainableParams int64 `json:"trainable_params,omitempty"`
 	TotalParams     int64 `json:"total_params,omitempty"`
 	// Tasks, for a multi-task trial, are each task's scores at BestStep;
-	// BestMetric is then their mean (Metric report.MetricMean).
+	// BestMetric is then their mean (Metric report.MetricMean). Never nil:
+	// a TrialResult is a Beam schema row, where a nil slice is encoded as a
+	// null that Java runners (Spark, Flink) refuse for a NOT NULL array.
 	Tasks []TaskBest `json:"tasks,omitempty"`
 }

@@ -125,3 +125,44 @@ func readLog(out string) ([]report.LogEntry, error) {
 	}
 	return log, nil
 }
+
+// TestMultiTaskInitFromBundle: a multi-task run started from a bundle with
+// the same tasks continues its heads; with other tasks, it keeps the
+// encoder and starts fresh heads.
+func TestMultiTaskInitFromBundle(t *testing.T) {
+	dir := t.TempDir()
+	writeMarkerDataset(t, filepath.Join(dir, "seven"), 64, 16, 7, 5)
+	writeMarkerDataset(t, filepath.Join(dir, "five"), 64, 16, 5, 6)
+	first := multiTaskJob(dir, filepath.Join(dir, "first"))
+	first.Config.MaxSteps = 4
+	res, err := Train(context.Background(), first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := finalWeights(t, res.FinalDir)
+	// lr 0: a step changes no weight, so the result is where the run started.
+	again := func(out string, tasks []TaskSpec) map[string][]float32 {
+		j := multiTaskJob(dir, filepath.Join(dir, out))
+		j.Init, j.Tasks = res.FinalDir, tasks
+		j.Config.MaxSteps, j.Config.LR, j.Config.WeightDecay = 1, 0, 0
+		r, err := Train(context.Background(), j, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return finalWeights(t, r.FinalDir)
+	}
+	same := again("same", first.Tasks)
+	sameWeights(t, bundle, same)
+	renamed := slices.Clone(first.Tasks)
+	renamed[1].Name = "five-b"
+	other := again("other", renamed)
+	if _, ok := other["tasks.five-b.classifier.weight"]; !ok {
+		t.Fatal("no head for the new task five-b")
+	}
+	if slices.Equal(other["tasks.seven.classifier.weight"], bundle["tasks.seven.classifier.weight"]) {
+		t.Error("with other tasks, the heads should start fresh")
+	}
+	if !slices.Equal(other["bert.encoder.layer.0.attention.self.query.weight"], bundle["bert.encoder.layer.0.attention.self.query.weight"]) {
+		t.Error("the encoder should be the bundle's")
+	}
+}

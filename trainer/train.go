@@ -418,7 +418,7 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
 		WallSeconds: time.Since(t.start).Seconds(), ExamplesPerSec: float64(t.examples) / time.Since(t.trainStart).Seconds(), Resumed: t.resumed,
 		TrainableParams: model.CountParams(t.m.Trainable()), TotalParams: model.CountParams(append(t.m.Params(), t.m.AdapterParams()...)),
-		Tasks: t.st.BestTasks,
+		Tasks: append([]TaskBest{}, t.st.BestTasks...),
 	}, nil
 }
 
