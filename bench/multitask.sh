@@ -6,7 +6,9 @@
 #   2. one multi-task teacher on all three (proportional task sampling, so
 #      each task sees its rows about as often as alone);
 #   3. a 3-layer multi-task student distilled from the three single-task
-#      teachers (layers 0,2,4 of the SST-2 teacher);
+#      teachers (layers 0,2,4 of the SST-2 teacher; the students' recipe of
+#      bench/students.sh: logits and [CLS] hidden states, lr 1.5e-4, here
+#      STUDENT_EPOCHS epochs, evaluated every 250 steps);
 #   4. AG News test accuracy of the three AG News models (evaluate).
 # Validation metrics: SST-2 dev accuracy, AG News held-out 5% accuracy, MRPC
 # dev F1 of the paraphrase class. Resumable: each step is skipped once its
@@ -17,7 +19,7 @@ OUT=${OUT:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/bench/multitask}
 SHARED=${SHARED:-../shared/data}
 THREADS=${THREADS:-2}
 MODEL=${MODEL:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/models/all-MiniLM-L6-v2}
-EPOCHS=${EPOCHS:-2} LR=${LR:-1e-4} STUDENT_LR=${STUDENT_LR:-2e-4}
+EPOCHS=${EPOCHS:-2} LR=${LR:-1e-4} STUDENT_LR=${STUDENT_LR:-1.5e-4} STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}
 SST2_ROWS=${SST2_ROWS:-12000}
 BT=${BT:-bin/beamtune}
 [ -x "$BT" ] || make build
@@ -62,7 +64,8 @@ if [ ! -f "$OUT/student/student/_COMPLETE" ]; then
   /usr/bin/time -v $BT distill --task=sst2="$OUT/data-sst2",teacher="$OUT/single-sst2/teacher" \
     --task=agnews="$OUT/data-agnews",teacher="$OUT/single-agnews/teacher" \
     --task=mrpc="$OUT/data-mrpc",teacher="$OUT/single-mrpc/teacher",metric=f1 \
-    --student_layers=0,2,4 --output="$OUT/student" --lr="$STUDENT_LR" "${RECIPE[@]}" >> "$OUT/student.log" 2>&1
+    --student_layers=0,2,4 --output="$OUT/student" --lr="$STUDENT_LR" "${RECIPE[@]}" --epochs="$STUDENT_EPOCHS" \
+    --hidden_mse=1 --eval_every=250 >> "$OUT/student.log" 2>&1
 fi
 
 # 4. AG News test accuracy of the three AG News models.

@@ -92,7 +92,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	inputs := beam.Reshuffle(s, beam.CreateList(s.Scope("Inputs"), files))
 	records, bad, _ := beam.ParDo3(s.Scope("Read"), &transforms.ReadRecordsFn{}, inputs)
 	records = beam.Reshuffle(s.Scope("Spread"), records)
-	labelCol := beam.CreateList(s.Scope("ModelLabels"), append([]string{}, labels...))
+	labelCol := beam.Create(s.Scope("ModelLabels"), append([]string{}, labels...)) // one element: the label list (empty for a bundle)
 	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, model.TokenizerFile), MaxLength: o.MaxLength},
 		records, beam.SideInput{Input: labelCol})
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
