@@ -58,7 +58,10 @@ Model folders:
   A folder beamtune published (it holds training_log.jsonl or
   train_config.json) must hold _COMPLETE, written last, or it is refused as
   a publication that did not finish. Any other folder (save_pretrained, a hub
-  download, the pretrained model setup installs) is taken as it is.
+  download, the pretrained model setup installs) is taken as it is. A
+  multi-task bundle (it holds tasks.json) is taken by train --init, prepare
+  --model and predict; elsewhere give one of its task folders,
+  BUNDLE/tasks/<task>, each a plain model folder.
 
 Exit codes:
   0  success; also a Dataflow --dry_run or --template_location run, which
