@@ -62,10 +62,9 @@ func (s TaskSampling) Probabilities(batches []int) []float64 {
 	p := make([]float64, len(batches))
 	var sum float64
 	for i, n := range batches {
-		switch s.Mode {
-		case SampleRoundRobin, SampleUniform:
+		if s.Mode == SampleRoundRobin {
 			p[i] = 1
-		default:
+		} else { // uniform is τ = 0
 			p[i] = math.Pow(float64(max(n, 1)), s.Tau)
 		}
 		sum += p[i]

@@ -197,8 +197,10 @@ func (m *Bert) SetHeads(heads []TaskHead) error {
 
 // TaskModel is the single-task model of one head: the encoder and that
 // head as its classifier, with the task's labels and problem type. It
-// shares m's tensors (free it before m; Free leaves them to m), so that
-// exporting or scoring one task copies nothing.
+// shares m's float32 weights (free it before m; Free leaves them to m), so
+// that exporting or scoring one task copies nothing. It does not take m's
+// int8-packed layers or vocabulary map, which Free would release: quantize
+// the view itself to run it in int8.
 func (m *Bert) TaskModel(task string) (*Bert, error) {
 	head, ok := m.Head(task)
 	if !ok {
@@ -210,7 +212,7 @@ func (m *Bert) TaskModel(task string) (*Bert, error) {
 	cfg := *m.Config
 	cfg.SetLabels(head.Labels)
 	cfg.ProblemType = head.ProblemType
-	v := &Bert{Config: &cfg, Device: m.Device, byName: map[string]*Param{}, shared: map[string]bool{}, int8: m.int8, inputMap: m.inputMap}
+	v := &Bert{Config: &cfg, Device: m.Device, byName: map[string]*Param{}, shared: map[string]bool{}}
 	prefix := headPrefix(task)
 	for _, p := range m.params {
 		name := p.Name

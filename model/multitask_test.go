@@ -182,6 +182,24 @@ func TestMultiTaskBundle(t *testing.T) {
 	if d := maxAbsDiff(taskLogits(t, back, b, "topic")[0], both[0]); d != 0 {
 		t.Errorf("freeing a task model changed the bundle by %g", d)
 	}
+	// Nor does it take the bundle's int8-packed layers with it.
+	applied, fallback, err := Quantize(back, QuantizeInt8, HostCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied != QuantizeInt8 {
+		t.Logf("int8 part skipped: %s", fallback)
+		return
+	}
+	quantized := taskLogits(t, back, b, "topic")[0]
+	v, err = back.TaskModel("topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Free()
+	if d := maxAbsDiff(taskLogits(t, back, b, "topic")[0], quantized); d != 0 || !back.Quantized() {
+		t.Errorf("freeing a task model of a quantized bundle changed it by %g (quantized: %v)", d, back.Quantized())
+	}
 }
 
 // TestSetHeadsChecksTasks refuses bad task lists by name.
