@@ -18,6 +18,7 @@ import (
 	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/beamtune/beamtune/model/tokenizer"
 	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 )
@@ -67,6 +68,9 @@ type ModelUse struct {
 	// Bundle: the command takes a multi-task bundle (train --init, predict).
 	// Elsewhere a bundle is refused, naming its task folders.
 	Bundle bool
+	// Trust, when set, is the policy the folder must be signed under: its
+	// signature and closed file set are verified first.
+	Trust signing.Trust
 }
 
 // maxConfigBytes bounds the config.json read in the driver: a real one is a
@@ -109,6 +113,9 @@ func checkModelDir(ctx context.Context, dir string, use ModelUse) (*model.Config
 		if _, _, err := storage.ParseGCS(dir); err != nil {
 			return nil, err
 		}
+	}
+	if err := verifyModelDir(ctx, dir, use.Trust); err != nil {
+		return nil, err
 	}
 	configPath := storage.Join(dir, model.ConfigFile)
 	configData, err := storage.ReadFileLimit(ctx, configPath, maxConfigBytes)
@@ -526,12 +533,12 @@ func CheckThreshold(ctx context.Context, dir, task, rule string, labels int) ([]
 // CheckTrainedModel checks a trained model folder against the prepared
 // dataset at data: the folder as CheckModelDir does (with its tokenizer and
 // the dataset's labels), and the same task kind. role names the flag.
-func CheckTrainedModel(ctx context.Context, dir, role, data string) (*dataset.Manifest, *model.Config, error) {
+func CheckTrainedModel(ctx context.Context, dir, role, data string, trust signing.Trust) (*dataset.Manifest, *model.Config, error) {
 	man, err := CheckDataset(ctx, data)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := CheckModelDir(ctx, dir, ModelUse{Role: role, Tokenizer: true, Labels: man.Labels})
+	cfg, err := CheckModelDir(ctx, dir, ModelUse{Role: role, Tokenizer: true, Labels: man.Labels, Trust: trust})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -539,4 +546,21 @@ func CheckTrainedModel(ctx context.Context, dir, role, data string) (*dataset.Ma
 		return nil, nil, badInputf("%s: %s is a %s model, the dataset %s is %s", role, dir, cfg.Task(), data, man.TaskKind())
 	}
 	return man, cfg, nil
+}
+
+// verifyModelDir checks dir (and a LoRA adapter's base) under the trust
+// policy, on a local copy for gs:// folders.
+func verifyModelDir(ctx context.Context, dir string, trust signing.Trust) error {
+	if !trust.Enabled() {
+		return nil
+	}
+	if ok, err := storage.Exists(ctx, dir); err == nil && !ok && !storage.IsGCS(dir) {
+		return fmt.Errorf("model folder %s does not exist", dir)
+	}
+	_, _, cleanup, err := trainer.FetchModel(ctx, dir, "", trust)
+	if err != nil {
+		return err
+	}
+	cleanup()
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/model/tokenizer"
+	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
@@ -65,6 +68,7 @@ type CompressOptions struct {
 	Threads       int
 	Resume        bool
 	Runner        string
+	Security
 }
 
 // CompressStats is the summary written as compress.json.
@@ -110,7 +114,7 @@ func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error
 	if o.Recovery.PEFT != "" || o.Recovery.FreezeLayers != "" {
 		return nil, badInputf("compress: the recovery distillation trains every weight of the pruned model (peft %q, freeze_layers %q given)", o.Recovery.PEFT, o.Recovery.FreezeLayers)
 	}
-	man, src, err := CheckTrainedModel(ctx, o.Model, "--model", o.Data)
+	man, src, err := CheckTrainedModel(ctx, o.Model, "--model", o.Data, o.Trust)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +146,7 @@ func RunCompress(ctx context.Context, o CompressOptions) (*CompressResult, error
 			res, err := RunDistill(ctx, DistillOptions{
 				Data: o.Data, Teacher: o.Model, StudentInit: cur, Output: storage.Join(o.Output, compressRecovery),
 				Config: o.Recovery, InferBatch: o.InferBatch, Device: o.Device, Threads: o.Threads, Resume: o.Resume, Runner: o.Runner,
+				Security: Security{Trust: o.Trust}, ownStudentInit: true,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("recovery: %w", err)
@@ -187,6 +192,7 @@ func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, di
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.ImportanceFn{Root: o.Data, MaxBatches: max(1, o.ImportanceBatches)}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = dir, o.InferBatch, o.Device, o.Threads
+	fn.Trust = o.trustFor(dir)
 	fn.DataTokenizerSHA256 = man.Tokenizer.SHA256
 	transforms.SumImportance(s, fn, col, impPath)
 	if _, err := run(ctx, o.Runner, p); err != nil {
@@ -196,7 +202,7 @@ func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, di
 	if err != nil {
 		return "", err
 	}
-	m, err := loadForCompress(ctx, dir, o.Device)
+	m, err := loadForCompress(ctx, dir, o.Device, o.trustFor(dir))
 	if err != nil {
 		return "", err
 	}
@@ -222,14 +228,24 @@ func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, di
 	return out, nil
 }
 
-func loadForCompress(ctx context.Context, dir, device string) (*model.Bert, error) {
+// trustFor is the trust policy a model folder compress reads is checked
+// under: the source's, and none for the folders of its own run (pruning
+// steps, recovery), which it made itself and does not sign.
+func (o CompressOptions) trustFor(dir string) signing.Trust {
+	if dir == o.Model {
+		return o.Trust
+	}
+	return signing.Trust{}
+}
+
+func loadForCompress(ctx context.Context, dir, device string, trust signing.Trust) (*model.Bert, error) {
 	dev, err := model.ParseDevice(device)
 	if err != nil {
 		return nil, err
 	}
 	unlock := model.LockThread()
 	defer unlock()
-	m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{Device: dev})
+	m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{Device: dev}, trust)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +256,7 @@ func loadForCompress(ctx context.Context, dir, device string) (*model.Bert, erro
 // finishCompressed prunes the vocabulary when asked and publishes the model
 // at out with the source's tokenizer (or the pruned one).
 func finishCompressed(ctx context.Context, o CompressOptions, man *dataset.Manifest, dir, out string, stats *CompressStats) error {
-	m, err := loadForCompress(ctx, dir, o.Device)
+	m, err := loadForCompress(ctx, dir, o.Device, o.trustFor(dir))
 	if err != nil {
 		return err
 	}
@@ -276,7 +292,42 @@ func finishCompressed(ctx context.Context, o CompressOptions, man *dataset.Manif
 	if ok {
 		keep[model.ThresholdsFile] = th
 	}
-	return storage.PublishDir(ctx, staged, out, keep)
+	card, prov, err := compressRecord(ctx, o, man, m, stats, out)
+	if err != nil {
+		return err
+	}
+	return publishModel(ctx, staged, out, keep, card, o.SigningKey, prov)
+}
+
+// compressRecord is the compressed folder's model card and provenance.
+func compressRecord(ctx context.Context, o CompressOptions, man *dataset.Manifest, m *model.Bert, stats *CompressStats, out string) ([]byte, *signing.Provenance, error) {
+	prov := provenance("compress", o.Runner)
+	src, err := modelRef(ctx, "source", o.Model)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := datasetRef(ctx, "", o.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	prov.Models, prov.Datasets = []signing.ModelRef{src}, []signing.DatasetRef{data}
+	if prov.Config, err = json.Marshal(o.Recovery); err != nil {
+		return nil, nil, err
+	}
+	line := fmt.Sprintf("Compressed by beamtune from `%s`: %d → %d parameters; heads per layer %v, FFN width %d", o.Model, stats.SourceParams, m.NumParams(), stats.Heads, stats.FFNWidth)
+	if o.PruneVocab {
+		line += fmt.Sprintf(", vocabulary %d → %d tokens (those the training data uses)", stats.SourceVocab, stats.VocabSize)
+	}
+	recipe := []string{line + "."}
+	if stats.Recovered {
+		recipe = append(recipe, "Recovered by a short distillation from the unpruned model.")
+	}
+	card := report.Card{
+		Name: path.Base(strings.TrimSuffix(out, "/")), BaseModel: baseModelName(ctx, o.Model), Datasets: []string{o.Data},
+		Kind: man.TaskKind(), Labels: m.Config.Labels(), Recipe: recipe,
+		Limits: []string{"Scores of the compressed model are not measured at compression: run beamtune evaluate against its source."},
+	}
+	return report.RenderCard(card), prov, nil
 }
 
 // pruneVocab keeps the ids the training shards use (the dataset was

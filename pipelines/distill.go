@@ -17,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
@@ -47,12 +48,26 @@ type DistillOptions struct {
 	Threads       int
 	Resume        bool
 	Runner        string
+	Security
+
+	// ownStudentInit: StudentInit is a folder of the calling run (compress's
+	// pruned model), not checked against the trust policy.
+	ownStudentInit bool
 }
 
 // DistillResult is the teacher-logit dataset and the student training result.
 type DistillResult struct {
 	Data    string // the distillation dataset folder
 	Student *TrainResult
+}
+
+// studentInitTrust is the policy the student's starting folder is checked
+// under: the teacher's, unless it is the calling run's own folder.
+func (o DistillOptions) studentInitTrust() signing.Trust {
+	if o.ownStudentInit {
+		return signing.Trust{}
+	}
+	return o.Trust
 }
 
 // RunDistill computes the teacher's logits for every training and validation
@@ -65,13 +80,13 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	if len(o.Tasks) > 0 {
 		return runMultiTeacher(ctx, o)
 	}
-	_, teacher, err := CheckTrainedModel(ctx, o.Teacher, "--teacher", o.Data)
+	_, teacher, err := CheckTrainedModel(ctx, o.Teacher, "--teacher", o.Data, o.Trust)
 	if err != nil {
 		return nil, err
 	}
 	var studentInit *model.Config
 	if o.StudentInit != "" {
-		if studentInit, err = CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {
+		if studentInit, err = CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true, Trust: o.studentInitTrust()}); err != nil {
 			return nil, err
 		}
 	}
@@ -102,6 +117,7 @@ func RunDistill(ctx context.Context, o DistillOptions) (*DistillResult, error) {
 	res, err := RunTrain(ctx, TrainOptions{
 		Data: data, Init: init, Output: o.Output, Name: StudentModel, Config: o.Config, Sweep: o.Sweep,
 		StudentLayers: layers, Device: o.Device, Threads: o.Threads, Resume: o.Resume, Runner: o.Runner,
+		Security: Security{SigningKey: o.SigningKey, Trust: o.studentInitTrust()}, Stage: "distill",
 	})
 	if err != nil {
 		return nil, err
@@ -186,6 +202,7 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.TeacherLogitsFn{InRoot: o.Data, OutRoot: out, OutDir: dataDir}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Teacher, o.InferBatch, o.Device, o.Threads
+	fn.Trust = o.Trust
 	fn.DataTokenizerSHA256 = src.Tokenizer.SHA256
 	fn.HiddenLayers = hidden
 	written := beam.ParDo(s.Scope("TeacherLogits"), fn, col)

@@ -84,6 +84,7 @@ type EvaluateOptions struct {
 	SpeedSeqLen int
 	SpeedRuns   int
 	Runner      string
+	Security
 }
 
 // EvaluateResult is the written report.
@@ -146,7 +147,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 			return nil, badInputf("model name %q used twice", m.Name)
 		}
 		seen[m.Name] = true
-		cfg, err := CheckModelDir(ctx, m.Dir, ModelUse{Role: "model " + m.Name, Labels: man.Labels})
+		cfg, err := CheckModelDir(ctx, m.Dir, ModelUse{Role: "model " + m.Name, Labels: man.Labels, Trust: o.Trust})
 		if err != nil {
 			return nil, err
 		}
@@ -175,6 +176,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	for _, m := range models {
 		fn := &transforms.PredictShardFn{Root: o.Data, Name: m.Name}
 		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
+		fn.Trust = o.Trust
 		fn.Quantize, fn.DataTokenizerSHA256 = m.quantize(o), man.Tokenizer.SHA256
 		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))
 	}
@@ -330,7 +332,7 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 		mr.SizeBytes = st.Size
 	}
 	mr.TrainingLog = readTrainingLog(ctx, nm.Dir)
-	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir, "")
+	dir, base, cleanup, err := trainer.FetchModel(ctx, nm.Dir, "", o.Trust)
 	if err != nil {
 		return nil, err
 	}

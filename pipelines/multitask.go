@@ -160,7 +160,7 @@ func runMultiTeacher(ctx context.Context, o DistillOptions) (*DistillResult, err
 			return nil, badInputf("--task %s: no teacher (teacher=DIR)", t.Name)
 		}
 		var err error
-		if _, teachers[i], err = CheckTrainedModel(ctx, t.Teacher, "--task "+t.Name+" teacher", t.Data); err != nil {
+		if _, teachers[i], err = CheckTrainedModel(ctx, t.Teacher, "--task "+t.Name+" teacher", t.Data, o.Trust); err != nil {
 			return nil, err
 		}
 	}
@@ -168,7 +168,7 @@ func runMultiTeacher(ctx context.Context, o DistillOptions) (*DistillResult, err
 	var studentInit *model.Config
 	if o.StudentInit != "" {
 		var err error
-		if studentInit, err = CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true}); err != nil {
+		if studentInit, err = CheckModelDir(ctx, o.StudentInit, ModelUse{Role: "--student_init", Tokenizer: true, Trust: o.studentInitTrust()}); err != nil {
 			return nil, err
 		}
 		init, layers, initCfg = o.StudentInit, nil, studentInit
@@ -206,6 +206,7 @@ func runMultiTeacher(ctx context.Context, o DistillOptions) (*DistillResult, err
 	res, err := RunTrain(ctx, TrainOptions{
 		Tasks: tasks, Init: init, Output: o.Output, Name: StudentModel, Config: o.Config, Sweep: o.Sweep,
 		StudentLayers: layers, Device: o.Device, Threads: o.Threads, Resume: o.Resume, Runner: o.Runner,
+		Security: Security{SigningKey: o.SigningKey, Trust: o.studentInitTrust()}, Stage: "distill",
 	})
 	if err != nil {
 		return nil, err

@@ -38,6 +38,7 @@ type PredictOptions struct {
 	// encoder pass per batch (none: every task of the bundle).
 	Tasks  []string
 	Runner string
+	Security
 }
 
 // PredictResult lists what predict wrote.
@@ -54,7 +55,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	if err := model.CheckQuantize(o.Quantize); err != nil {
 		return nil, badInput(fmt.Errorf("--quantize: %w", err))
 	}
-	cfg, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Head: true, Bundle: true})
+	cfg, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Head: true, Bundle: true, Trust: o.Trust})
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +98,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 		records, beam.SideInput{Input: labelCol})
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
 	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
+	fn.Trust = o.Trust
 	fn.Quantize = o.Quantize
 	for _, h := range heads {
 		fn.Tasks = append(fn.Tasks, h.Name)

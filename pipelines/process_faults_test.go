@@ -102,7 +102,7 @@ func publishVersion(ctx context.Context, reg Registry, runID string) error {
 		return err
 	}
 	dst := reg.RunDir(runID) + "/student"
-	if err := storage.PublishDir(ctx, src, dst, nil); err != nil {
+	if err := storage.PublishDir(ctx, src, dst, storage.Publication{}); err != nil {
 		return err
 	}
 	_, gen, err := reg.ReadChampion(ctx)

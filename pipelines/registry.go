@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
+	"strings"
 	"time"
 
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 )
 
@@ -44,14 +47,26 @@ func (r Registry) championPath() string       { return storage.Join(r.dir(), cha
 func (r Registry) leasePath() string          { return storage.Join(r.dir(), leaseFile) }
 func (r Registry) RunDir(runID string) string { return storage.Join(r.dir(), runsDir, runID) }
 
-// ChampionSchema versions the CHAMPION pointer.
-const ChampionSchema = "beamtune.champion/v1"
+// ChampionSchema versions the CHAMPION pointer. v2 names the model relative
+// to the model's registry folder and records its digest; a v1 pointer (the
+// model's path as the promoting run saw it) is still read.
+const (
+	ChampionSchema   = "beamtune.champion/v2"
+	championSchemaV1 = "beamtune.champion/v1"
+)
 
 // Champion is the content of CHAMPION.
 type Champion struct {
-	Schema     string  `json:"schema"`
-	RunID      string  `json:"run_id"`
-	Model      string  `json:"model"` // the published model folder (absolute path or gs:// URI)
+	Schema string `json:"schema"`
+	RunID  string `json:"run_id"`
+	// Model is the published model folder. In CHAMPION it is relative to
+	// the model's registry folder (runs/<run-id>/student), so the registry
+	// can move or be mounted elsewhere; ReadChampion resolves it.
+	Model string `json:"model"`
+	// Digest is the sha256 root digest of the model folder's files (as a
+	// model_signing statement's subject, the signature left out), checked
+	// whenever the champion is loaded.
+	Digest     string  `json:"digest,omitempty"`
 	Accuracy   float64 `json:"accuracy"`
 	MacroF1    float64 `json:"macro_f1"`
 	Metric     string  `json:"metric,omitempty"` // the metric the gate compared, and the model's value of it
@@ -84,8 +99,14 @@ func (r Registry) ReadChampion(ctx context.Context) (*Champion, int64, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", r.championPath(), err)
 	}
-	if c.Schema != ChampionSchema || c.Model == "" {
+	if (c.Schema != ChampionSchema && c.Schema != championSchemaV1) || c.Model == "" {
 		return nil, 0, fmt.Errorf("%s: not a %s pointer", r.championPath(), ChampionSchema)
+	}
+	if c.Schema == ChampionSchema {
+		if !validName(c.Model) {
+			return nil, 0, fmt.Errorf("%s: model %q is not a path inside the registry folder", r.championPath(), c.Model)
+		}
+		c.Model = storage.Join(r.dir(), c.Model)
 	}
 	return &c, gen, nil
 }
@@ -100,6 +121,11 @@ func (r Registry) Promote(ctx context.Context, c Champion, seen int64) error {
 		return fmt.Errorf("promote: %s is not a completely published model (no %s)", c.Model, storage.CompleteMarker)
 	}
 	c.Schema = ChampionSchema
+	rel, ok := strings.CutPrefix(c.Model, strings.TrimSuffix(r.dir(), "/")+"/")
+	if !ok {
+		return fmt.Errorf("promote: %s is not inside the registry folder %s", c.Model, r.dir())
+	}
+	c.Model = rel
 	if c.PromotedAt == "" {
 		c.PromotedAt = time.Now().UTC().Format(time.RFC3339)
 	}
@@ -245,4 +271,43 @@ func leaseHolder(runID string) string {
 		host = "unknown-host" // the lease still names the run and the process
 	}
 	return fmt.Sprintf("%s@%s/%d", runID, host, os.Getpid())
+}
+
+// validName reports whether p is a clean relative slash path that stays
+// inside its folder.
+func validName(p string) bool {
+	return p != "" && !strings.HasPrefix(p, "/") && !strings.Contains(p, "://") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
+}
+
+// FolderDigest is the sha256 root digest of a model folder's files, the
+// signature and the completion marker's absence aside: what CHAMPION
+// records and checks on load. gs:// folders are read through a local copy.
+func FolderDigest(ctx context.Context, dir string) (string, error) {
+	local, cleanup, err := storage.LocalDir(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	defer cleanup()
+	m, err := signing.HashDir(local)
+	if err != nil {
+		return "", err
+	}
+	return m.RootDigest(), nil
+}
+
+// CheckChampion checks that the champion's folder still holds what was
+// promoted: the digest CHAMPION recorded (pointers written before digests
+// were recorded have none to check).
+func CheckChampion(ctx context.Context, c *Champion) error {
+	if c == nil || c.Digest == "" {
+		return nil
+	}
+	got, err := FolderDigest(ctx, c.Model)
+	if err != nil {
+		return fmt.Errorf("champion %s: %w", c.Model, err)
+	}
+	if got != c.Digest {
+		return fmt.Errorf("champion %s changed after it was promoted: its files hash to sha256:%s, CHAMPION recorded sha256:%s", c.Model, got, c.Digest)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 	"github.com/beamtune/beamtune/transforms"
@@ -63,6 +64,11 @@ type RetrainConfig struct {
 	LeaseTTL string `yaml:"lease_ttl" json:"-"` // e.g. "6h"; a run's lease is renewed every third of it
 	Device   string `yaml:"device" json:"-"`
 	Threads  int    `yaml:"threads" json:"-"`
+	// SigningKey signs every folder the run publishes (as --signing_key);
+	// Trust lists the public keys every model it loads must be signed by
+	// (as --trusted_keys), and a challenger is promoted only once verified.
+	SigningKey string   `yaml:"signing_key" json:"-"`
+	Trust      []string `yaml:"trust" json:"-"`
 }
 
 // RetrainPrepare mirrors beamtune prepare's flags.
@@ -477,7 +483,19 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if _, err := CheckModelDir(ctx, c.Model, ModelUse{Role: "model", Tokenizer: true}); err != nil {
+	trust, err := signing.LoadTrust(ctx, c.Trust)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trust: %v", ErrConfig, err)
+	}
+	sec := Security{SigningKey: c.SigningKey, Trust: trust}
+	if sec.SigningKey != "" {
+		if _, err := signing.LoadPrivateKey(ctx, sec.SigningKey); err != nil {
+			return nil, fmt.Errorf("%w: signing_key: %v", ErrConfig, err)
+		}
+	} else {
+		slog.Info("retrain: published model folders are not signed (no signing_key)")
+	}
+	if _, err := CheckModelDir(ctx, c.Model, ModelUse{Role: "model", Tokenizer: true, Trust: trust}); err != nil {
 		return nil, err
 	}
 	runID, prepFP, taskFPs, err := retrainRunID(ctx, c)
@@ -503,7 +521,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 		}()
 	}
 
-	r := &retrainRun{o: o, c: c, reg: reg, prepFP: prepFP, taskFPs: taskFPs, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
+	r := &retrainRun{o: o, c: c, sec: sec, reg: reg, prepFP: prepFP, taskFPs: taskFPs, res: &RetrainResult{RunID: runID, RunDir: reg.RunDir(runID)}}
 	slog.Info("retrain: run", "name", c.Name, "run_id", runID, "dir", r.res.RunDir)
 	if err := r.run(ctx); err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
@@ -517,6 +535,7 @@ func RunRetrain(ctx context.Context, o RetrainOptions) (*RetrainResult, error) {
 type retrainRun struct {
 	o      RetrainOptions
 	c      RetrainConfig
+	sec    Security
 	reg    Registry
 	prepFP string // the prepare fingerprint the run id was computed from
 	// taskFPs, for a multi-task config, are each task's prepare fingerprints.
@@ -620,7 +639,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 				HeadKeep: c.Compress.HeadKeep, FFNKeep: c.Compress.FFNKeep, PruneSteps: c.Compress.PruneSteps,
 				ImportanceBatches: c.Compress.ImportanceBatches, Recovery: c.Compress.Config, PruneVocab: c.Compress.PruneVocab,
 				KeepTokens: c.Compress.KeepTokens, VocabMinCount: c.Compress.VocabMinCount, InferBatch: c.Compress.InferBatch, Device: c.Device, Threads: c.Threads,
-				Resume: true, Runner: r.o.Runner})
+				Resume: true, Runner: r.o.Runner, Security: r.sec})
 			if err != nil {
 				return modelOutputs{}, err
 			}
@@ -648,6 +667,9 @@ func (r *retrainRun) run(ctx context.Context) error {
 		slog.Info("retrain: this run is the champion already; nothing to do", "run_id", r.res.RunID)
 		return nil
 	}
+	if err := CheckChampion(ctx, champ); err != nil {
+		return err
+	}
 	champDir, champRun := "", ""
 	if champ != nil {
 		champDir, champRun = champ.Model, champ.RunID
@@ -660,7 +682,7 @@ func (r *retrainRun) run(ctx context.Context) error {
 		return r.evaluate(ctx, EvaluateOptions{Data: po.Output, Split: c.Evaluate.Split, Models: models,
 			Champion: champDir, Challenger: challenger, Gate: c.Gate, Output: reportDir, Seed: c.Evaluate.Seed,
 			InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns, Threshold: c.Evaluate.Threshold,
-			Runner: r.o.Runner}, champRun, champGen)
+			Runner: r.o.Runner, Security: Security{Trust: r.sec.Trust}}, champRun, champGen)
 	})
 	if err != nil {
 		return err
@@ -670,6 +692,11 @@ func (r *retrainRun) run(ctx context.Context) error {
 		slog.Info("retrain: not promoted: the gate rejected the challenger", "reasons", r.res.Reasons)
 		r.res.Champion = champ
 		return nil
+	}
+	if challenger != CompressedModel {
+		if err := r.recordEvaluation(ctx, challenger, reportDir); err != nil {
+			return err
+		}
 	}
 	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
 		Metric: verdict.Metric, Value: verdict.Value}
@@ -694,7 +721,7 @@ func (r *retrainRun) prepareStage(ctx context.Context, name, fp string, po Prepa
 func (r *retrainRun) trainStage(ctx context.Context, fp string, o TrainOptions) error {
 	c := r.c
 	o.Init, o.Output, o.Name, o.Config, o.Sweep = c.Model, r.res.RunDir, TeacherModel, c.Train.Config, c.Train.Sweep
-	o.Device, o.Threads, o.Resume, o.Runner = c.Device, c.Threads, true, r.o.Runner
+	o.Device, o.Threads, o.Resume, o.Runner, o.Security = c.Device, c.Threads, true, r.o.Runner, r.sec
 	_, err := runStage(ctx, r, "train", fp, func() (modelOutputs, error) {
 		res, err := RunTrain(ctx, o)
 		if err != nil {
@@ -710,7 +737,7 @@ func (r *retrainRun) trainStage(ctx context.Context, fp string, o TrainOptions) 
 func (r *retrainRun) distillStage(ctx context.Context, fp string, o DistillOptions) error {
 	c := r.c
 	o.StudentLayers, o.StudentInit, o.Output, o.Config, o.Sweep = c.Distill.StudentLayers, c.Distill.StudentInit, r.res.RunDir, c.Distill.Config, c.Distill.Sweep
-	o.InferBatch, o.Device, o.Threads, o.Resume, o.Runner = c.Distill.InferBatch, c.Device, c.Threads, true, r.o.Runner
+	o.InferBatch, o.Device, o.Threads, o.Resume, o.Runner, o.Security = c.Distill.InferBatch, c.Device, c.Threads, true, r.o.Runner, r.sec
 	_, err := runStage(ctx, r, "distill", fp, func() (modelOutputs, error) {
 		res, err := RunDistill(ctx, o)
 		if err != nil {
@@ -752,6 +779,18 @@ func (r *retrainRun) promote(ctx context.Context, next Champion, champ *Champion
 		next.Previous = champ.RunID
 	}
 	start := time.Now()
+	// Only a verified model is promoted under a trust policy; CHAMPION
+	// records the digest of exactly what was checked.
+	if r.sec.Trust.Enabled() {
+		if _, err := VerifyModel(ctx, next.Model, r.sec.Trust); err != nil {
+			return fmt.Errorf("promote: %w", err)
+		}
+	}
+	digest, err := FolderDigest(ctx, next.Model)
+	if err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	next.Digest = digest
 	if err := r.reg.Promote(ctx, next, champGen); err != nil {
 		return err
 	}

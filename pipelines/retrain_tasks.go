@@ -206,6 +206,9 @@ func (r *retrainRun) runTasks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckChampion(ctx, champ); err != nil {
+		return err
+	}
 	challenger := c.challenger()
 	if champ != nil && champ.RunID == r.res.RunID {
 		r.res.Verdict, r.res.Promoted, r.res.Champion = report.VerdictBlessed, true, champ
@@ -242,7 +245,7 @@ func (r *retrainRun) runTasks(ctx context.Context) error {
 			return r.evaluate(ctx, EvaluateOptions{Data: tasks[i].Data, Split: c.Evaluate.Split, Models: models,
 				Champion: champDir, Challenger: challenger, Gate: gate, Output: reportDir, Seed: c.Evaluate.Seed,
 				InferBatch: c.Evaluate.InferBatch, Device: c.Device, Threads: c.Threads, SpeedRuns: c.Evaluate.SpeedRuns,
-				Threshold: c.Evaluate.Threshold, Runner: r.o.Runner}, champRun, champGen)
+				Threshold: c.Evaluate.Threshold, Runner: r.o.Runner, Security: Security{Trust: r.sec.Trust}}, champRun, champGen)
 		})
 		if err != nil {
 			return err

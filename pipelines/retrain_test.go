@@ -157,7 +157,7 @@ func publishFakeModel(t *testing.T, dst string) {
 	if err := os.WriteFile(filepath.Join(src, "config.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := storage.PublishDir(context.Background(), src, dst, nil); err != nil {
+	if err := storage.PublishDir(context.Background(), src, dst, storage.Publication{}); err != nil {
 		t.Fatal(err)
 	}
 }

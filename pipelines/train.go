@@ -44,6 +44,10 @@ type TrainOptions struct {
 	Threads       int
 	Resume        bool
 	Runner        string
+	Security
+	// Stage names the run in the published folder's provenance ("train";
+	// distill sets "distill").
+	Stage string
 }
 
 // TrainResult is the chosen trial and every trial's record.
@@ -162,6 +166,7 @@ func trials(o TrainOptions) ([]trainer.Job, error) {
 		jobs[i].StudentLayers = o.StudentLayers
 		jobs[i].Output = storage.Join(o.Output, o.Name+"-trials", strings.NewReplacer("=", "-", ",", "_").Replace(name))
 		jobs[i].Device, jobs[i].Threads, jobs[i].Resume = o.Device, o.Threads, o.Resume
+		jobs[i].Trust = o.Trust
 	}
 	return jobs, nil
 }
@@ -187,7 +192,7 @@ func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 	p, s := beam.NewPipelineWithRoot()
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Trials"), jobs))
 	results := beam.ParDo(s.Scope("Train"), &transforms.TrainFn{}, col)
-	beam.ParDo0(s.Scope("SelectAndPublish"), &selectBestFn{Output: o.Output, Name: o.Name, Trials: len(jobs)}, beam.Impulse(s), beam.SideInput{Input: results})
+	beam.ParDo0(s.Scope("SelectAndPublish"), &selectBestFn{Output: o.Output, Name: o.Name, Trials: len(jobs), Stage: orDefault(o.Stage, "train"), Runner: o.Runner, SigningKey: o.SigningKey}, beam.Impulse(s), beam.SideInput{Input: results})
 	if _, err := run(ctx, o.Runner, p); err != nil {
 		return nil, err
 	}
@@ -207,7 +212,10 @@ func RunTrain(ctx context.Context, o TrainOptions) (*TrainResult, error) {
 // winner picked from part of the sweep must not be published.
 type selectBestFn struct {
 	Output, Name string
-	Trials       int // how many trials the sweep has
+	Trials       int    // how many trials the sweep has
+	Stage        string // train or distill, for the provenance record
+	Runner       string
+	SigningKey   string // Security.SigningKey
 }
 
 func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results func(*trainer.TrialResult) bool) error {
@@ -237,10 +245,14 @@ func (fn *selectBestFn) ProcessElement(ctx context.Context, _ []byte, results fu
 		return err
 	}
 	trialsPath := storage.Join(fn.Output, fn.Name+"-trials.json")
-	err = storage.PublishDir(ctx, best.BestDir, dst, map[string]string{
+	card, prov, err := trialRecord(ctx, best, fn.Name, fn.Stage, fn.Runner)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", dst, err)
+	}
+	err = publishModel(ctx, best.BestDir, dst, map[string]string{
 		report.PublishedTrainLogFile: storage.Join(best.Output, report.TrainLogFile),
 		trainer.PublishedJobFile:     storage.Join(best.Output, trainer.JobFile),
-	})
+	}, card, fn.SigningKey, prov)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", dst, err)
 	}
@@ -271,7 +283,7 @@ func checkTrainInputs(ctx context.Context, o TrainOptions) error {
 			return badInputf("--pos_weight is for %s datasets; %s is %s", dataset.MultiLabel, o.Data, man.TaskKind())
 		}
 	}
-	cfg, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true, Bundle: true})
+	cfg, err := CheckModelDir(ctx, o.Init, ModelUse{Role: "--init", Tokenizer: true, Bundle: true, Trust: o.Trust})
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,16 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // CompleteMarker is written last into a published model folder on GCS, where
@@ -15,11 +18,26 @@ import (
 // folder. Local folders are published by rename and carry it too.
 const CompleteMarker = "_COMPLETE"
 
+// CompleteContent is what the marker holds.
+const CompleteContent = "ok\n"
+
+// Publication is what PublishDir adds to the files of the folder it copies.
+type Publication struct {
+	Extra   map[string]string // name -> source path: the publisher's metadata
+	Content map[string][]byte // name -> bytes written as they are: a model card
+	Drop    []string          // names of src's files left out (a signature the new content voids)
+	// Seal, when set, is given every name the published folder will hold
+	// (the marker included) with a way to read each, and returns files to
+	// add beside them: a signature over all the others.
+	Seal func(ctx context.Context, names []string, open func(name string) (io.ReadCloser, error)) (map[string][]byte, error)
+}
+
 // PublishDir copies the files of folder src and of its sub-folders (Files),
-// and extra files (name -> source path), to dst so that dst appears
-// complete or not at all: locally by copying into a temporary sibling and
-// renaming it over dst; on GCS by copying every file and then the marker.
-func PublishDir(ctx context.Context, src, dst string, extra map[string]string) error {
+// and the files of p, to dst so that dst appears complete or not at all:
+// locally by copying into a temporary sibling and renaming it over dst; on
+// GCS by copying every file and then the marker. src may be dst (a folder
+// republished with a new model card and signature).
+func PublishDir(ctx context.Context, src, dst string, p Publication) error {
 	names, err := Files(ctx, src)
 	if err != nil {
 		return err
@@ -33,22 +51,46 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 	if len(files) == 0 {
 		return fmt.Errorf("publish: %s is empty", src)
 	}
-	for name, f := range extra {
+	for _, name := range p.Drop {
+		delete(files, name)
+	}
+	for name, f := range p.Extra {
 		files[name] = f
 	}
-	if IsGCS(dst) {
-		if err := Remove(ctx, Join(dst, CompleteMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+	content := map[string][]byte{}
+	for name, data := range p.Content {
+		delete(files, name)
+		content[name] = data
+	}
+	if p.Seal != nil {
+		all := []string{CompleteMarker}
+		for name := range files {
+			all = append(all, name)
 		}
-		// The extra files (the publisher's metadata) go first: a folder
-		// left half-copied by a crash then already says who published it,
-		// and readers that find that metadata without the marker refuse it.
-		for _, name := range publishOrder(files, extra) {
-			if err := Copy(ctx, files[name], Join(dst, name)); err != nil {
-				return err
+		for name := range content {
+			all = append(all, name)
+		}
+		sort.Strings(all)
+		open := func(name string) (io.ReadCloser, error) {
+			if name == CompleteMarker {
+				return io.NopCloser(strings.NewReader(CompleteContent)), nil
 			}
+			if data, ok := content[name]; ok {
+				return io.NopCloser(bytes.NewReader(data)), nil
+			}
+			return Open(ctx, files[name])
 		}
-		return WriteFile(ctx, Join(dst, CompleteMarker), []byte("ok\n"))
+		sealed, err := p.Seal(ctx, all, open)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", dst, err)
+		}
+		for name, data := range sealed {
+			delete(files, name)
+			content[name] = data
+		}
+	}
+	if IsGCS(dst) {
+		return publishGCS(ctx, dst, files, content, p.Extra)
 	}
 	parent := filepath.Dir(filepath.Clean(dst))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -64,7 +106,12 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, CompleteMarker), []byte("ok\n"), 0o644); err != nil {
+	for name, data := range content {
+		if err := WriteFile(ctx, filepath.Join(tmp, filepath.FromSlash(name)), data); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, CompleteMarker), []byte(CompleteContent), 0o644); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -82,6 +129,36 @@ func PublishDir(ctx context.Context, src, dst string, extra map[string]string) e
 		return err
 	}
 	return nil
+}
+
+// publishGCS writes a folder's objects, then its marker. The publisher's
+// metadata and the written content (card, signature) go first: a folder
+// left half-copied by a crash then already says who published it, and
+// readers that find that metadata without the marker refuse it. A file
+// copied onto itself (a folder republished in place) is left as it is.
+func publishGCS(ctx context.Context, dst string, files map[string]string, content map[string][]byte, extra map[string]string) error {
+	if err := Remove(ctx, Join(dst, CompleteMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var names []string
+	for name := range content {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := WriteFile(ctx, Join(dst, name), content[name]); err != nil {
+			return err
+		}
+	}
+	for _, name := range publishOrder(files, extra) {
+		if files[name] == Join(dst, name) {
+			continue
+		}
+		if err := Copy(ctx, files[name], Join(dst, name)); err != nil {
+			return err
+		}
+	}
+	return WriteFile(ctx, Join(dst, CompleteMarker), []byte(CompleteContent))
 }
 
 // Published reports whether dir is a completely published folder.

@@ -1,5 +1,7 @@
 package trainer
 
+import "github.com/beamtune/beamtune/signing"
+
 // Config is one run's hyperparameters: one trial of a sweep.
 type Config struct {
 	LR              float64 `json:"lr" yaml:"lr"`
@@ -80,6 +82,8 @@ type Job struct {
 	Device        string `json:"device"`
 	Threads       int    `json:"threads"`
 	Resume        bool   `json:"resume"`
+	// Trust, when set, is the policy Init must be signed under.
+	Trust signing.Trust `json:"trust,omitempty"`
 }
 
 // TrialResult is what a trial reports once it has finished.

@@ -21,7 +21,7 @@ import (
 // OUTPUT/base.
 func buildModel(ctx context.Context, job Job, tasks []*trialTask, dev model.Device) (*model.Bert, model.AdapterBase, error) {
 	var base model.AdapterBase
-	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init, "")
+	dir, baseDir, cleanup, err := FetchModel(ctx, job.Init, "", job.Trust)
 	if err != nil {
 		return nil, base, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 )
 
@@ -57,9 +58,15 @@ func splitList(s string) []string {
 // here, with the base model when it is a LoRA adapter folder: base when
 // set, else the one the adapter names. Load it with model.Load(local,
 // model.LoadOptions{BaseDir: baseLocal}). cleanup removes what was copied.
-func FetchModel(ctx context.Context, path, base string) (local, baseLocal string, cleanup func(), err error) {
+// Under a trust policy both folders are verified (signature and closed
+// file set) here, after the copy and before anything reads them.
+func FetchModel(ctx context.Context, path, base string, trust signing.Trust) (local, baseLocal string, cleanup func(), err error) {
 	local, cleanLocal, err := storage.LocalDir(ctx, path)
 	if err != nil {
+		return "", "", nil, err
+	}
+	if _, err := trust.Check(local, path); err != nil {
+		cleanLocal()
 		return "", "", nil, err
 	}
 	if !model.IsAdapter(local) {
@@ -78,6 +85,11 @@ func FetchModel(ctx context.Context, path, base string) (local, baseLocal string
 		cleanLocal()
 		return "", "", nil, fmt.Errorf("%s: the adapter's base model: %w", path, err)
 	}
+	if _, err := trust.Check(baseLocal, base); err != nil {
+		cleanBase()
+		cleanLocal()
+		return "", "", nil, fmt.Errorf("%s: the adapter's base model: %w", path, err)
+	}
 	return local, baseLocal, func() { cleanBase(); cleanLocal() }, nil
 }
 
@@ -85,8 +97,8 @@ func FetchModel(ctx context.Context, path, base string) (local, baseLocal string
 // with its base, merged) for inference, and returns the local copy's folder
 // for the files beside the weights (thresholds, vocabulary map) until
 // cleanup.
-func LoadModel(ctx context.Context, path string, opts model.LoadOptions) (m *model.Bert, local string, cleanup func(), err error) {
-	local, base, cleanup, err := FetchModel(ctx, path, "")
+func LoadModel(ctx context.Context, path string, opts model.LoadOptions, trust signing.Trust) (m *model.Bert, local string, cleanup func(), err error) {
+	local, base, cleanup, err := FetchModel(ctx, path, "", trust)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -122,8 +134,8 @@ func adapterBase(path, local string) (model.AdapterBase, error) {
 // model.safetensors, the tokenizer (the adapter's, else the base's) and a
 // multi-label model's thresholds. base, when set, replaces the base model
 // folder the adapter names.
-func MergeAdapter(ctx context.Context, adapter, base, out string) error {
-	local, baseLocal, cleanup, err := FetchModel(ctx, adapter, base)
+func MergeAdapter(ctx context.Context, adapter, base, out string, trust signing.Trust) error {
+	local, baseLocal, cleanup, err := FetchModel(ctx, adapter, base, trust)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/trainer"
 )
 
@@ -46,6 +47,10 @@ type inferModel struct {
 	// Tasks, for a multi-task bundle, are the heads to run, all on one
 	// encoder pass ("": every task of the bundle).
 	Tasks []string
+	// Trust, when set, is the policy the model folder (and an adapter's
+	// base) must be signed under; it is checked on the worker before the
+	// weights are read.
+	Trust signing.Trust
 
 	mu         sync.Mutex // one forward at a time per loaded model
 	m          *model.Bert
@@ -66,7 +71,7 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return err
 	}
 	model.SetThreads(im.Threads)
-	dir, base, cleanup, err := trainer.FetchModel(ctx, im.ModelDir, "")
+	dir, base, cleanup, err := trainer.FetchModel(ctx, im.ModelDir, "", im.Trust)
 	if err != nil {
 		return fmt.Errorf("inference model: %w", err)
 	}

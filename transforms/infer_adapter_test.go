@@ -10,6 +10,7 @@ import (
 
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/storage/gcstest"
 	"github.com/beamtune/beamtune/trainer"
@@ -55,7 +56,7 @@ func TestAdaptersShareTheWorkersBase(t *testing.T) {
 	gcstest.Start(t, "bt-adapters")
 	local := filepath.Join("..", "testdata", "parity", "tiny-bert")
 	remote := "gs://bt-adapters/tiny/base"
-	if err := storage.PublishDir(ctx, local, remote, nil); err != nil {
+	if err := storage.PublishDir(ctx, local, remote, storage.Publication{}); err != nil {
 		t.Fatal(err)
 	}
 	rows := &dataset.Rows{}
@@ -77,7 +78,7 @@ func TestAdaptersShareTheWorkersBase(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The same adapter loaded on its own, merged into a private base.
-		m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{})
+		m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{}, signing.Trust{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,7 @@ func TestModelFolderOnGCS(t *testing.T) {
 	gcstest.Start(t, "bt-models")
 	local := filepath.Join("..", "testdata", "parity", "tiny-bert")
 	remote := "gs://bt-models/tiny/teacher"
-	if err := storage.PublishDir(ctx, local, remote, nil); err != nil {
+	if err := storage.PublishDir(ctx, local, remote, storage.Publication{}); err != nil {
 		t.Fatal(err)
 	}
 	if !storage.Published(ctx, remote) {

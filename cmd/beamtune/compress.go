@@ -10,7 +10,8 @@ import (
 
 // compressCmd: beamtune compress.
 type compressCmd struct {
-	o pipelines.CompressOptions
+	o    pipelines.CompressOptions
+	prot protection
 }
 
 func (c *compressCmd) register(f *flagSet) {
@@ -34,9 +35,13 @@ func (c *compressCmd) register(f *flagSet) {
 	outputFlags(f, &o.Recovery, &o.Output, "run folder; the result is published as OUTPUT/compressed", &o.Resume)
 	computeFlags(f, &o.Device, &o.Threads)
 	f.intVar(&o.InferBatch, "infer_batch", 32, "batch size of the importance and teacher-logit passes")
+	c.prot.register(f, &c.o.Security, true)
 }
 
 func (c *compressCmd) run(ctx context.Context) error {
+	if err := c.prot.resolve(ctx); err != nil {
+		return err
+	}
 	res, err := pipelines.RunCompress(ctx, c.o)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 // evaluateCmd: beamtune evaluate.
 type evaluateCmd struct {
 	o      pipelines.EvaluateOptions
+	prot   protection
 	models []string // --model as given; parsed into o.Models
 	edges  []string // --length_slices as given; parsed into o.LengthEdges
 }
@@ -50,9 +51,13 @@ func (c *evaluateCmd) register(f *flagSet) {
 	f.intVar(&o.InferBatch, "infer_batch", 64, "inference batch size")
 	f.stringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
 	f.intVar(&o.Threads, "threads", 0, "libtorch threads (0: libtorch's default)")
+	c.prot.register(f, &c.o.Security, false)
 }
 
 func (c *evaluateCmd) run(ctx context.Context) error {
+	if err := c.prot.resolve(ctx); err != nil {
+		return err
+	}
 	for _, m := range c.models {
 		nm, err := pipelines.ParseNamedModel(m)
 		if err != nil {

@@ -36,6 +36,8 @@ var commands = []commandInfo{
 	{"compress", "prune heads, FFN neurons and the vocabulary of a model, with recovery distillation", func() command { return &compressCmd{} }},
 	{"merge", "fold a LoRA adapter into its base model: a plain HF folder", func() command { return &mergeCmd{} }},
 	{"evaluate", "score models on a split, compare, gate, and write report.json/.md/.html", func() command { return &evaluateCmd{} }},
+	{"sign", "sign a model folder in place (model.sig, OpenSSF model_signing's format)", func() command { return &signCmd{} }},
+	{"verify", "check a model folder's signature and files, and print how it was made", func() command { return &verifyCmd{} }},
 	{"predict", "score a corpus with a published model into JSONL or Parquet", func() command { return &predictCmd{} }},
 	{"retrain", "the scheduled job: prepare, train, distill, evaluate, gate and promote", func() command { return &retrainCmd{} }},
 	{"demo", "the whole job on the bundled sample corpus (prism, all-MiniLM-L6-v2)", func() command { return &demoCmd{} }},

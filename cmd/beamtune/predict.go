@@ -8,7 +8,10 @@ import (
 )
 
 // predictCmd: beamtune predict.
-type predictCmd struct{ o pipelines.PredictOptions }
+type predictCmd struct {
+	o    pipelines.PredictOptions
+	prot protection
+}
 
 func (c *predictCmd) register(f *flagSet) {
 	o := &c.o
@@ -37,9 +40,13 @@ func (c *predictCmd) register(f *flagSet) {
 	f.intVar(&o.BatchSize, "batch_size", 64, "inference batch size")
 	f.stringVar(&o.Device, "device", "auto", "auto, cpu, cuda or cuda:N")
 	f.intVar(&o.Threads, "threads", 0, "libtorch threads")
+	c.prot.register(f, &c.o.Security, false)
 }
 
 func (c *predictCmd) run(ctx context.Context) error {
+	if err := c.prot.resolve(ctx); err != nil {
+		return err
+	}
 	res, err := pipelines.RunPredict(ctx, c.o)
 	if err != nil {
 		return err

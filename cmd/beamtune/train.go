@@ -79,6 +79,7 @@ type trainCmd struct {
 	o     pipelines.TrainOptions
 	sweep []string // --sweep as given; parsed into o.Sweep
 	tasks []string // --task as given; parsed into o.Tasks
+	prot  protection
 }
 
 func (c *trainCmd) register(f *flagSet) {
@@ -93,11 +94,15 @@ func (c *trainCmd) register(f *flagSet) {
 	peftFlags(f, &o.Config)
 	outputFlags(f, &o.Config, &o.Output, "run folder; the model is published as OUTPUT/teacher", &o.Resume)
 	computeFlags(f, &o.Device, &o.Threads)
+	c.prot.register(f, &o.Security, true)
 }
 
 func (c *trainCmd) run(ctx context.Context) error {
 	sweep, err := pipelines.ParseSweep(c.sweep)
 	if err != nil {
+		return err
+	}
+	if err := c.prot.resolve(ctx); err != nil {
 		return err
 	}
 	o := c.o
@@ -118,6 +123,7 @@ type distillCmd struct {
 	sweep  []string // --sweep as given; parsed into o.Sweep
 	tasks  []string // --task as given; parsed into o.Tasks
 	layers []string // --student_layers as given; parsed into o.StudentLayers
+	prot   protection
 }
 
 func (c *distillCmd) register(f *flagSet) {
@@ -135,9 +141,13 @@ func (c *distillCmd) register(f *flagSet) {
 	outputFlags(f, &o.Config, &o.Output, "run folder; the student is published as OUTPUT/student", &o.Resume)
 	computeFlags(f, &o.Device, &o.Threads)
 	f.intVar(&o.InferBatch, "infer_batch", 64, "batch size of the teacher-logit pass")
+	c.prot.register(f, &o.Security, true)
 }
 
 func (c *distillCmd) run(ctx context.Context) error {
+	if err := c.prot.resolve(ctx); err != nil {
+		return err
+	}
 	sweep, err := pipelines.ParseSweep(c.sweep)
 	if err != nil {
 		return err
