@@ -30,6 +30,7 @@ test: setup
 	scripts/install-chromium.sh
 	scripts/flink-jobserver.sh fetch          # Beam's Flink job server (Maven Central) for the Flink test
 	scripts/flink-jobserver.sh --spark fetch  # and Spark's
+	scripts/pyenv.sh >/dev/null               # the Python reference environment (model-signing, huggingface_hub) for the interop tests
 	$(GO) vet ./...
 	$(GO) test -p 1 $(TESTFLAGS) ./...
 

@@ -301,20 +301,30 @@ func finishCompressed(ctx context.Context, o CompressOptions, man *dataset.Manif
 
 // compressRecord is the compressed folder's model card and provenance.
 func compressRecord(ctx context.Context, o CompressOptions, man *dataset.Manifest, m *model.Bert, stats *CompressStats, out string) ([]byte, *signing.Provenance, error) {
+	card, prov, err := compressCard(ctx, o, man.TaskKind(), m.Config.Labels(), *stats, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return report.RenderCard(card), prov, nil
+}
+
+// compressCard is compressRecord's card before rendering: the source, the
+// data, and what the compression kept (stats, whose Params are the result's).
+func compressCard(ctx context.Context, o CompressOptions, kind string, labels []string, stats CompressStats, out string) (report.Card, *signing.Provenance, error) {
 	prov := provenance("compress", o.Runner)
 	src, err := modelRef(ctx, "source", o.Model)
 	if err != nil {
-		return nil, nil, err
+		return report.Card{}, nil, err
 	}
 	data, err := datasetRef(ctx, "", o.Data)
 	if err != nil {
-		return nil, nil, err
+		return report.Card{}, nil, err
 	}
 	prov.Models, prov.Datasets = []signing.ModelRef{src}, []signing.DatasetRef{data}
 	if prov.Config, err = json.Marshal(o.Recovery); err != nil {
-		return nil, nil, err
+		return report.Card{}, nil, err
 	}
-	line := fmt.Sprintf("Compressed by beamtune from `%s`: %d → %d parameters; heads per layer %v, FFN width %d", o.Model, stats.SourceParams, m.NumParams(), stats.Heads, stats.FFNWidth)
+	line := fmt.Sprintf("Compressed by beamtune from `%s`: %d → %d parameters; heads per layer %v, FFN width %d", o.Model, stats.SourceParams, stats.Params, stats.Heads, stats.FFNWidth)
 	if o.PruneVocab {
 		line += fmt.Sprintf(", vocabulary %d → %d tokens (those the training data uses)", stats.SourceVocab, stats.VocabSize)
 	}
@@ -324,10 +334,10 @@ func compressRecord(ctx context.Context, o CompressOptions, man *dataset.Manifes
 	}
 	card := report.Card{
 		Name: path.Base(strings.TrimSuffix(out, "/")), BaseModel: baseModelName(ctx, o.Model), Datasets: []string{o.Data},
-		Kind: man.TaskKind(), Labels: m.Config.Labels(), Recipe: recipe,
+		Kind: kind, Labels: labels, Recipe: recipe,
 		Limits: []string{"Scores of the compressed model are not measured at compression: run beamtune evaluate against its source."},
 	}
-	return report.RenderCard(card), prov, nil
+	return card, prov, nil
 }
 
 // pruneVocab keeps the ids the training shards use (the dataset was

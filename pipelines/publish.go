@@ -284,19 +284,7 @@ func (r *retrainRun) recordEvaluation(ctx context.Context, challenger, reportDir
 	if evaluated == nil {
 		return fmt.Errorf("%s: no model %s in the report", reportDir, challenger)
 	}
-	var trials TrainResult
-	data, err := storage.ReadFile(ctx, r.path(challenger+"-trials.json"))
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, &trials); err != nil {
-		return fmt.Errorf("%s: %w", r.path(challenger+"-trials.json"), err)
-	}
-	stage := "train"
-	if challenger == StudentModel {
-		stage = "distill"
-	}
-	card, prov, err := trialCard(ctx, trials.Best, challenger, stage, r.o.Runner)
+	card, prov, err := r.challengerCard(ctx, challenger, dir, rep.Dataset)
 	if err != nil {
 		return err
 	}
@@ -312,4 +300,45 @@ func (r *retrainRun) recordEvaluation(ctx context.Context, challenger, reportDir
 		prov.Results = append(prov.Results, pr)
 	}
 	return publishModel(ctx, dir, dir, nil, report.RenderCard(card), r.sec.SigningKey, prov)
+}
+
+// challengerCard rebuilds the card and provenance the challenger folder was
+// published with, from the run's records: the winning trial of a teacher
+// or student, the summary of a compression.
+func (r *retrainRun) challengerCard(ctx context.Context, challenger, dir, data string) (report.Card, *signing.Provenance, error) {
+	if challenger == CompressedModel {
+		var stats CompressStats
+		raw, err := storage.ReadFile(ctx, r.path(CompressSummary))
+		if err != nil {
+			return report.Card{}, nil, err
+		}
+		if err := json.Unmarshal(raw, &stats); err != nil {
+			return report.Card{}, nil, fmt.Errorf("%s: %w", r.path(CompressSummary), err)
+		}
+		cfgData, err := storage.ReadFileLimit(ctx, storage.Join(dir, model.ConfigFile), maxConfigBytes)
+		if err != nil {
+			return report.Card{}, nil, err
+		}
+		cfg, err := model.ParseConfig(cfgData, storage.Join(dir, model.ConfigFile))
+		if err != nil {
+			return report.Card{}, nil, err
+		}
+		o := CompressOptions{Model: stats.Source, Data: data, PruneVocab: r.c.Compress.PruneVocab, Recovery: r.c.Compress.Config, Runner: r.o.Runner}
+		card, prov, err := compressCard(ctx, o, cfg.Task(), cfg.Labels(), stats, dir)
+		card.Limits = nil // its scores are now measured
+		return card, prov, err
+	}
+	var trials TrainResult
+	raw, err := storage.ReadFile(ctx, r.path(challenger+"-trials.json"))
+	if err != nil {
+		return report.Card{}, nil, err
+	}
+	if err := json.Unmarshal(raw, &trials); err != nil {
+		return report.Card{}, nil, fmt.Errorf("%s: %w", r.path(challenger+"-trials.json"), err)
+	}
+	stage := "train"
+	if challenger == StudentModel {
+		stage = "distill"
+	}
+	return trialCard(ctx, trials.Best, challenger, stage, r.o.Runner)
 }

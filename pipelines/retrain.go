@@ -693,10 +693,8 @@ func (r *retrainRun) run(ctx context.Context) error {
 		r.res.Champion = champ
 		return nil
 	}
-	if challenger != CompressedModel {
-		if err := r.recordEvaluation(ctx, challenger, reportDir); err != nil {
-			return err
-		}
+	if err := r.recordEvaluation(ctx, challenger, reportDir); err != nil {
+		return err
 	}
 	next := Champion{RunID: r.res.RunID, Model: r.path(challenger), Accuracy: verdict.Accuracy, MacroF1: verdict.MacroF1,
 		Metric: verdict.Metric, Value: verdict.Value}

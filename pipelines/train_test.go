@@ -12,7 +12,6 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
-	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/trainer"
 )
@@ -255,7 +254,7 @@ func checkLoRAStudent(t *testing.T, dir, data string, teacher *TrainResult) {
 		t.Errorf("LoRA student keeps %.1f%% of the teacher's accuracy, want >= 90%%", 100*st.BestAccuracy/teacher.Best.BestAccuracy)
 	}
 	merged := filepath.Join(dir, "lora-merged")
-	if err := trainer.MergeAdapter(context.Background(), published, "", merged, signing.Trust{}); err != nil {
+	if err := RunMerge(context.Background(), MergeOptions{Adapter: published, Output: merged}); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := RunEvaluate(context.Background(), EvaluateOptions{

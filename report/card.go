@@ -72,21 +72,21 @@ func RenderCard(c Card) []byte {
 		}
 	}
 	b.WriteString("---\n\n")
-	fmt.Fprintf(&b, "# %s\n\n", c.Name)
+	fmt.Fprintf(&b, "# %s\n\n", cardText(c.Name))
 	fmt.Fprintf(&b, "A BERT-family text classifier (%s) made by beamtune", kindText(c.Kind))
 	if c.BaseModel != "" {
-		fmt.Fprintf(&b, " from `%s`", c.BaseModel)
+		fmt.Fprintf(&b, " from `%s`", cardText(c.BaseModel))
 	}
 	b.WriteString(". It loads in HF transformers as `AutoModelForSequenceClassification`.\n\n")
 	b.WriteString("## Intended use\n\n")
-	fmt.Fprintf(&b, "Classifying texts like those of its training data into %s. ", labelText(c.Kind, c.Labels))
+	fmt.Fprintf(&b, "Classifying texts like those of its training data into %s. ", cardText(labelText(c.Kind, c.Labels)))
 	b.WriteString("Check it on your own held-out data before relying on it elsewhere.\n\n")
 	b.WriteString("## Training data\n\n")
 	if len(c.Datasets) == 0 {
 		b.WriteString("Not recorded.\n\n")
 	}
 	for _, d := range c.Datasets {
-		fmt.Fprintf(&b, "- `%s`\n", d)
+		fmt.Fprintf(&b, "- `%s`\n", cardText(d))
 	}
 	if len(c.Datasets) > 0 {
 		b.WriteString("\n")
@@ -105,7 +105,7 @@ func RenderCard(c Card) []byte {
 			if task == "" {
 				task = "-"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.4f | %s |\n", task, r.Dataset, r.Split, metricTitle(r.Metric), r.Value, ci)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.4f | %s |\n", cardText(task), cardText(r.Dataset), cardText(r.Split), metricTitle(r.Metric), r.Value, ci)
 		}
 		b.WriteString("\n")
 	}
@@ -193,4 +193,10 @@ func labelText(kind string, labels []string) string {
 		return fmt.Sprintf("%d labels (%s, …)", len(labels), strings.Join(labels[:12], ", "))
 	}
 	return strings.Join(labels, ", ")
+}
+
+// cardText keeps a value from a path or a label on one Markdown line and
+// inside its table cell.
+func cardText(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ", "|", "\\|", "`", "'").Replace(s)
 }

@@ -37,6 +37,11 @@ type Bundle struct {
 type VerificationMaterial struct {
 	PublicKey   *KeyHint          `json:"publicKey,omitempty"`
 	TlogEntries []json.RawMessage `json:"tlogEntries"`
+	// Certificate and X509CertificateChain are how certificate and
+	// Sigstore-identity bundles name their signer; beamtune verifies keys
+	// only, and refuses those by name.
+	Certificate          json.RawMessage `json:"certificate,omitempty"`
+	X509CertificateChain json.RawMessage `json:"x509CertificateChain,omitempty"`
 }
 
 // KeyHint identifies a public key.
@@ -111,6 +116,10 @@ func ParseBundle(data []byte) (*Bundle, *Statement, error) {
 	switch {
 	case b.MediaType != BundleMediaType:
 		return nil, nil, fmt.Errorf("media type %q, want %q", b.MediaType, BundleMediaType)
+	case b.VerificationMaterial.PublicKey == nil && (b.VerificationMaterial.Certificate != nil || b.VerificationMaterial.X509CertificateChain != nil):
+		return nil, nil, errors.New("signed with a certificate or a Sigstore identity, not a key: beamtune verifies key signatures (use model_signing verify certificate|sigstore)")
+	case b.VerificationMaterial.PublicKey == nil:
+		return nil, nil, errors.New("no publicKey in verificationMaterial: not a key signature")
 	case b.DSSEEnvelope == nil:
 		return nil, nil, errors.New("no dsseEnvelope")
 	case b.DSSEEnvelope.PayloadType != PayloadType:

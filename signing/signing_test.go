@@ -184,6 +184,13 @@ var tamperCases = []tamper{
 		data, _ := json.Marshal(f)
 		write(t, p, string(data))
 	}, signing.SignatureFile, "bad signature"},
+	{"a certificate bundle", func(t *testing.T, dir, _ string) {
+		p := filepath.Join(dir, signing.SignatureFile)
+		b := readBundle(t, p)
+		b["verificationMaterial"] = map[string]any{"certificate": map[string]any{"rawBytes": "MIIB"}, "tlogEntries": []any{}}
+		data, _ := json.Marshal(b)
+		write(t, p, string(data))
+	}, signing.SignatureFile, "signed with a certificate or a Sigstore identity"},
 	{"subject digest not matching the files listed", func(t *testing.T, dir, _ string) {
 		p := filepath.Join(dir, signing.SignatureFile)
 		b := readBundle(t, p)

@@ -135,10 +135,27 @@ func PublishDir(ctx context.Context, src, dst string, p Publication) error {
 // metadata and the written content (card, signature) go first: a folder
 // left half-copied by a crash then already says who published it, and
 // readers that find that metadata without the marker refuse it. A file
-// copied onto itself (a folder republished in place) is left as it is.
+// copied onto itself (a folder republished in place) is left as it is;
+// objects of an earlier publication not in this one are removed.
 func publishGCS(ctx context.Context, dst string, files map[string]string, content map[string][]byte, extra map[string]string) error {
 	if err := Remove(ctx, Join(dst, CompleteMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	// Objects of an earlier publication that this one does not have go
+	// first, as a local publish replaces the whole folder: a verifier
+	// expects exactly the signed set.
+	old, err := Files(ctx, dst)
+	if err != nil {
+		return err
+	}
+	for _, name := range old {
+		_, isFile := files[name]
+		_, isContent := content[name]
+		if !isFile && !isContent && name != CompleteMarker {
+			if err := Remove(ctx, Join(dst, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
 	}
 	var names []string
 	for name := range content {
