@@ -270,14 +270,7 @@ func TestTamperMatrix(t *testing.T) {
 // the hint model_signing wrote for testdata/key.pem in
 // testdata/python-signed/model.sig).
 func TestKeysAsModelSigningWritesThem(t *testing.T) {
-	data, err := os.ReadFile("testdata/key.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := signing.ParsePrivateKey(data, "testdata/key.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, _ := testKey(t)
 	id, err := signing.KeyID(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
