@@ -10,7 +10,6 @@ const (
 
 // Files and folders of a model registry (see docs/retrain.md for the layout).
 const (
-	championFile      = "CHAMPION"     // pointer to the champion run, moved by compare-and-swap
 	leaseFile         = "LEASE"        // held by the run in progress
 	runsDir           = "runs"         // one folder per run id
 	stagesDir         = "stages"       // in a run: one marker per finished stage

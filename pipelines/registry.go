@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
-	"strings"
 	"time"
 
+	"github.com/beamtune/beamtune/registry"
 	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 )
@@ -43,47 +42,18 @@ type Registry struct {
 }
 
 func (r Registry) dir() string                { return storage.Join(r.Root, r.Name) }
-func (r Registry) championPath() string       { return storage.Join(r.dir(), championFile) }
+func (r Registry) championPath() string       { return storage.Join(r.dir(), registry.ChampionFile) }
 func (r Registry) leasePath() string          { return storage.Join(r.dir(), leaseFile) }
 func (r Registry) RunDir(runID string) string { return storage.Join(r.dir(), runsDir, runID) }
 
-// ChampionSchema versions the CHAMPION pointer. v2 names the model relative
-// to the model's registry folder and records its digest; a v1 pointer (the
-// model's path as the promoting run saw it) is still read.
-const (
-	ChampionSchema   = "beamtune.champion/v2"
-	championSchemaV1 = "beamtune.champion/v1"
+// The CHAMPION record (package registry, which inference reads too).
+type (
+	Champion     = registry.Champion
+	ChampionTask = registry.ChampionTask
 )
 
-// Champion is the content of CHAMPION.
-type Champion struct {
-	Schema string `json:"schema"`
-	RunID  string `json:"run_id"`
-	// Model is the published model folder. In CHAMPION it is relative to
-	// the model's registry folder (runs/<run-id>/student), so the registry
-	// can move or be mounted elsewhere; ReadChampion resolves it.
-	Model string `json:"model"`
-	// Digest is the sha256 root digest of the model folder's files (as a
-	// model_signing statement's subject, the signature left out), checked
-	// whenever the champion is loaded.
-	Digest     string  `json:"digest,omitempty"`
-	Accuracy   float64 `json:"accuracy"`
-	MacroF1    float64 `json:"macro_f1"`
-	Metric     string  `json:"metric,omitempty"` // the metric the gate compared, and the model's value of it
-	Value      float64 `json:"value,omitempty"`
-	PromotedAt string  `json:"promoted_at"`
-	Previous   string  `json:"previous_run_id,omitempty"`
-	// Tasks, for a multi-task bundle, are each task's gate metric and value
-	// (Metric is then report.MetricMean, Value their mean).
-	Tasks []ChampionTask `json:"tasks,omitempty"`
-}
-
-// ChampionTask is one task's score in a multi-task champion's record.
-type ChampionTask struct {
-	Task   string  `json:"task"`
-	Metric string  `json:"metric"`
-	Value  float64 `json:"value"`
-}
+// ChampionSchema versions the CHAMPION pointer.
+const ChampionSchema = registry.ChampionSchema
 
 // ReadChampion returns the current champion and the generation to pass to
 // Promote; (nil, 0, nil) when there is none yet.
@@ -95,20 +65,11 @@ func (r Registry) ReadChampion(ctx context.Context) (*Champion, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	var c Champion
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", r.championPath(), err)
+	c, err := registry.ParseChampion(data, r.championPath())
+	if err != nil {
+		return nil, 0, err
 	}
-	if (c.Schema != ChampionSchema && c.Schema != championSchemaV1) || c.Model == "" {
-		return nil, 0, fmt.Errorf("%s: not a %s pointer", r.championPath(), ChampionSchema)
-	}
-	if c.Schema == ChampionSchema {
-		if !validName(c.Model) {
-			return nil, 0, fmt.Errorf("%s: model %q is not a path inside the registry folder", r.championPath(), c.Model)
-		}
-		c.Model = storage.Join(r.dir(), c.Model)
-	}
-	return &c, gen, nil
+	return c, gen, nil
 }
 
 // Promote makes c the champion if CHAMPION is still at generation seen (0:
@@ -120,12 +81,10 @@ func (r Registry) Promote(ctx context.Context, c Champion, seen int64) error {
 	if !storage.Published(ctx, c.Model) {
 		return fmt.Errorf("promote: %s is not a completely published model (no %s)", c.Model, storage.CompleteMarker)
 	}
-	c.Schema = ChampionSchema
-	rel, ok := strings.CutPrefix(c.Model, strings.TrimSuffix(r.dir(), "/")+"/")
-	if !ok {
-		return fmt.Errorf("promote: %s is not inside the registry folder %s", c.Model, r.dir())
+	c, err := c.Relative(r.dir())
+	if err != nil {
+		return fmt.Errorf("promote: %w", err)
 	}
-	c.Model = rel
 	if c.PromotedAt == "" {
 		c.PromotedAt = time.Now().UTC().Format(time.RFC3339)
 	}
@@ -271,12 +230,6 @@ func leaseHolder(runID string) string {
 		host = "unknown-host" // the lease still names the run and the process
 	}
 	return fmt.Sprintf("%s@%s/%d", runID, host, os.Getpid())
-}
-
-// validName reports whether p is a clean relative slash path that stays
-// inside its folder.
-func validName(p string) bool {
-	return p != "" && !strings.HasPrefix(p, "/") && !strings.Contains(p, "://") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
 
 // FolderDigest is the sha256 root digest of a model folder's files, the

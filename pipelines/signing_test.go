@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/registry"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
@@ -272,7 +273,7 @@ print(json.dumps({"base_model": d.base_model, "license": d.license, "datasets": 
 
 	// CHAMPION names its model inside the registry and records its digest;
 	// the registry still resolves after it moves.
-	data, err := os.ReadFile(filepath.Join(root, "sst2", championFile))
+	data, err := os.ReadFile(filepath.Join(root, "sst2", registry.ChampionFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,11 @@ func (fn *ImportanceFn) ProcessElement(ctx context.Context, s dataset.ShardInfo,
 	}
 	var r dataset.Rows
 	r.Append(rows)
-	fn.mu.Lock()
-	defer fn.mu.Unlock()
-	defer model.LockThread()()
-	imp, err := trainer.RowsImportance(fn.m, &r, fn.BatchSize, fn.MaxBatches)
+	var imp trainer.Importance
+	err = fn.m.WithBert(func(m *model.Bert) error {
+		imp, err = trainer.RowsImportance(m, &r, fn.BatchSize, fn.MaxBatches)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Path, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/inference"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
@@ -64,11 +65,11 @@ func TestAdaptersShareTheWorkersBase(t *testing.T) {
 		{ID: "a", Label: 0, InputIDs: []int32{5, 17, 300, 4}, Length: 4},
 		{ID: "b", Label: 2, InputIDs: []int32{9, 8, 7, 6, 5, 4, 3}, Length: 7},
 	})
-	loads := sharedBases.loads
+	loads := inference.Stats().BaseLoads
 	var served []*inferModel
 	for _, name := range []string{"peft-adapter", "peft-adapter-rslora"} {
 		dir := peftAdapterOver(t, name, remote)
-		im := &inferModel{ModelDir: dir, Device: "cpu", Threads: 1}
+		im := &inferModel{ModelHandler: inference.ModelHandler{ModelDir: dir, Device: "cpu", Threads: 1}}
 		if err := im.setup(ctx); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -96,16 +97,13 @@ func TestAdaptersShareTheWorkersBase(t *testing.T) {
 			}
 		}
 	}
-	if n := sharedBases.loads - loads; n != 1 {
+	if n := inference.Stats().BaseLoads - loads; n != 1 {
 		t.Errorf("the base was loaded %d times for two adapters, want once", n)
 	}
 	for _, im := range served {
 		im.teardown()
 	}
-	sharedBases.mu.Lock()
-	left := len(sharedBases.bases)
-	sharedBases.mu.Unlock()
-	if left != 0 {
+	if left := inference.Stats().BasesHeld; left != 0 {
 		t.Errorf("%d base models left after every adapter tore down", left)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/inference"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/storage/gcstest"
@@ -33,7 +34,7 @@ func TestModelFolderOnGCS(t *testing.T) {
 	})
 	var got [2]trainer.EvalResult
 	for i, dir := range []string{local, remote} {
-		im := &inferModel{ModelDir: dir, Device: "cpu", Threads: 1}
+		im := &inferModel{ModelHandler: inference.ModelHandler{ModelDir: dir, Device: "cpu", Threads: 1}}
 		if err := im.setup(ctx); err != nil {
 			t.Fatalf("%s: %v", dir, err)
 		}

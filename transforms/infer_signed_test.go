@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beamtune/beamtune/inference"
 	"github.com/beamtune/beamtune/signing"
 	"github.com/beamtune/beamtune/storage"
 	"github.com/beamtune/beamtune/storage/gcstest"
@@ -56,7 +57,7 @@ func TestInferenceVerifiesOnTheWorker(t *testing.T) {
 	if err := storage.UploadDir(ctx, local, remote); err != nil {
 		t.Fatal(err)
 	}
-	im := &inferModel{ModelDir: remote, Device: "cpu", Threads: 1, Trust: trust}
+	im := &inferModel{ModelHandler: inference.ModelHandler{ModelDir: remote, Device: "cpu", Threads: 1, Trust: trust}}
 	if err := im.setup(ctx); err != nil {
 		t.Fatalf("the signed folder: %v", err)
 	}
@@ -65,7 +66,7 @@ func TestInferenceVerifiesOnTheWorker(t *testing.T) {
 	if err := storage.WriteFile(ctx, remote+"/config.json", []byte(`{"model_type":"bert"}`)); err != nil {
 		t.Fatal(err)
 	}
-	im = &inferModel{ModelDir: remote, Device: "cpu", Threads: 1, Trust: trust}
+	im = &inferModel{ModelHandler: inference.ModelHandler{ModelDir: remote, Device: "cpu", Threads: 1, Trust: trust}}
 	err = im.setup(ctx)
 	if err == nil || !strings.Contains(err.Error(), "verify "+remote+": config.json: changed after signing") {
 		t.Fatalf("a folder changed on gs:// after signing: %v", err)

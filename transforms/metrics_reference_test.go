@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/beamtune/beamtune/inference"
 	"github.com/beamtune/beamtune/report"
 )
 
@@ -156,7 +157,8 @@ func TestMultiLabelMetricsAgainstScikitLearn(t *testing.T) {
 		for j, v := range pr {
 			logits[j] = float32(math.Log(v / (1 - v)))
 		}
-		p := predictionOf("multi_label_classification", s.Thresholds, logits)
+		d := inference.Decide("multi_label_classification", s.Thresholds, logits)
+		p := Prediction{Pred: d.Pred, Probs: d.Probs, PredLabels: d.PredLabels}
 		// The logit round trip can move a probability by an ulp; keep the
 		// reference's probabilities and decisions exactly.
 		p.PredLabels = p.PredLabels[:0]

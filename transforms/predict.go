@@ -67,14 +67,14 @@ func (fn *PredictExamplesFn) flush(ctx context.Context, emit func(Prediction)) e
 	}
 	for i, e := range fn.buf {
 		var p Prediction
-		if fn.heads != nil {
+		if fn.m.Heads != nil {
 			row := make([][]float32, len(ev.TaskLogits))
 			for k := range row {
 				row[k] = ev.TaskLogits[k][i]
 			}
 			p = fn.predictionOfHeads(row)
 		} else {
-			p = predictionOf(fn.task, fn.thresholds, ev.Logits[i])
+			p = fn.predictionOf(ev.Logits[i])
 		}
 		p.Model, p.ID, p.Label, p.Length, p.Text = fn.Name, e.ID, e.Label, e.Length, e.Text
 		emit(p)
