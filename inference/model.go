@@ -59,24 +59,30 @@ var models = struct {
 // instance of this process asks for it (the others wait); Release gives it
 // back, and the last Release frees it.
 func Acquire(ctx context.Context, h ModelHandler) (*Model, error) {
+	m, _, err := acquire(ctx, h)
+	return m, err
+}
+
+// acquire is Acquire, also saying whether this call loaded the model.
+func acquire(ctx context.Context, h ModelHandler) (*Model, bool, error) {
 	if err := h.check(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	key := h.key()
 	models.Lock()
 	defer models.Unlock()
 	if m := models.byKey[key]; m != nil {
 		m.refs++
-		return m, nil
+		return m, false, nil
 	}
 	m, err := load(ctx, h)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m.key, m.refs = key, 1
 	models.byKey[key] = m
 	models.loads++
-	return m, nil
+	return m, true, nil
 }
 
 // Release gives back a model from Acquire.
