@@ -3,8 +3,6 @@ package inference
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,7 +10,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
-	"github.com/beamtune/beamtune/model"
+	"github.com/beamtune/beamtune/inference/inferencetest"
 )
 
 func init() {
@@ -23,27 +21,7 @@ func init() {
 	beam.RegisterFunction(modelOf)
 }
 
-// classifier exports the pretrained all-MiniLM-L6-v2 with a fresh seeded
-// head for labels into a temporary HF folder (tokenizer included).
-func classifier(t *testing.T, labels ...string) string {
-	t.Helper()
-	base := model.DefaultModelDir()
-	if _, err := os.Stat(filepath.Join(base, model.SafetensorsFile)); err != nil {
-		t.Fatalf("pretrained model missing (run scripts/setup.sh): %v", err)
-	}
-	unlock := model.LockThread()
-	defer unlock()
-	m, _, err := model.Load(base, model.LoadOptions{Labels: labels, HeadFromScratch: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	dir := filepath.Join(t.TempDir(), "classifier")
-	if err := m.Export(dir, base, nil); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func classifier(t *testing.T, labels ...string) string { return inferencetest.Classifier(t, labels...) }
 
 // direct scores examples outside Beam with the same model: what every
 // RunInference result must equal.
