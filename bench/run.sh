@@ -9,3 +9,5 @@ echo "== train step (beamtune vs PyTorch eager)"; bench/train_step.sh
 echo "== train step phases at SST-2 lengths (beamtune vs PyTorch eager)"; bench/train_step_phases.sh
 echo "== memory (20,000 steps, 2-layer model)"; (cd model && go test -run '^$' -bench MemoryTiny -benchtime=1x -count=1 .)
 echo "== prepare at scale (prism and direct)"; SIZES="${SIZES:-10 100}" bench/prepare_scale.sh
+echo "== signing and verifying a model folder (beamtune vs model_signing)"; bench/signing.sh
+echo "== RunInference vs HF eager and ONNX Runtime (needs the Compression section's teachers)"; ROUNDS=1 bench/runinference.sh
