@@ -11,9 +11,7 @@ Usage: python int8_peers.py MODEL_DIR [--threads 2] [--batch 32] [--seq 32]
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
@@ -65,28 +63,12 @@ def main():
             q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             runners["torch_int8"] = torch_runner(q)
     if "ort_fp32" in engines or "ort_int8" in engines:
-        import onnxruntime as ort
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        tmp = tempfile.mkdtemp()
-        fp32 = os.path.join(tmp, "model.onnx")
-        x = torch.from_numpy(big)
-        torch.onnx.export(model, (x, torch.ones_like(x)), fp32, input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], opset_version=14,
-                          dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}})
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-
-        def ort_runner(path):
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            return lambda x: sess.run(None, {"input_ids": x, "attention_mask": np.ones_like(x)})
-        if "ort_fp32" in engines:
-            runners["ort_fp32"] = ort_runner(fp32)
-        if "ort_int8" in engines:
-            int8 = os.path.join(tmp, "model.int8.onnx")
-            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
-            runners["ort_int8"] = ort_runner(int8)
+        import onnx_peer
+        paths = onnx_peer.export(model, int8="ort_int8" in engines)
+        for kind in paths:
+            if "ort_" + kind in engines:
+                run = onnx_peer.runner(paths[kind], args.threads)
+                runners["ort_" + kind] = lambda x, run=run: run(x, np.ones_like(x))
     for name in engines:
         run = runners[name]
         lat1 = timed(lambda: run(one), args.runs * 5)

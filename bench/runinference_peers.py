@@ -13,8 +13,6 @@ Usage: python runinference_peers.py MODEL_DIR TEXTS [--threads 2] [--batch 32] [
 
 import argparse
 import json
-import os
-import tempfile
 import time
 
 import numpy as np
@@ -55,26 +53,10 @@ def main():
     runners["torch"] = torch_run
     engines = args.engines.split(",")
     if any(e.startswith("ort") for e in engines):
-        import onnxruntime as ort
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        tmp = tempfile.mkdtemp()
-        fp32 = os.path.join(tmp, "model.onnx")
-        x = torch.ones((2, 16), dtype=torch.int64)
-        torch.onnx.export(model, (x, torch.ones_like(x)), fp32, input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], opset_version=14,
-                          dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}})
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-
-        def ort_runner(path):
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            return lambda ids, mask: sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        runners["ort_fp32"] = ort_runner(fp32)
-        if "ort_int8" in engines:
-            int8 = os.path.join(tmp, "model.int8.onnx")
-            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
-            runners["ort_int8"] = ort_runner(int8)
+        import onnx_peer
+        paths = onnx_peer.export(model, int8="ort_int8" in engines)
+        for kind in paths:
+            runners["ort_" + kind] = onnx_peer.runner(paths[kind], args.threads)
 
     def classify(run, xs):
         enc = tok(xs, truncation=True, max_length=512)["input_ids"]

@@ -176,8 +176,9 @@ func trialCard(ctx context.Context, best trainer.TrialResult, name, stage, runne
 			card.Kind = man.TaskKind()
 		}
 	}
+	// A student cut from its teacher starts from the teacher's folder.
 	role := "init"
-	if len(job.StudentLayers) > 0 || job.Config.Alpha > 0 {
+	if len(job.StudentLayers) > 0 {
 		role = "teacher"
 	}
 	init, err := modelRef(ctx, role, job.Init)
@@ -241,7 +242,7 @@ func recipe(job trainer.Job, best trainer.TrialResult, stage string) []string {
 	if len(job.StudentLayers) > 0 {
 		out = append(out, fmt.Sprintf("A student keeping layers %v of its teacher, distilled with temperature %g and soft-target weight %g (hidden-state MSE weight %g).",
 			job.StudentLayers, c.Temperature, c.Alpha, c.HiddenMSE))
-	} else if c.Alpha > 0 {
+	} else if stage == "distill" {
 		out = append(out, fmt.Sprintf("Distilled with temperature %g and soft-target weight %g.", c.Temperature, c.Alpha))
 	}
 	if c.PEFT != "" {
