@@ -83,10 +83,11 @@ func (h ModelHandler) check() error {
 
 // key identifies the loaded model a handler needs: handlers with the same
 // key share one model in a worker process. The batch limits are not part
-// of it (they only decide how the model is called).
+// of it (they only decide how the model is called); the length rule is (the
+// model's tokenizer truncates at it).
 func (h ModelHandler) key() string {
 	k := h
-	k.MaxBatchSize, k.MaxBatchTokens, k.MaxLength, k.NoTruncation = 0, 0, 0, false
+	k.MaxBatchSize, k.MaxBatchTokens = 0, 0
 	data, _ := json.Marshal(k) // plain fields only: cannot fail
 	return string(data)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 )
@@ -86,6 +87,12 @@ func TryRunInference(s beam.Scope, h ModelHandler, col beam.PCollection, opts ..
 		if err := h.check(); err != nil {
 			return beam.PCollection{}, beam.PCollection{}, err
 		}
+	}
+	// Results are emitted when a batch is scored, which may be in
+	// FinishBundle, where Beam Go has no element window: only the global
+	// window keeps every result in its element's window.
+	if ws := col.WindowingStrategy(); ws != nil && ws.Fn != nil && ws.Fn.Kind != window.GlobalWindows {
+		return beam.PCollection{}, beam.PCollection{}, fmt.Errorf("inference: RunInference takes globally windowed input (batch pipelines); this PCollection is windowed by %v", ws.Fn)
 	}
 	s = s.Scope("RunInference")
 	var dirs beam.PCollection

@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/beamtune/beamtune/inference/inferencetest"
@@ -150,3 +152,15 @@ type indexTextFn struct{ Texts []string }
 func (fn *indexTextFn) ProcessElement(i int) (int, string) { return i, fn.Texts[i] }
 
 func init() { beam.RegisterType(reflect.TypeOf((*indexTextFn)(nil)).Elem()) }
+
+// TestWindowedInputRefused: RunInference emits from bundle-level batches,
+// in the global window; windowed input is refused when the pipeline is
+// built, not scored into the wrong windows.
+func TestWindowedInputRefused(t *testing.T) {
+	_, s := beam.NewPipelineWithRoot()
+	col := beam.WindowInto(s, window.NewFixedWindows(time.Minute), beam.Create(s, "a text"))
+	_, _, err := TryRunInference(s, ModelHandler{ModelDir: "unused"}, col)
+	if err == nil || !strings.Contains(err.Error(), "globally windowed input") {
+		t.Errorf("fixed windows: %v", err)
+	}
+}

@@ -105,12 +105,12 @@ func modelRef(ctx context.Context, role, dir string) (signing.ModelRef, error) {
 	data, err := storage.ReadFileLimit(ctx, storage.Join(dir, signing.SignatureFile), 8<<20)
 	switch {
 	case err == nil:
-		_, st, err := signing.ParseBundle(data)
-		if err != nil {
-			return ref, fmt.Errorf("%s: %s: %w", dir, signing.SignatureFile, err)
+		// A bundle beamtune cannot read (a certificate one) is recorded
+		// by the weights' digest below, as an unsigned folder is.
+		if _, st, err := signing.ParseBundle(data); err == nil {
+			ref.SHA256, ref.Signed = st.Subject[0].Digest["sha256"], true
+			return ref, nil
 		}
-		ref.SHA256, ref.Signed = st.Subject[0].Digest["sha256"], true
-		return ref, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return ref, err
 	}
@@ -272,6 +272,12 @@ func orDefault(s, def string) string {
 // a new signature recording them.
 func (r *retrainRun) recordEvaluation(ctx context.Context, challenger, reportDir string) error {
 	dir := r.path(challenger)
+	// The folder is re-signed below: first check it is still what this run
+	// published (signed by the run's own key or a trusted one), so that a
+	// file swapped after the evaluation does not get a fresh signature.
+	if err := r.checkOwnFolder(ctx, dir); err != nil {
+		return err
+	}
 	rep, err := report.Read(ctx, reportDir)
 	if err != nil {
 		return err
@@ -342,4 +348,27 @@ func (r *retrainRun) challengerCard(ctx context.Context, challenger, dir, data s
 		stage = "distill"
 	}
 	return trialCard(ctx, trials.Best, challenger, stage, r.o.Runner)
+}
+
+// checkOwnFolder verifies a folder this run published and is about to
+// republish: against the trust policy and the public half of the run's
+// signing key. Without a key the folder was published unsigned and there is
+// nothing to check it against.
+func (r *retrainRun) checkOwnFolder(ctx context.Context, dir string) error {
+	if r.sec.SigningKey == "" {
+		return nil
+	}
+	key, err := signing.LoadPrivateKey(ctx, r.sec.SigningKey)
+	if err != nil {
+		return err
+	}
+	pub, err := signing.PublicPEM(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	trust := signing.Trust{Keys: append(append([]string(nil), r.sec.Trust.Keys...), string(pub))}
+	if _, err := VerifyModel(ctx, dir, trust); err != nil {
+		return fmt.Errorf("before recording the evaluation in its card: %w", err)
+	}
+	return nil
 }

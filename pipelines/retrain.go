@@ -780,15 +780,18 @@ func (r *retrainRun) promote(ctx context.Context, next Champion, champ *Champion
 	// Only a verified model is promoted under a trust policy; CHAMPION
 	// records the digest of exactly what was checked.
 	if r.sec.Trust.Enabled() {
-		if _, err := VerifyModel(ctx, next.Model, r.sec.Trust); err != nil {
+		v, err := VerifyModel(ctx, next.Model, r.sec.Trust)
+		if err != nil {
 			return fmt.Errorf("promote: %w", err)
 		}
+		next.Digest = v.Digest
+	} else {
+		digest, err := FolderDigest(ctx, next.Model)
+		if err != nil {
+			return fmt.Errorf("promote: %w", err)
+		}
+		next.Digest = digest
 	}
-	digest, err := FolderDigest(ctx, next.Model)
-	if err != nil {
-		return fmt.Errorf("promote: %w", err)
-	}
-	next.Digest = digest
 	if err := r.reg.Promote(ctx, next, champGen); err != nil {
 		return err
 	}

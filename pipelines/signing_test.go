@@ -308,3 +308,35 @@ print(json.dumps({"base_model": d.base_model, "license": d.license, "datasets": 
 		t.Errorf("not a signing.Error: %v", err)
 	}
 }
+
+// TestSignedRetrainRefusesASwapAfterEvaluation: a file of the challenger
+// replaced after the evaluation (a bucket writer racing the run) is caught
+// before the folder is re-signed with the evaluated card: the run fails and
+// nothing is promoted.
+func TestSignedRetrainRefusesASwapAfterEvaluation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model: skipped with -short")
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	keyPath, _ := writeKeyPair(t, tmp, "team")
+	cfg := tinyRetrain(t, filepath.Join(tmp, "registry"), 5, false)
+	cfg.SigningKey = keyPath
+	id, err := RetrainRunID(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	teacher := filepath.Join(Registry{Root: cfg.Registry, Name: cfg.Name}.RunDir(id), TeacherModel)
+	res, err := RunRetrain(ctx, RetrainOptions{Config: cfg, afterStage: func(stage string) error {
+		if stage == "evaluate" {
+			replaceFile(t, filepath.Join(teacher, model.ConfigFile), `{"model_type":"bert","swapped":true}`)
+		}
+		return nil
+	}, beforePromote: func() { t.Error("promotion reached after a swap") }})
+	if err == nil || !strings.Contains(err.Error(), "before recording the evaluation in its card") || !strings.Contains(err.Error(), "config.json: changed after signing") {
+		t.Fatalf("retrain after a swap: %v", err)
+	}
+	if res != nil && res.Promoted {
+		t.Error("promoted")
+	}
+}

@@ -41,7 +41,10 @@ type ModelRef struct {
 	Role   string `json:"role"` // init, teacher, source, base
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"` // the root digest of its files (as its signature's subject) or of its weights
-	Signed bool   `json:"signed"` // whether it carried a signature that verified
+	// Signed: it carried a model_signing key signature, whose subject
+	// digest SHA256 is. Under a trust policy that signature was verified
+	// when the folder was loaded; without one it is what the folder claims.
+	Signed bool `json:"signed"`
 }
 
 // Result is one evaluation figure.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -30,7 +31,13 @@ func Files(ctx context.Context, dir string) ([]string, error) {
 					continue // a folder: its files come at the next depth
 				}
 			}
-			out = append(out, strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(m, base)), "/"))
+			name := strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(m, base)), "/")
+			if !insideFolder(name) {
+				// gs:// object names may hold "..": copying or removing
+				// by such a name would reach outside the folder.
+				return nil, fmt.Errorf("%s: %q is not a clean path inside the folder", dir, name)
+			}
+			out = append(out, name)
 		}
 	}
 	return sortedUnique(out), nil
@@ -82,4 +89,10 @@ func UploadDir(ctx context.Context, local, dst string) error {
 		}
 	}
 	return nil
+}
+
+// insideFolder reports whether name is a clean relative slash path that
+// stays inside its folder (no "..", no empty or "." segments).
+func insideFolder(name string) bool {
+	return name != "" && !strings.HasPrefix(name, "/") && path.Clean(name) == name && name != ".." && !strings.HasPrefix(name, "../")
 }

@@ -78,3 +78,27 @@ func TestPublishDirSealsTheFinalSet(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesRefusesNamesLeavingTheFolder: a gs:// object named
+// "m/student/../x" lists under the folder as "../x"; copying it (LocalDir)
+// would write outside the local copy, and removing stale objects by it
+// (PublishDir) would reach outside the folder. Both refuse instead.
+func TestFilesRefusesNamesLeavingTheFolder(t *testing.T) {
+	ctx := context.Background()
+	gcstest.Start(t, "bt-dotdot")
+	for name, data := range map[string]string{"m/student/config.json": "{}", "m/student/../x": "x"} {
+		if err := storage.WriteFile(ctx, "gs://bt-dotdot/"+name, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := "gs://bt-dotdot/m/student"
+	if _, err := storage.Files(ctx, dir); err == nil || !strings.Contains(err.Error(), `"../x" is not a clean path inside the folder`) {
+		t.Errorf("Files: %v", err)
+	}
+	if _, _, err := storage.LocalDir(ctx, dir); err == nil {
+		t.Error("LocalDir copied a folder with an object name leaving it")
+	}
+	if err := storage.PublishDir(ctx, t.TempDir(), dir, storage.Publication{Content: map[string][]byte{"a": []byte("a")}}); err == nil {
+		t.Error("PublishDir republished over a folder with an object name leaving it")
+	}
+}
