@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -218,6 +219,9 @@ func taskData(job trainer.Job, task string) string {
 // baseModelName is how a card names the model a folder came from: the hub
 // id its config records (HF's _name_or_path), else its folder.
 func baseModelName(ctx context.Context, dir string) string {
+	if filepath.Clean(dir) == filepath.Clean(model.DefaultModelDir()) {
+		return model.DefaultModelHubID
+	}
 	data, err := storage.ReadFileLimit(ctx, storage.Join(dir, model.ConfigFile), maxConfigBytes)
 	if err == nil {
 		var c struct {
