@@ -191,7 +191,7 @@ func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, di
 	p, s := beam.NewPipelineWithRoot()
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.ImportanceFn{Root: o.Data, MaxBatches: max(1, o.ImportanceBatches)}
-	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = dir, o.InferBatch, o.Device, o.Threads
+	fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads = dir, o.InferBatch, o.Device, o.Threads
 	fn.Trust = o.trustFor(dir)
 	fn.DataTokenizerSHA256 = man.Tokenizer.SHA256
 	transforms.SumImportance(s, fn, col, impPath)
@@ -316,7 +316,7 @@ func compressCard(ctx context.Context, o CompressOptions, kind string, labels []
 	if err != nil {
 		return report.Card{}, nil, err
 	}
-	data, err := datasetRef(ctx, "", o.Data)
+	data, _, err := datasetRef(ctx, "", o.Data)
 	if err != nil {
 		return report.Card{}, nil, err
 	}

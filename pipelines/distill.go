@@ -201,7 +201,7 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 	p, s := beam.NewPipelineWithRoot()
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.TeacherLogitsFn{InRoot: o.Data, OutRoot: out, OutDir: dataDir}
-	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads = o.Teacher, o.InferBatch, o.Device, o.Threads
+	fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads = o.Teacher, o.InferBatch, o.Device, o.Threads
 	fn.Trust = o.Trust
 	fn.DataTokenizerSHA256 = src.Tokenizer.SHA256
 	fn.HiddenLayers = hidden

@@ -175,7 +175,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	var preds []beam.PCollection
 	for _, m := range models {
 		fn := &transforms.PredictShardFn{Root: o.Data, Name: m.Name}
-		fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
+		fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
 		fn.Trust = o.Trust
 		fn.Quantize, fn.DataTokenizerSHA256 = m.quantize(o), man.Tokenizer.SHA256
 		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))

@@ -97,7 +97,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	examples, badLabels := beam.ParDo2(s.Scope("Tokenize"), &transforms.TokenizeFn{TokenizerPath: storage.Join(o.Model, model.TokenizerFile), MaxLength: o.MaxLength},
 		records, beam.SideInput{Input: labelCol})
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
-	fn.ModelDir, fn.BatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
+	fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
 	fn.Trust = o.Trust
 	fn.Quantize = o.Quantize
 	for _, h := range heads {

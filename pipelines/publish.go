@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,18 +86,22 @@ func provenance(stage, runner string) *signing.Provenance {
 }
 
 // datasetRef records a prepared dataset by the sha256 of its manifest
-// (which holds every shard's checksum).
-func datasetRef(ctx context.Context, task, dir string) (signing.DatasetRef, error) {
-	r, err := storage.Open(ctx, storage.Join(dir, dataset.ManifestFile))
+// (which holds every shard's checksum), and returns the manifest.
+func datasetRef(ctx context.Context, task, dir string) (signing.DatasetRef, *dataset.Manifest, error) {
+	path := storage.Join(dir, dataset.ManifestFile)
+	data, err := storage.ReadFile(ctx, path)
 	if err != nil {
-		return signing.DatasetRef{}, err
+		return signing.DatasetRef{}, nil, err
 	}
-	defer r.Close()
-	h, err := signing.HashReader(dataset.ManifestFile, r)
+	man, err := dataset.ParseManifest(data, path)
 	if err != nil {
-		return signing.DatasetRef{}, err
+		return signing.DatasetRef{}, nil, err
 	}
-	return signing.DatasetRef{Task: task, Path: dir, ManifestSHA256: h.Digest}, nil
+	h, err := signing.HashReader(dataset.ManifestFile, bytes.NewReader(data))
+	if err != nil {
+		return signing.DatasetRef{}, nil, err
+	}
+	return signing.DatasetRef{Task: task, Path: dir, ManifestSHA256: h.Digest}, man, nil
 }
 
 // modelRef records a model folder a new one was made from: by the root
@@ -163,17 +168,13 @@ func trialCard(ctx context.Context, best trainer.TrialResult, name, stage, runne
 		card.Kind = "multi_task"
 	}
 	for _, t := range data {
-		ref, err := datasetRef(ctx, t.Name, t.Data)
+		ref, man, err := datasetRef(ctx, t.Name, t.Data)
 		if err != nil {
 			return report.Card{}, nil, err
 		}
 		prov.Datasets = append(prov.Datasets, ref)
 		card.Datasets = append(card.Datasets, t.Data)
 		if card.Kind == "" {
-			man, err := dataset.ReadManifest(ctx, t.Data)
-			if err != nil {
-				return report.Card{}, nil, err
-			}
 			card.Kind = man.TaskKind()
 		}
 	}

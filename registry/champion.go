@@ -8,7 +8,6 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/beamtune/beamtune/storage"
@@ -67,7 +66,7 @@ func ParseChampion(data []byte, championPath string) (*Champion, error) {
 		return nil, fmt.Errorf("%s: not a %s pointer", championPath, ChampionSchema)
 	}
 	if c.Schema == ChampionSchema {
-		if !inside(c.Model) {
+		if !storage.InsideFolder(c.Model) {
 			return nil, fmt.Errorf("%s: model %q is not a path inside the registry folder", championPath, c.Model)
 		}
 		dir := strings.TrimSuffix(championPath, ChampionFile)
@@ -80,15 +79,9 @@ func ParseChampion(data []byte, championPath string) (*Champion, error) {
 // as CHAMPION stores it.
 func (c Champion) Relative(dir string) (Champion, error) {
 	rel, ok := strings.CutPrefix(c.Model, strings.TrimSuffix(dir, "/")+"/")
-	if !ok || !inside(rel) {
+	if !ok || !storage.InsideFolder(rel) {
 		return c, fmt.Errorf("%s is not inside the registry folder %s", c.Model, dir)
 	}
 	c.Model, c.Schema = rel, ChampionSchema
 	return c, nil
-}
-
-// inside reports whether p is a clean relative slash path that stays
-// inside its folder.
-func inside(p string) bool {
-	return p != "" && !strings.HasPrefix(p, "/") && !strings.Contains(p, "://") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }

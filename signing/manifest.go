@@ -7,10 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/beamtune/beamtune/storage"
 )
 
 // Manifest is a folder's files and their sha256 digests, sorted by name.
@@ -40,7 +41,7 @@ func (m Manifest) check() error {
 			return fmt.Errorf("%s: digest algorithm %q, want %q", r.Name, r.Algorithm, hashAlgorithm)
 		case len(r.Digest) != 2*sha256.Size || strings.ToLower(r.Digest) != r.Digest:
 			return fmt.Errorf("%s: digest %q is not a lower-case hex sha256", r.Name, r.Digest)
-		case !validName(r.Name):
+		case !storage.InsideFolder(r.Name):
 			return fmt.Errorf("file name %q is not a clean relative path in the folder", r.Name)
 		case r.Name == SignatureFile:
 			return fmt.Errorf("the signature lists itself (%s)", SignatureFile)
@@ -53,11 +54,6 @@ func (m Manifest) check() error {
 		seen[r.Name] = true
 	}
 	return nil
-}
-
-func validName(name string) bool {
-	return name != "" && name != "." && !strings.HasPrefix(name, "/") && !strings.Contains(name, "\\") &&
-		path.Clean(name) == name && name != ".." && !strings.HasPrefix(name, "../")
 }
 
 // NewManifest sorts resources into a manifest.

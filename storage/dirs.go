@@ -32,7 +32,7 @@ func Files(ctx context.Context, dir string) ([]string, error) {
 				}
 			}
 			name := strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(m, base)), "/")
-			if !insideFolder(name) {
+			if !InsideFolder(name) {
 				// gs:// object names may hold "..": copying or removing
 				// by such a name would reach outside the folder.
 				return nil, fmt.Errorf("%s: %q is not a clean path inside the folder", dir, name)
@@ -91,8 +91,11 @@ func UploadDir(ctx context.Context, local, dst string) error {
 	return nil
 }
 
-// insideFolder reports whether name is a clean relative slash path that
-// stays inside its folder (no "..", no empty or "." segments).
-func insideFolder(name string) bool {
-	return name != "" && !strings.HasPrefix(name, "/") && path.Clean(name) == name && name != ".." && !strings.HasPrefix(name, "../")
+// InsideFolder reports whether name is a clean relative slash path that
+// stays inside its folder: no "..", no empty or "." segments, no
+// backslash, no URI. The rule for every name read from outside (object
+// names, signed file lists, CHAMPION's model).
+func InsideFolder(name string) bool {
+	return name != "" && !strings.HasPrefix(name, "/") && !strings.Contains(name, "\\") && !strings.Contains(name, "://") &&
+		path.Clean(name) == name && name != ".." && !strings.HasPrefix(name, "../")
 }

@@ -43,7 +43,7 @@ func (fn *ImportanceFn) ProcessElement(ctx context.Context, s dataset.ShardInfo,
 	r.Append(rows)
 	var imp trainer.Importance
 	err = fn.m.WithBert(func(m *model.Bert) error {
-		imp, err = trainer.RowsImportance(m, &r, fn.BatchSize, fn.MaxBatches)
+		imp, err = trainer.RowsImportance(m, &r, fn.MaxBatchSize, fn.MaxBatches)
 		return err
 	})
 	if err != nil {

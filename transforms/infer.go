@@ -23,8 +23,9 @@ func init() {
 // inference.ModelHandler, and the model it names, shared by every DoFn of
 // the worker process (inference.Acquire), as in RunInference.
 type inferModel struct {
+	// ModelHandler's MaxBatchSize is the rows per forward pass here
+	// (0: 64, as beamtune's --infer_batch).
 	inference.ModelHandler
-	BatchSize int // rows per forward pass (0: 64)
 
 	m *inference.Model
 }
@@ -37,8 +38,8 @@ func (im *inferModel) setup(ctx context.Context) error {
 		return err
 	}
 	im.m = m
-	if im.BatchSize <= 0 {
-		im.BatchSize = 64
+	if im.MaxBatchSize <= 0 {
+		im.MaxBatchSize = 64
 	}
 	return nil
 }
@@ -54,7 +55,7 @@ func (im *inferModel) teardown() {
 // states layers (none when nil).
 func (im *inferModel) scorer(layers []int) trainer.Scorer {
 	return func(rows *dataset.Rows) (trainer.EvalResult, error) {
-		return im.m.Score(rows, im.BatchSize, layers)
+		return im.m.Score(rows, im.MaxBatchSize, layers)
 	}
 }
 

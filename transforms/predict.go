@@ -24,7 +24,7 @@ func init() {
 }
 
 // PredictExamplesFn scores tokenized examples in batches: it buffers a
-// bundle's examples and runs a forward pass per BatchSize of them (the model
+// bundle's examples and runs a forward pass per MaxBatchSize of them (the model
 // is loaded once per worker in Setup, as for the shard-level inference).
 type PredictExamplesFn struct {
 	inferModel
@@ -40,7 +40,7 @@ func (fn *PredictExamplesFn) Teardown()                       { fn.teardown() }
 // ProcessElement buffers the example and scores a full batch.
 func (fn *PredictExamplesFn) ProcessElement(ctx context.Context, e Example, emit func(Prediction)) error {
 	fn.buf = append(fn.buf, e)
-	if len(fn.buf) >= fn.BatchSize {
+	if len(fn.buf) >= fn.MaxBatchSize {
 		return fn.flush(ctx, emit)
 	}
 	return nil

@@ -16,9 +16,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"reflect"
 	"strings"
@@ -94,9 +94,18 @@ func deadJSON(d inference.DeadLetter) (string, error) {
 func main() {
 	flag.Parse()
 	beam.Init()
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "classify: %v\n", err)
+		// A command's failure is its exit status: the one place this
+		// program ends itself.
+		os.Exit(1)
+	}
+}
+
+// run builds the pipeline from the flags and runs it.
+func run(ctx context.Context) error {
 	if *input == "" {
-		fmt.Fprintln(os.Stderr, "classify: --input is required")
-		os.Exit(2)
+		return errors.New("--input is required")
 	}
 	p, s := beam.NewPipelineWithRoot()
 	lines := textio.Read(s, *input)
@@ -108,20 +117,17 @@ func main() {
 		c := strings.TrimSuffix(*champion, "/")
 		i := strings.LastIndex(c, "/")
 		if i <= 0 {
-			fmt.Fprintln(os.Stderr, "classify: --champion wants REGISTRY/NAME")
-			os.Exit(2)
+			return fmt.Errorf("--champion=%s: want REGISTRY/NAME", *champion)
 		}
 		opts = append(opts, inference.WithModelDir(inference.ChampionModelDir(s, c[:i], c[i+1:])))
 	}
-	results, dead := inference.RunInference(s, h, texts, opts...)
-
+	results, dead, err := inference.TryRunInference(s, h, texts, opts...)
+	if err != nil {
+		return err
+	}
 	counts := stats.Count(s, beam.ParDo(s, labelOf, results))
 	textio.Write(s, storage.Join(*output, "label_counts.txt"), beam.ParDo(s, formatCount, counts))
 	textio.Write(s, storage.Join(*output, "predictions.jsonl"), beam.ParDo(s, resultJSON, results))
 	textio.Write(s, storage.Join(*output, "dead_letters.jsonl"), beam.ParDo(s, deadJSON, dead))
-
-	if err := beamx.Run(context.Background(), p); err != nil {
-		slog.Error("classify failed", "err", err)
-		os.Exit(1)
-	}
+	return beamx.Run(ctx, p)
 }
