@@ -48,6 +48,11 @@ type Bert struct {
 	// heads, for a multi-task model (SetHeads), are its task heads, which
 	// replace the classifier; nil for a single-task model.
 	heads []TaskHead
+	// precision is the arithmetic of the encoder's matrix products
+	// (SetPrecision; "" is fp32), and casts the reduced-precision weight
+	// copies eval-mode passes reuse.
+	precision Precision
+	casts     *casts
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.
@@ -260,6 +265,7 @@ func (m *Bert) Free() {
 		return
 	}
 	m.freeInt8()
+	m.freeCasts()
 	m.dropLoRA()
 	drop(m.inputMap)
 	m.inputMap = nil
@@ -284,6 +290,17 @@ func (m *Bert) linear(s *scope, prefix string, x *ts.Tensor, train bool) *ts.Ten
 		}
 		t, err := l.forward(x)
 		return s.add(t, err, "int8 linear "+prefix)
+	}
+	if m.Precision().reduced() && lowPrecisionLinear(prefix) {
+		// Autocast: the product in bf16 (or fp16) from a cast input and
+		// cast weights; the output stays in that type.
+		x = s.cast(x, m.Precision().lowDType())
+		w, b := m.lowWeights(s, prefix, train)
+		y := s.linear(x, w, b)
+		if l := m.lora[prefix]; l != nil {
+			y = s.addT(y, l.delta(s, x, train))
+		}
+		return y
 	}
 	y := s.linear(x, m.w(prefix+".weight"), m.w(prefix+".bias"))
 	if l := m.lora[prefix]; l != nil {
@@ -322,7 +339,14 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	var maskAdd *ts.Tensor
 	if b.AttentionMask != nil {
 		mf := s.toFloat(b.AttentionMask)
-		maskAdd = s.view(s.mulScalar(s.oneMinus(mf), -math.MaxFloat32), bs, 1, 1, seq)
+		if p := m.Precision(); p.reduced() {
+			// The attention scores are bf16 (fp16): the mask is of their
+			// type, with that type's most negative finite value
+			// (-MaxFloat32 would round to -inf).
+			maskAdd = s.view(s.cast(s.mulScalar(s.oneMinus(mf), p.lowMin()), p.lowDType()), bs, 1, 1, seq)
+		} else {
+			maskAdd = s.view(s.mulScalar(s.oneMinus(mf), -math.MaxFloat32), bs, 1, 1, seq)
+		}
 		if !s.ok() {
 			return nil, s.err
 		}
@@ -415,7 +439,9 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 		if maskAdd != nil {
 			scores = s.addT(scores, maskAdd)
 		}
-		probs := s.dropout(s.softmax(scores, -1), cfg.AttentionProbsDropoutProb, train)
+		// In bf16 the scores stay bf16: libtorch's softmax accumulates in
+		// float32 and rounds its output once.
+		probs := s.dropout(s.softmaxAs(scores, -1, scores), cfg.AttentionProbsDropoutProb, train)
 		heads4 = s.matmul(probs, v)
 	} else {
 		heads4 = s.attention(q, k, v, maskAdd, 1/math.Sqrt(float64(dh)))

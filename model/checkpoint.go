@@ -225,6 +225,7 @@ func ignoredKey(key string) bool {
 // replaceParam swaps in a loaded tensor for the named parameter.
 func (m *Bert) replaceParam(name string, t *ts.Tensor) error {
 	p := m.byName[name]
+	weightsChanged()
 	if err := t.RequiresGrad_(true); err != nil {
 		drop(t)
 		return fmt.Errorf("%s: requires_grad: %w", name, err)

@@ -41,11 +41,16 @@ type CPUFeatures struct {
 	// fbgemm's kernels add pairs in 16 bits, which can saturate, so activations are
 	// then quantized to 7 bits as PyTorch does (reduce_range).
 	VNNI bool
+	// AVX512BF16 and AMXBF16 multiply bfloat16 natively (oneDNN's bf16
+	// kernels); without either, bf16 is emulated and slower than fp32.
+	AVX512BF16, AMXBF16 bool
 }
 
-// HostCPU reports this machine's features.
+// HostCPU reports this machine's features (CPUID, as the kernel's
+// /proc/cpuinfo flags avx2, avx512_vnni/avx_vnni, avx512_bf16, amx_bf16).
 func HostCPU() CPUFeatures {
-	return CPUFeatures{AVX2: cpu.X86.HasAVX2, VNNI: cpu.X86.HasAVX512VNNI || cpu.X86.HasAVXVNNI}
+	return CPUFeatures{AVX2: cpu.X86.HasAVX2, VNNI: cpu.X86.HasAVX512VNNI || cpu.X86.HasAVXVNNI,
+		AVX512BF16: cpu.X86.HasAVX512BF16, AMXBF16: cpu.X86.HasAMXBF16}
 }
 
 // Int8Unsupported says why int8 inference cannot run on dev with these CPU
@@ -210,6 +215,9 @@ func (m *Bert) QuantizeInt8(opts Int8Options, f CPUFeatures) error {
 	}
 	if m.lora != nil {
 		return fmt.Errorf("quantize: merge the LoRA adapter first (MergeLoRA)")
+	}
+	if m.Precision().reduced() {
+		return fmt.Errorf("quantize: the model runs in %s; int8 layers take float32 activations (set precision fp32 first)", m.Precision())
 	}
 	m.freeInt8()
 	packed := map[string]*int8Linear{}

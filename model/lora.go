@@ -265,6 +265,7 @@ func (m *Bert) MergeLoRA() error {
 				return fmt.Errorf("merge lora %s: %w", prefix, err)
 			}
 		}
+		weightsChanged()
 		return nil
 	})
 	if err != nil {
@@ -286,8 +287,14 @@ func (m *Bert) dropLoRA() {
 func (l *loraLinear) delta(s *scope, x *ts.Tensor, train bool) *ts.Tensor {
 	// The scale multiplies the rank-r intermediate, not the layer-wide
 	// output: the same product, out/r times fewer multiplications.
-	h := s.mulScalar(s.matmul(s.dropout(x, l.dropout, train), s.transpose(l.a.T, 0, 1)), l.scale)
-	return s.matmul(h, s.transpose(l.b.T, 0, 1))
+	// Under bf16 (SetPrecision) x is bf16: A and B are cast to it in the
+	// autograd graph, so their gradients stay float32.
+	a, b := l.a.T, l.b.T
+	if s.ok() && x.DType() != a.DType() {
+		a, b = s.cast(a, x.DType()), s.cast(b, x.DType())
+	}
+	h := s.mulScalar(s.matmul(s.dropout(x, l.dropout, train), s.transpose(a, 0, 1)), l.scale)
+	return s.matmul(h, s.transpose(b, 0, 1))
 }
 
 // Tune sets which weights train: it adds the LoRA adapter (TuneLoRA) and

@@ -84,6 +84,7 @@ func (o *AdamW) Step(lr float64) error {
 	bc1 := 1 - math.Pow(o.cfg.Beta1, float64(o.steps))
 	bc2 := 1 - math.Pow(o.cfg.Beta2, float64(o.steps))
 	stepSize := lr / bc1
+	weightsChanged() // cached bf16 copies of these weights go stale
 	return NoGrad(func() error {
 		fused := fusedAdamW{opByOp: o.opByOp}
 		defer fused.free()

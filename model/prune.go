@@ -279,6 +279,7 @@ func (m *Bert) selectParam(name string, dim int64, idx []int64) error {
 	}
 	drop(p.T)
 	p.T = t
+	weightsChanged()
 	return nil
 }
 

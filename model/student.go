@@ -105,5 +105,6 @@ func (p *Param) Set(values []float32) error {
 	}
 	drop(p.T)
 	p.T = t
+	weightsChanged()
 	return nil
 }
