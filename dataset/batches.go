@@ -124,6 +124,13 @@ func sortByLength(idx []int, lengths []int32) {
 
 // LoadSplit reads every shard of a split into memory, in manifest order.
 func LoadSplit(ctx context.Context, data string, m *Manifest, split string) (*Rows, error) {
+	var total int64
+	for _, s := range m.ShardsOf(split) {
+		total += s.Rows
+	}
+	if MaxResidentRows > 0 && total > MaxResidentRows {
+		return nil, fmt.Errorf("the %s split has %d rows, over the %d rows this process may hold: stream it (--input=stream)", split, total, MaxResidentRows)
+	}
 	rows := &Rows{}
 	for _, s := range m.ShardsOf(split) {
 		r, err := ReadShard(ctx, data, s)

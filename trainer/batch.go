@@ -123,24 +123,16 @@ func freeBatch(b model.Batch, more ...*ts.Tensor) {
 	}
 }
 
-// positiveWeights is BCEWithLogitsLoss's pos_weight from the training rows:
-// for each label, rows without it over rows with it (1 for a label no row
+// positiveWeights is BCEWithLogitsLoss's pos_weight from the training
+// rows' label counts (pos, of rows): for each label, rows without it over rows with it (1 for a label no row
 // has, which then has no positive term to weigh).
-func positiveWeights(r *dataset.Rows, numLabels int, dev model.Device) (*ts.Tensor, error) {
-	pos := make([]int, numLabels)
-	for _, labels := range r.Multi {
-		for _, l := range labels {
-			if l >= 0 && int(l) < numLabels {
-				pos[l]++
-			}
-		}
-	}
-	w := make([]float32, numLabels)
+func positiveWeights(pos []int64, rows int64, dev model.Device) (*ts.Tensor, error) {
+	w := make([]float32, len(pos))
 	for j, p := range pos {
 		w[j] = 1
 		if p > 0 {
-			w[j] = float32(r.Len()-p) / float32(p)
+			w[j] = float32(rows-p) / float32(p)
 		}
 	}
-	return model.Float32Tensor(w, []int64{int64(numLabels)}, dev)
+	return model.Float32Tensor(w, []int64{int64(len(pos))}, dev)
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/beamtune/beamtune/dataset"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/model/safetensors"
 	"github.com/beamtune/beamtune/report"
@@ -33,6 +34,8 @@ type trainState struct {
 	// seed*1_000_003+micro_step, and batch order is a function of (seed,
 	// epoch), so (config, micro_step, epoch, batch) is the whole random state.
 	RNG string `json:"rng"`
+	// Data is where a streamed run stands in its shards (nil in memory).
+	Data *dataset.StreamPosition `json:"data,omitempty"`
 }
 
 // Files of a checkpoint folder (CheckpointsDir/step-NNNNNNNNN).

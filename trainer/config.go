@@ -53,6 +53,29 @@ type Config struct {
 	LoRATargets  string  `json:"lora_targets,omitempty" yaml:"lora_targets"`
 	FreezeLayers string  `json:"freeze_layers,omitempty" yaml:"freeze_layers"`
 
+	// Precision is the arithmetic of the matrix products: fp32 (""), bf16
+	// (bfloat16 autocast: float32 master weights, optimizer state, loss
+	// and logits), fp16 (CUDA only; not yet supported in training: it
+	// needs loss scaling) or auto (bf16 where the CPU or GPU has fast
+	// bfloat16, else fp32). See model.Precision.
+	Precision string `json:"precision,omitempty" yaml:"precision"`
+	// SaveDType is the type of the published model folder's weights: fp32
+	// ("") or bf16 (half the size; loading converts back to float32).
+	// Checkpoints stay float32 whatever it says.
+	SaveDType string `json:"save_dtype,omitempty" yaml:"save_dtype"`
+
+	// Input is how the training rows are read: InputAuto (""), InputMemory
+	// or InputStream. A streamed run visits rows in another order than an
+	// in-memory one (each deterministic for its seed).
+	Input string `json:"input,omitempty" yaml:"input"`
+	// EvalRows bounds the validation rows scored at each evaluation during
+	// training: a larger split is sampled (the rows whose ids hash lowest,
+	// the same sample at every evaluation). 0: the whole split.
+	EvalRows int `json:"eval_rows,omitempty" yaml:"eval_rows"`
+	// EvalFull scores the final model on the whole validation split at the
+	// end, streamed (TrialResult.FullValidation*), when EvalRows sampled it.
+	EvalFull bool `json:"eval_full,omitempty" yaml:"eval_full"`
+
 	// TaskSampling picks each batch's task in multi-task training:
 	// proportional (default), uniform, temperature:τ or round_robin (see
 	// dataset.ParseTaskSampling).
@@ -64,7 +87,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{LR: 5e-5, Seed: 1, BatchSize: 32, GradAccum: 1, Epochs: 3, WarmupRatio: 0.1,
 		WeightDecay: 0.01, MaxGradNorm: 1.0, Patience: 0, ShuffleBuffer: 64, LogEvery: 50,
-		Temperature: 2.0, Alpha: 0.5}
+		Temperature: 2.0, Alpha: 0.5, EvalRows: DefaultEvalRows}
 }
 
 // Job is one trial: what to train, from what, on which data, and where to write.
@@ -112,4 +135,9 @@ type TrialResult struct {
 	// a TrialResult is a Beam schema row, where a nil slice is encoded as a
 	// null that Java runners (Spark, Flink) refuse for a NOT NULL array.
 	Tasks []TaskBest `json:"tasks,omitempty"`
+	// FullValidationRows and FullValidationMetric are the final model's
+	// score on the whole validation split (the run's metric), when
+	// Config.EvalFull asked for it; 0 rows when it did not.
+	FullValidationRows   int64   `json:"full_validation_rows,omitempty"`
+	FullValidationMetric float64 `json:"full_validation_metric,omitempty"`
 }

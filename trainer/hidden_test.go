@@ -174,17 +174,22 @@ func TestDistillHiddenStates(t *testing.T) {
 	// its layer-1 output against the teacher's layer 2.
 	plain := student("plain", func(j *Job) {})
 	withHidden := student("hidden", func(j *Job) { j.Config.HiddenMSE, j.Config.HiddenLayerMap = 5, "1:2" })
-	var dist [2]float64
-	for i, j := range []Job{plain, withHidden} {
+	// The same, streaming the distillation shards: teacher logits and
+	// [CLS] vectors come with their rows.
+	streamed := student("hidden-streamed", func(j *Job) {
+		j.Config.HiddenMSE, j.Config.HiddenLayerMap, j.Config.Input = 5, "1:2", InputStream
+	})
+	var dist [3]float64
+	for i, j := range []Job{plain, withHidden, streamed} {
 		res, err := Train(ctx, j, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", j.Output, err)
 		}
 		dist[i] = clsDistance(t, res.FinalDir, valid, 1, 1, width)
 	}
-	t.Logf("validation [CLS] distance to teacher layer 2: %.4f without the hidden loss, %.4f with it", dist[0], dist[1])
-	if !(dist[1] < 0.5*dist[0]) {
-		t.Errorf("the hidden-state loss should pull the student's [CLS] vector towards the teacher's: distance %.4f with it, %.4f without", dist[1], dist[0])
+	t.Logf("validation [CLS] distance to teacher layer 2: %.4f without the hidden loss, %.4f with it, %.4f with it streamed", dist[0], dist[1], dist[2])
+	if !(dist[1] < 0.5*dist[0]) || !(dist[2] < 0.5*dist[0]) {
+		t.Errorf("the hidden-state loss should pull the student's [CLS] vector towards the teacher's: distance %.4f with it (%.4f streamed), %.4f without", dist[1], dist[2], dist[0])
 	}
 
 	// A narrower student from its own checkpoint: 1 layer, width 16, so the

@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/beamtune/beamtune/dataset"
@@ -42,10 +43,17 @@ type trialTask struct {
 	metric    string   // its validation metric
 	labels    []string // class names
 	posWeight *ts.Tensor
-	train     *dataset.Rows
-	valid     *dataset.Rows
-	distill   bool        // the training rows carry teacher logits
-	hidden    *hiddenLoss // nil without a hidden-state loss
+	man       *dataset.Manifest
+	train     *dataset.Rows   // every training row; nil when streamed
+	stream    *dataset.Stream // the training rows' stream; nil in memory
+	// probe is the first training rows, for what a run checks before it
+	// starts (teacher logits, hidden-state widths), streamed or not.
+	probe      *dataset.Rows
+	trainRows  int64
+	valid      *dataset.Rows // the validation rows evaluations score (a sample above EvalRows)
+	validTotal int64         // rows in the validation split
+	distill    bool          // the training rows carry teacher logits
+	hidden     *hiddenLoss   // nil without a hidden-state loss
 }
 
 // heads is what ForwardTasks needs to run this task's head.
@@ -64,6 +72,9 @@ func (tt *trialTask) head() model.TaskHead {
 func (tt *trialTask) free() {
 	if tt.posWeight != nil {
 		_ = tt.posWeight.Drop()
+	}
+	if tt.stream != nil {
+		tt.stream.Close()
 	}
 	tt.hidden.free()
 }
@@ -96,7 +107,7 @@ func (j Job) specs() ([]TaskSpec, error) {
 }
 
 // loadTask reads one task's manifest and both splits and checks its metric.
-func loadTask(ctx context.Context, s TaskSpec, cfg Config, dev model.Device) (_ *trialTask, _ *dataset.Manifest, err error) {
+func loadTask(ctx context.Context, s TaskSpec, cfg Config, tasks int, dev model.Device) (_ *trialTask, _ *dataset.Manifest, err error) {
 	tt := &trialTask{name: s.Name, data: s.Data, weight: s.Weight}
 	if tt.weight == 0 {
 		tt.weight = 1
@@ -113,26 +124,86 @@ func loadTask(ctx context.Context, s TaskSpec, cfg Config, dev model.Device) (_ 
 	if err != nil {
 		return nil, nil, err
 	}
-	if tt.train, err = dataset.LoadSplit(ctx, s.Data, man, dataset.SplitTrain); err != nil {
+	tt.man = man
+	streaming, err := resolveInput(cfg, man, tasks)
+	if err != nil {
 		return nil, nil, err
 	}
-	if tt.valid, err = dataset.LoadSplit(ctx, s.Data, man, dataset.SplitValidation); err != nil {
+	if streaming {
+		if err := tt.openStream(ctx, cfg); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if tt.train, err = dataset.LoadSplit(ctx, s.Data, man, dataset.SplitTrain); err != nil {
+			return nil, nil, err
+		}
+		tt.probe, tt.trainRows = tt.train, int64(tt.train.Len())
+	}
+	if tt.valid, tt.validTotal, err = dataset.SampleSplit(ctx, s.Data, man, dataset.SplitValidation, cfg.EvalRows); err != nil {
 		return nil, nil, err
 	}
-	if tt.train.Len() == 0 {
+	if int64(tt.valid.Len()) < tt.validTotal {
+		slog.Info("train: evaluations score a sample of the validation split", "data", s.Data, "rows", tt.valid.Len(), "of", tt.validTotal, "eval_rows", cfg.EvalRows)
+	}
+	if tt.trainRows == 0 {
 		return nil, nil, fmt.Errorf("%s has no training rows", s.Data)
 	}
-	tt.distill = tt.train.HasTeacher()
+	tt.distill = tt.probe.HasTeacher()
 	tt.kind, tt.labels = man.TaskKind(), man.Labels
 	if tt.metric, err = report.CheckMetric(tt.kind, s.Metric); err != nil {
 		return nil, nil, err
 	}
 	if cfg.PosWeight && tt.kind == dataset.MultiLabel {
-		if tt.posWeight, err = positiveWeights(tt.train, len(tt.labels), dev); err != nil {
+		if tt.posWeight, err = tt.positiveWeights(ctx, dev); err != nil {
 			return nil, nil, err
 		}
 	}
 	return tt, man, nil
+}
+
+// openStream opens the training split as a stream and reads its first
+// rows as the probe.
+func (tt *trialTask) openStream(ctx context.Context, cfg Config) error {
+	var err error
+	// A window holds at least eight blocks, so that it mixes rows from
+	// every open shard and from all of each shard's length range.
+	window := cfg.BatchSize * max(cfg.ShuffleBuffer, 1)
+	tt.stream, err = dataset.NewStream(tt.data, tt.man, dataset.SplitTrain, dataset.StreamConfig{
+		BatchSize: cfg.BatchSize, WindowRows: window, BlockRows: max(1, min(dataset.DefaultBlockRows, window/8)), Seed: cfg.Seed})
+	if err != nil {
+		return err
+	}
+	if tt.trainRows = tt.stream.Rows(); tt.trainRows == 0 {
+		return nil
+	}
+	plan := tt.stream.Plan(0)
+	if tt.probe, _, err = tt.stream.Window(ctx, plan, 0); err != nil {
+		return err
+	}
+	slog.Info("train: streaming the training split", "data", tt.data, "rows", tt.trainRows, "window_rows", tt.probe.Len())
+	return nil
+}
+
+// positiveWeights is BCEWithLogitsLoss's pos_weight from every training
+// row (counted in a streamed pass when the rows are not in memory).
+func (tt *trialTask) positiveWeights(ctx context.Context, dev model.Device) (*ts.Tensor, error) {
+	pos := make([]int64, len(tt.labels))
+	count := func(r *dataset.Rows) error {
+		for _, labels := range r.Multi {
+			for _, l := range labels {
+				if l >= 0 && int(l) < len(pos) {
+					pos[l]++
+				}
+			}
+		}
+		return nil
+	}
+	if tt.train != nil {
+		_ = count(tt.train)
+	} else if err := dataset.EachRows(ctx, tt.data, tt.man, dataset.SplitTrain, fullEvalChunk, count); err != nil {
+		return nil, err
+	}
+	return positiveWeights(pos, tt.trainRows, dev)
 }
 
 // checkPosWeight refuses pos_weight when no task is multi-label.

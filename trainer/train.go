@@ -78,6 +78,7 @@ type trial struct {
 // batch plan entry and the seed of its dropout masks.
 type microBatch struct {
 	task int
+	rows *dataset.Rows
 	idx  []int
 	seed int64
 }
@@ -115,7 +116,7 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 	}
 	var manifests []*dataset.Manifest
 	for _, s := range specs {
-		tt, man, err := loadTask(ctx, s, cfg, t.dev)
+		tt, man, err := loadTask(ctx, s, cfg, len(specs), t.dev)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +137,7 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 	t.padID = int64(t.m.Config.PadTokenID)
 	var projections []*model.Param
 	for i, tt := range t.tasks {
-		if tt.hidden, err = newHiddenLoss(cfg, manifests[i], tt.train, t.m, tt.name); err != nil {
+		if tt.hidden, err = newHiddenLoss(cfg, manifests[i], tt.probe, t.m, tt.name); err != nil {
 			return nil, err
 		}
 		projections = append(projections, tt.hidden.params()...)
@@ -156,15 +157,7 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 		return nil, err
 	}
 
-	batchesPerEpoch := 0
-	for _, tt := range t.tasks {
-		batchesPerEpoch += (tt.train.Len() + cfg.BatchSize - 1) / cfg.BatchSize
-	}
-	t.stepsPerEpoch = int64((batchesPerEpoch + cfg.GradAccum - 1) / cfg.GradAccum)
-	t.total = cfg.MaxSteps
-	if t.total <= 0 {
-		t.total = int64(cfg.Epochs) * t.stepsPerEpoch
-	}
+	t.total, t.stepsPerEpoch = t.planSteps()
 	t.sched = model.LinearSchedule{Peak: cfg.LR, Warmup: int64(math.Round(cfg.WarmupRatio * float64(t.total))), Total: t.total}
 	t.st = trainState{BestMetric: -math.MaxFloat64, BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
 	t.stopped = StoppedEpochs
@@ -196,6 +189,9 @@ func (t *trial) resume(ctx context.Context) error {
 		}
 		t.resumed = ok
 		if ok {
+			if err := t.checkResumePosition(t.job.Output); err != nil {
+				return err
+			}
 			slog.Info("train: resumed", "trial", t.job.Trial, "step", t.st.Step, "epoch", t.st.Epoch, "batch", t.st.Batch)
 		}
 	}
@@ -208,21 +204,27 @@ func (t *trial) resume(ctx context.Context) error {
 // run starts at the saved epoch and batch of its plan.
 func (t *trial) run(ctx context.Context) error {
 	for ; t.st.Step < t.total; t.st.Epoch, t.st.Batch = t.st.Epoch+1, 0 {
-		plan := dataset.PlanTaskBatches(lengths(t.tasks), t.cfg.BatchSize, t.cfg.ShuffleBuffer, t.cfg.Seed, t.st.Epoch, t.sampling)
-		for t.st.Batch < len(plan) && t.st.Step < t.total {
-			stop, err := t.step(ctx, plan)
-			if err != nil || stop {
-				return t.stop(stop, err)
-			}
-		}
-		if t.st.Batch >= len(plan) {
-			stop, err := t.endEpoch(ctx)
-			if err != nil || stop {
-				return t.stop(stop, err)
-			}
+		if stop, err := t.runEpoch(ctx); err != nil || stop {
+			return t.stop(stop, err)
 		}
 	}
 	return nil
+}
+
+// runEpoch trains the epoch in progress from its next batch; stop is set
+// when early stopping ends the run.
+func (t *trial) runEpoch(ctx context.Context) (stop bool, err error) {
+	in := t.openEpoch(t.st.Epoch)
+	defer in.close()
+	for t.st.Batch < in.batches() && t.st.Step < t.total {
+		if stop, err := t.step(ctx, in); err != nil || stop {
+			return stop, err
+		}
+	}
+	if t.st.Batch >= in.batches() {
+		return t.endEpoch(ctx)
+	}
+	return false, nil
 }
 
 // stop ends the run: with err, or early (patience ran out) when early is set.
@@ -235,8 +237,8 @@ func (t *trial) stop(early bool, err error) error {
 
 // step makes one optimizer step, then logs, evaluates and checkpoints when
 // they are due. stop is set when early stopping ends the run.
-func (t *trial) step(ctx context.Context, plan []dataset.TaskBatch) (stop bool, err error) {
-	lr, gradNorm, err := t.optimizerStep(ctx, plan)
+func (t *trial) step(ctx context.Context, in epochInput) (stop bool, err error) {
+	lr, gradNorm, err := t.optimizerStep(ctx, in)
 	if err != nil {
 		return false, err
 	}
@@ -249,6 +251,7 @@ func (t *trial) step(ctx context.Context, plan []dataset.TaskBatch) (stop bool, 
 		}
 	}
 	if t.cfg.CheckpointEvery > 0 && t.st.Step%t.cfg.CheckpointEvery == 0 && t.st.Step < t.total {
+		t.st.Data = in.position(t.st.Batch)
 		if err := saveCheckpoint(ctx, t.job.Output, t.params, t.opt, t.st); err != nil {
 			return false, err
 		}
@@ -258,17 +261,20 @@ func (t *trial) step(ctx context.Context, plan []dataset.TaskBatch) (stop bool, 
 
 // optimizerStep runs GradAccum micro-batches of the plan, clips, and updates
 // the weights at the scheduled learning rate.
-func (t *trial) optimizerStep(ctx context.Context, plan []dataset.TaskBatch) (lr, gradNorm float64, err error) {
+func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm float64, err error) {
 	examples := 0
-	for a := 0; a < t.cfg.GradAccum && t.st.Batch < len(plan); a++ {
-		idx := plan[t.st.Batch].Rows
-		loss, err := t.microStep(microBatch{task: plan[t.st.Batch].Task, idx: idx, seed: t.cfg.Seed*1_000_003 + t.st.MicroStep})
+	for a := 0; a < t.cfg.GradAccum && t.st.Batch < in.batches(); a++ {
+		b, err := in.batch(ctx, t.st.Batch)
+		if err != nil {
+			return 0, 0, fmt.Errorf("step %d: %w", t.st.Step, err)
+		}
+		loss, err := t.microStep(microBatch{task: b.task, rows: b.rows, idx: b.idx, seed: t.cfg.Seed*1_000_003 + t.st.MicroStep})
 		if err != nil {
 			return 0, 0, fmt.Errorf("step %d: %w", t.st.Step, err)
 		}
 		t.lossSum += loss
 		t.lossN++
-		examples += len(idx)
+		examples += len(b.idx)
 		t.st.Batch++
 		t.st.MicroStep++
 	}
@@ -301,6 +307,9 @@ func (t *trial) endEpoch(ctx context.Context) (stop bool, err error) {
 	if t.st.Step < t.total {
 		next := t.st
 		next.Epoch, next.Batch = t.st.Epoch+1, 0
+		in := t.openEpoch(next.Epoch)
+		next.Data = in.position(0)
+		in.close()
 		if err := saveCheckpoint(ctx, t.job.Output, t.params, t.opt, next); err != nil {
 			return false, err
 		}
@@ -412,7 +421,15 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 	if err := writeTrainLog(ctx, t.job, t.st); err != nil {
 		return TrialResult{}, err
 	}
+	var full TaskScore
+	var fullRows int64
+	if t.cfg.EvalFull {
+		if full, fullRows, err = t.fullValidation(ctx); err != nil {
+			return TrialResult{}, err
+		}
+	}
 	return TrialResult{
+		FullValidationRows: fullRows, FullValidationMetric: full.Value,
 		Trial: t.job.Trial, Config: t.cfg, Output: t.job.Output, BestDir: t.bestDir(), FinalDir: finalDir, BestStep: t.st.BestStep,
 		Metric: t.metric, BestMetric: t.st.BestMetric,
 		BestAccuracy: t.st.BestAccuracy, BestLoss: t.st.BestLoss, Steps: t.st.Step, Stopped: t.stopped,
@@ -420,6 +437,40 @@ func (t *trial) finish(ctx context.Context) (TrialResult, error) {
 		TrainableParams: model.CountParams(t.m.Trainable()), TotalParams: model.CountParams(append(t.m.Params(), t.m.AdapterParams()...)),
 		Tasks: append([]TaskBest{}, t.st.BestTasks...),
 	}, nil
+}
+
+// fullValidation scores the model on every task's whole validation split,
+// a chunk of rows at a time: only the targets and logits of the rows
+// already scored stay in memory.
+func (t *trial) fullValidation(ctx context.Context) (TaskScore, int64, error) {
+	var scores []TaskScore
+	var rows int64
+	for _, tt := range t.tasks {
+		seen := &dataset.Rows{}
+		var logits [][]float32
+		err := dataset.EachRows(ctx, tt.data, tt.man, dataset.SplitValidation, fullEvalChunk, func(r *dataset.Rows) error {
+			out, err := EvaluateTasks(t.m, r, 2*t.cfg.BatchSize, tt.heads())
+			if err != nil {
+				return err
+			}
+			logits = append(logits, out.Logits...)
+			seen.Labels = append(seen.Labels, r.Labels...)
+			seen.Multi = append(seen.Multi, r.Multi...)
+			seen.Scores = append(seen.Scores, r.Scores...)
+			return nil
+		})
+		if err != nil {
+			return TaskScore{}, 0, fmt.Errorf("full validation: %w", err)
+		}
+		s := ScoreTask(tt.kind, tt.metric, seen, logits)
+		slog.Info("train: full validation", "trial", t.job.Trial, "task", tt.name, "rows", len(logits), "val_"+s.Metric, round4(s.Value), "val_loss", round4(s.Loss))
+		scores = append(scores, s)
+		rows += int64(len(logits))
+	}
+	if len(scores) > 1 {
+		return meanScore(scores), rows, nil
+	}
+	return scores[0], rows, nil
 }
 
 // export writes the trained model at dir: a HF folder, or with LoRA the
@@ -476,11 +527,11 @@ func (t *trial) microStep(b microBatch) (loss float64, err error) {
 
 func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 	tt := t.tasks[mb.task]
-	b, teacher, err := batchTensors(tt.train, mb.idx, t.padID, t.dev)
+	b, teacher, err := batchTensors(mb.rows, mb.idx, t.padID, t.dev)
 	if err != nil {
 		return 0, err
 	}
-	labels, err := targetTensor(tt.train, mb.idx, tt.kind, len(tt.labels), t.dev)
+	labels, err := targetTensor(mb.rows, mb.idx, tt.kind, len(tt.labels), t.dev)
 	if err != nil {
 		freeBatch(b, teacher)
 		return 0, err
@@ -515,7 +566,7 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 		return 0, err
 	}
 	if tt.hidden != nil {
-		hl, err := tt.hidden.loss(out, tt.train, mb.idx, t.dev)
+		hl, err := tt.hidden.loss(out, mb.rows, mb.idx, t.dev)
 		if err != nil {
 			_ = loss.Drop()
 			return 0, err

@@ -308,3 +308,141 @@ func TestTrainOnThreadWithGradOff(t *testing.T) {
 		t.Fatalf("training on a thread with autograd off: %v", err)
 	}
 }
+
+// writeShardedTinyDataset writes writeTinyDataset's rule with the training
+// split in nShards shards (each sorted by length, as prepare writes them).
+func writeShardedTinyDataset(t *testing.T, dir string, nTrain, nVal, nShards int) {
+	t.Helper()
+	writeTinyDataset(t, dir, nTrain, nVal)
+	m, err := dataset.ReadManifest(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, err := dataset.LoadSplit(context.Background(), dir, m, dataset.SplitTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shards []dataset.ShardInfo
+	for _, s := range m.Shards {
+		if s.Split != dataset.SplitTrain {
+			shards = append(shards, s)
+		}
+	}
+	for s := range nShards {
+		var rows []dataset.ShardRow
+		for i := s; i < train.Len(); i += nShards {
+			rows = append(rows, dataset.ShardRow{ID: train.RowIDs[i], Label: train.Labels[i], InputIDs: train.IDs[i], Length: train.Length[i]})
+		}
+		sortRows(rows)
+		var buf bytes.Buffer
+		if err := dataset.WriteShardRows(&buf, rows); err != nil {
+			t.Fatal(err)
+		}
+		rel := fmt.Sprintf("data/train/part-%05d-of-%05d.parquet", s, nShards)
+		if err := os.WriteFile(filepath.Join(dir, rel), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		shards = append(shards, dataset.ShardInfo{Split: dataset.SplitTrain, Path: rel, Rows: int64(len(rows))})
+	}
+	if nShards != 1 {
+		_ = os.Remove(filepath.Join(dir, "data/train/part-00000-of-00001.parquet"))
+	}
+	m.Shards = shards
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(dir, dataset.ManifestFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamedTrainResumeAfterSIGKILL: a run streaming its training rows
+// learns the rule while this process may hold fewer rows than the training
+// split has (the test-only cap), and a streamed run killed with SIGKILL in
+// epoch 1 and resumed ends with the same weights, bit for bit. A resume
+// over shards that changed since the checkpoint is refused.
+func TestStreamedTrainResumeAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeShardedTinyDataset(t, data, 600, 128, 5)
+	stream := func(out string) Job {
+		j := tinyJob(data, out)
+		j.Config.Input = InputStream
+		j.Config.EvalRows, j.Config.EvalFull = 100, true
+		return j
+	}
+
+	memory := tinyJob(data, filepath.Join(dir, "memory"))
+	func() {
+		defer func(v int64) { dataset.MaxResidentRows = v }(dataset.MaxResidentRows)
+		dataset.MaxResidentRows = 300
+		if _, err := Train(context.Background(), memory, nil); err == nil || !strings.Contains(err.Error(), "over the 300 rows") {
+			t.Fatalf("an in-memory run of 600 training rows under a 300-row cap: %v", err)
+		}
+	}()
+
+	ref := stream(filepath.Join(dir, "uninterrupted"))
+	var res TrialResult
+	func() {
+		defer func(v int64) { dataset.MaxResidentRows = v }(dataset.MaxResidentRows)
+		dataset.MaxResidentRows = 300
+		var err error
+		if res, err = Train(context.Background(), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if res.Steps < 70 || res.Steps > 80 {
+		t.Fatalf("steps = %d, want about 76 (4 epochs of about 38 batches, 2 per step)", res.Steps)
+	}
+	if res.BestAccuracy < 0.6 {
+		t.Errorf("streamed run did not learn the rule: best validation accuracy %.3f", res.BestAccuracy)
+	}
+	if res.FullValidationRows != 128 {
+		t.Errorf("full validation scored %d rows, want 128", res.FullValidationRows)
+	}
+
+	job := stream(filepath.Join(dir, "killed"))
+	killAfterCheckpoint(t, job, 30) // epoch 1: about 19 steps per epoch
+	st := readCheckpointState(t, job.Output, 30)
+	if st.Data == nil || st.Data.Epoch != 1 || len(st.Data.ShardOrder) != 5 {
+		t.Fatalf("step-30 checkpoint's data position: %+v", st.Data)
+	}
+	copyDir(t, job.Output, filepath.Join(dir, "killed-copy"))
+	resumed, err := Train(context.Background(), job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.Resumed || resumed.Steps != res.Steps {
+		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
+	}
+	want := finalWeights(t, filepath.Join(ref.Output, "final"))
+	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
+
+	// The same rows in 4 shards: the checkpoint's position no longer holds.
+	resharded := filepath.Join(dir, "resharded")
+	writeShardedTinyDataset(t, resharded, 600, 128, 4)
+	again := stream(filepath.Join(dir, "killed-copy"))
+	again.Data = resharded
+	if _, err := Train(context.Background(), again, nil); err == nil || !strings.Contains(err.Error(), "shards changed") {
+		t.Fatalf("resume over other shards: %v", err)
+	}
+	t.Logf("streamed: %d steps, best accuracy %.3f, full validation %.3f; killed in epoch 1, resumed bit for bit", res.Steps, res.BestAccuracy, res.FullValidationMetric)
+}
+
+func readCheckpointState(t *testing.T, out string, step int64) trainState {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(out, "checkpoints", fmt.Sprintf("step-%09d", step), checkpointState))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st trainState
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+}
