@@ -21,6 +21,12 @@ type ModelHandler struct {
 	// Quantize runs the linear layers in int8 ("int8", "int8_per_channel")
 	// or float32 ("" or "none"); the folder stays float32.
 	Quantize string
+	// Precision is the arithmetic of the encoder's matrix products: fp32
+	// ("", the default), bf16 (bfloat16 with float32 logits; the weights'
+	// bf16 copies are made once at the first batch), fp16 (CUDA only) or
+	// auto (bf16 where the CPU or GPU has fast bfloat16, else fp32). With
+	// an int8 Quantize, auto is fp32 and bf16 or fp16 is refused.
+	Precision string
 	// MaxBatchSize caps the examples of one forward pass (0: 32), and
 	// MaxBatchTokens the padded tokens (examples × longest; 0: 8192).
 	MaxBatchSize   int
@@ -76,6 +82,9 @@ func (h ModelHandler) check() error {
 		return fmt.Errorf("inference: negative batch or length limit (%d examples, %d tokens, %d max length)", h.MaxBatchSize, h.MaxBatchTokens, h.MaxLength)
 	}
 	if _, err := model.ParseDevice(h.Device); err != nil {
+		return fmt.Errorf("inference: %w", err)
+	}
+	if _, err := model.ParsePrecision(h.Precision); err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
 	return nil

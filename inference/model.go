@@ -213,8 +213,29 @@ func prepare(m *model.Bert, local string, h ModelHandler) error {
 	} else if applied != model.QuantizeNone {
 		slog.Info("inference: int8 linear layers", "model", h.ModelDir, "quantize", applied)
 	}
+	return applyPrecision(m, h.Precision, applied)
+}
+
+// applyPrecision resolves a --precision value for m's device and the int8
+// mode in force, and sets it.
+func applyPrecision(m *model.Bert, spec, quantize string) error {
+	p, err := model.ResolvePrecision(spec, m.Device, model.HostCPU(), quantize)
+	if err != nil {
+		return err
+	}
+	if err := m.SetPrecision(p); err != nil {
+		return err
+	}
+	if p != model.PrecisionFP32 {
+		_, why := model.FastBF16(m.Device, model.HostCPU())
+		slog.Info("inference: precision", "precision", p, "asked", spec, "hardware", why)
+	}
 	return nil
 }
+
+// ApplyPrecision is applyPrecision for the pipelines that load a model
+// themselves (evaluate's speed runs).
+func ApplyPrecision(m *model.Bert, spec, quantize string) error { return applyPrecision(m, spec, quantize) }
 
 // setupHeads picks a bundle's heads to run and reads the thresholds of its
 // multi-label ones (each from its task folder, tasks/<task>/).

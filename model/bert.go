@@ -53,6 +53,8 @@ type Bert struct {
 	// copies eval-mode passes reuse.
 	precision Precision
 	casts     *casts
+	// saveDType is the weights' type in exported folders (SetSaveDType).
+	saveDType string
 }
 
 // Batch is one padded batch: [batch, seq] int64 tensors on the model's device.

@@ -436,10 +436,23 @@ func (m *Bert) writeWeights(dir string, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	dt := safetensors.F32
+	if m.saveDType == SaveBF16 {
+		dt = safetensors.BF16
+		// transformers reads torch_dtype to load the weights in their own type.
+		var fields map[string]any
+		if err := json.Unmarshal(cj, &fields); err != nil {
+			return err
+		}
+		fields["torch_dtype"] = "bfloat16"
+		if cj, err = json.MarshalIndent(fields, "", "  "); err != nil {
+			return err
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append(cj, '\n'), 0o644); err != nil {
 		return err
 	}
-	tensors, err := m.StateDict()
+	tensors, err := ParamTensorsAs(m.params, dt)
 	if err != nil {
 		return err
 	}
@@ -468,13 +481,19 @@ func (m *Bert) StateDict() ([]safetensors.Tensor, error) { return ParamTensors(m
 
 // ParamTensors copies parameters into safetensors tensors under their names.
 func ParamTensors(params []*Param) ([]safetensors.Tensor, error) {
+	return ParamTensorsAs(params, safetensors.F32)
+}
+
+// ParamTensorsAs is ParamTensors with the values rounded to dt (F32 or
+// BF16, round to nearest even).
+func ParamTensorsAs(params []*Param, dt safetensors.DType) ([]safetensors.Tensor, error) {
 	out := make([]safetensors.Tensor, 0, len(params))
 	for _, p := range params {
 		vals, err := Float32s(p.T)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Name, err)
 		}
-		t, err := safetensors.FromFloat32(p.Name, safetensors.F32, Shape(p.T), vals)
+		t, err := safetensors.FromFloat32(p.Name, dt, Shape(p.T), vals)
 		if err != nil {
 			return nil, err
 		}

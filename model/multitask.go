@@ -282,6 +282,7 @@ func (m *Bert) writeBundle(dir, tokenizerDir string) error {
 		if err != nil {
 			return err
 		}
+		v.saveDType = m.saveDType
 		sub := filepath.Join(dir, TasksDir, h.Name)
 		err = os.MkdirAll(sub, 0o755)
 		if err == nil {

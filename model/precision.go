@@ -290,3 +290,30 @@ func (s *scope) cast(a *ts.Tensor, dt gotch.DType) *ts.Tensor {
 	t, err := a.Totype(dt, false)
 	return s.add(t, err, "cast")
 }
+
+// The --save_dtype values: the type of an exported folder's weights.
+const (
+	SaveFP32 = "fp32"
+	SaveBF16 = "bf16"
+)
+
+// CheckSaveDType validates a --save_dtype value ("" is fp32).
+func CheckSaveDType(s string) error {
+	switch s {
+	case "", SaveFP32, SaveBF16:
+		return nil
+	}
+	return fmt.Errorf("save_dtype %q: want fp32 or bf16", s)
+}
+
+// SetSaveDType sets the type Export writes the weights in: fp32 ("") or
+// bf16 (model.safetensors in BF16, config.json's torch_dtype "bfloat16";
+// half the bytes, and Load converts back to float32). The parameters in
+// memory, checkpoints and LoRA adapter folders stay float32.
+func (m *Bert) SetSaveDType(s string) error {
+	if err := CheckSaveDType(s); err != nil {
+		return err
+	}
+	m.saveDType = s
+	return nil
+}

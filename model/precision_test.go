@@ -600,3 +600,65 @@ func TestBF16ForwardFineTuned(t *testing.T) {
 		t.Errorf("bf16 and fp32 predict the same class on %d of 32 rows", agree)
 	}
 }
+
+// TestExportBF16: --save_dtype=bf16 writes BF16 weights (each the float32
+// value rounded to nearest even) and torch_dtype, at about half the size,
+// and loads back as float32; the default stays float32.
+func TestExportBF16(t *testing.T) {
+	defer LockThread()()
+	m := loadTiny(t)
+	defer m.Free()
+	if err := m.SetSaveDType("fp8"); err == nil {
+		t.Error("save dtype fp8 accepted")
+	}
+	dir32, dir16 := filepath.Join(t.TempDir(), "f32"), filepath.Join(t.TempDir(), "bf16")
+	if err := m.Export(dir32, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetSaveDType(SaveBF16); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Export(dir16, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	size := func(dir string) int64 {
+		st, err := os.Stat(filepath.Join(dir, SafetensorsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	if s32, s16 := size(dir32), size(dir16); float64(s16) > 0.55*float64(s32) {
+		t.Errorf("bf16 folder %d bytes, fp32 %d: not about half", s16, s32)
+	}
+	cj, err := os.ReadFile(filepath.Join(dir16, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cj), `"torch_dtype": "bfloat16"`) {
+		t.Errorf("bf16 config.json lacks torch_dtype: %s", cj)
+	}
+	if cj32, _ := os.ReadFile(filepath.Join(dir32, ConfigFile)); strings.Contains(string(cj32), "bfloat16") {
+		t.Error("fp32 config.json says bfloat16")
+	}
+	back, _, err := Load(dir16, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Free()
+	for _, p := range m.Params() {
+		want, err := Float32s(p.T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Float32s(back.Param(p.Name).T)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i] != bf16Round(want[i]) {
+				t.Fatalf("%s[%d]: %g loaded from bf16, want %g (from %g)", p.Name, i, got[i], bf16Round(want[i]), want[i])
+			}
+		}
+	}
+}

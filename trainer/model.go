@@ -32,6 +32,12 @@ func buildModel(ctx context.Context, job Job, tasks []*trialTask, dev model.Devi
 	}
 	if len(tasks) > 1 || model.IsMultiTask(dir) {
 		m, err := buildMultiTask(job, dir, baseDir, tasks, dev)
+		if err == nil {
+			if err = applyPrecision(m, job, dev); err != nil {
+				m.Free()
+				m = nil
+			}
+		}
 		return m, base, err
 	}
 	labels, task := tasks[0].labels, tasks[0].kind
@@ -89,11 +95,51 @@ func buildModel(ctx context.Context, job Job, tasks []*trialTask, dev model.Devi
 	if err == nil {
 		err = model.WithSeed(job.Config.Seed, func() error { return m.Tune(tuning) }) // lora_A's draw
 	}
+	if err == nil {
+		err = applyPrecision(m, job, dev)
+	}
 	if err != nil {
 		m.Free()
 		return nil, base, err
 	}
 	return m, base, nil
+}
+
+// CheckPrecision validates the precision and save_dtype settings without a
+// device (the driver's check, before any worker starts).
+func (c Config) CheckPrecision() error {
+	p, err := model.ParsePrecision(c.Precision)
+	if err != nil {
+		return err
+	}
+	if p == model.PrecisionFP16 {
+		return fmt.Errorf("precision fp16: training in fp16 needs dynamic loss scaling, which beamtune does not do yet; use bf16 (CPU with AVX-512 BF16/AMX, or an Ampere+ GPU)")
+	}
+	return model.CheckSaveDType(c.SaveDType)
+}
+
+// applyPrecision resolves the run's precision for dev (auto: bf16 where the
+// hardware has fast bfloat16) and sets it, with the save dtype, on m.
+func applyPrecision(m *model.Bert, job Job, dev model.Device) error {
+	c := job.Config
+	if err := c.CheckPrecision(); err != nil {
+		return err
+	}
+	p, err := model.ResolvePrecision(c.Precision, dev, model.HostCPU(), "")
+	if err != nil {
+		return err
+	}
+	if err := m.SetPrecision(p); err != nil {
+		return err
+	}
+	if err := m.SetSaveDType(c.SaveDType); err != nil {
+		return err
+	}
+	if p != model.PrecisionFP32 || c.Precision != "" {
+		_, why := model.FastBF16(dev, model.HostCPU())
+		slog.Info("train: precision", "trial", job.Trial, "asked", c.Precision, "precision", p, "hardware", why)
+	}
+	return nil
 }
 
 // buildMultiTask loads Init as the shared encoder of a multi-task model
