@@ -235,7 +235,9 @@ func applyPrecision(m *model.Bert, spec, quantize string) error {
 
 // ApplyPrecision is applyPrecision for the pipelines that load a model
 // themselves (evaluate's speed runs).
-func ApplyPrecision(m *model.Bert, spec, quantize string) error { return applyPrecision(m, spec, quantize) }
+func ApplyPrecision(m *model.Bert, spec, quantize string) error {
+	return applyPrecision(m, spec, quantize)
+}
 
 // setupHeads picks a bundle's heads to run and reads the thresholds of its
 // multi-label ones (each from its task folder, tasks/<task>/).
