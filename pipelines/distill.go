@@ -202,6 +202,7 @@ func teacherLogits(ctx context.Context, o DistillOptions, out string, hidden []i
 	col := beam.Reshuffle(s, beam.CreateList(s.Scope("Shards"), shards))
 	fn := &transforms.TeacherLogitsFn{InRoot: o.Data, OutRoot: out, OutDir: dataDir}
 	fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads = o.Teacher, o.InferBatch, o.Device, o.Threads
+	fn.Precision = o.Config.Precision // the teacher's logit pass runs in the run's precision
 	fn.Trust = o.Trust
 	fn.DataTokenizerSHA256 = src.Tokenizer.SHA256
 	fn.HiddenLayers = hidden

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/beamtune/beamtune/dataset"
+	"github.com/beamtune/beamtune/inference"
 	"github.com/beamtune/beamtune/model"
 	"github.com/beamtune/beamtune/report"
 	"github.com/beamtune/beamtune/storage"
@@ -74,6 +75,9 @@ type EvaluateOptions struct {
 	Threshold string
 	// Quantize is every model's --quantize mode unless its NamedModel sets one.
 	Quantize string
+	// Precision is every model's --precision (fp32, bf16, fp16, auto; see
+	// inference.ModelHandler.Precision), for scoring and the speed runs.
+	Precision string
 
 	LengthEdges []int32 // token-length slice bounds
 	Seed        int64   // bootstrap seed
@@ -104,6 +108,9 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 	}
 	if err := model.CheckQuantize(o.Quantize); err != nil {
 		return nil, badInput(fmt.Errorf("--quantize: %w", err))
+	}
+	if err := checkPrecision(o.Precision, o.Device, o.Quantize); err != nil {
+		return nil, err
 	}
 	for _, m := range o.Models {
 		if err := model.CheckQuantize(m.Quantize); err != nil {
@@ -178,6 +185,7 @@ func RunEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluateResult, error
 		fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads, fn.Threshold = m.Dir, o.InferBatch, o.Device, o.Threads, o.Threshold
 		fn.Trust = o.Trust
 		fn.Quantize, fn.DataTokenizerSHA256 = m.quantize(o), man.Tokenizer.SHA256
+		fn.Precision = o.Precision
 		preds = append(preds, beam.ParDo(s.Scope("Predict-"+m.Name), fn, shardCol))
 	}
 	all := beam.Flatten(s, preds...)
@@ -364,6 +372,9 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 		slog.Warn("evaluate: "+fallback, "model", nm.Name)
 	}
 	mr.Quantize = applied
+	if err := inference.ApplyPrecision(m, o.Precision, applied); err != nil {
+		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+	}
 	runs := o.SpeedRuns
 	if runs <= 0 {
 		runs = 50

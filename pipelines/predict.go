@@ -34,6 +34,9 @@ type PredictOptions struct {
 	Threshold string
 	// Quantize runs the model's linear layers in int8 ("int8") or float32 ("" or "none").
 	Quantize string
+	// Precision is fp32 (""), bf16, fp16 or auto (see
+	// inference.ModelHandler.Precision).
+	Precision string
 	// Tasks, for a multi-task bundle, are the tasks to predict, all on one
 	// encoder pass per batch (none: every task of the bundle).
 	Tasks  []string
@@ -54,6 +57,9 @@ type PredictResult struct {
 func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	if err := model.CheckQuantize(o.Quantize); err != nil {
 		return nil, badInput(fmt.Errorf("--quantize: %w", err))
+	}
+	if err := checkPrecision(o.Precision, o.Device, o.Quantize); err != nil {
+		return nil, err
 	}
 	cfg, err := CheckModelDir(ctx, o.Model, ModelUse{Role: "--model", Tokenizer: true, Head: true, Bundle: true, Trust: o.Trust})
 	if err != nil {
@@ -99,7 +105,7 @@ func RunPredict(ctx context.Context, o PredictOptions) (*PredictResult, error) {
 	fn := &transforms.PredictExamplesFn{Labels: labels, Name: "model"}
 	fn.ModelDir, fn.MaxBatchSize, fn.Device, fn.Threads, fn.Threshold = o.Model, o.BatchSize, o.Device, o.Threads, o.Threshold
 	fn.Trust = o.Trust
-	fn.Quantize = o.Quantize
+	fn.Quantize, fn.Precision = o.Quantize, o.Precision
 	for _, h := range heads {
 		fn.Tasks = append(fn.Tasks, h.Name)
 	}

@@ -328,6 +328,9 @@ func checkTrialTuning(ctx context.Context, c trainer.Config, init string, cfg *m
 	if err != nil {
 		return badInput(err)
 	}
+	if err := c.CheckPrecision(); err != nil {
+		return badInput(err)
+	}
 	if t.Method != model.TuneLoRA {
 		return nil
 	}

@@ -53,6 +53,7 @@ func (c *doctorCmd) run(out io.Writer) error {
 		devs += " (no CUDA: CPU libtorch or no GPU)"
 	}
 	add(check{"devices", devs, "", true})
+	add(precisionCheck())
 	g, err := gradCheck()
 	add(check{"autograd", g, "libtorch is broken or mismatched: rerun scripts/setup.sh", err == nil})
 	add(check{"beam sdk", "Go SDK " + core.SdkVersion + ", default runner prism (in-process)", "", true})
@@ -199,4 +200,26 @@ func modelCheck(dir string) check {
 		}
 	}
 	return check{"model", fmt.Sprintf("%s (BERT, %d layers, hidden %d, vocab %d)", dir, cfg.NumHiddenLayers, cfg.HiddenSize, cfg.VocabSize), "", true}
+}
+
+// precisionCheck reports whether this machine multiplies bfloat16 fast (CPU
+// AVX-512 BF16 / AMX-BF16, GPU compute capability 8.0+) and what
+// --precision=auto picks on each device. It never fails: fp32 always runs.
+func precisionCheck() check {
+	f := model.HostCPU()
+	ok, why := model.FastBF16(gotch.CPU, f)
+	pick := func(dev model.Device) string {
+		p, err := model.ResolvePrecision(string(model.PrecisionAuto), dev, f, "")
+		if err != nil {
+			return err.Error()
+		}
+		return string(p)
+	}
+	msg := fmt.Sprintf("cpu fast bf16: %v (%s); --precision=auto on cpu: %s", ok, why, pick(gotch.CPU))
+	if model.CUDAAvailable() {
+		dev := gotch.CudaBuilder(0)
+		gok, gwhy := model.FastBF16(dev, f)
+		msg += fmt.Sprintf("; cuda:0 fast bf16: %v (%s); --precision=auto on cuda: %s", gok, gwhy, pick(dev))
+	}
+	return check{"precision", msg, "", true}
 }

@@ -45,6 +45,7 @@ func (c *evaluateCmd) register(f *flagSet) {
 	f.int64Var(&o.Seed, "seed", 1, "bootstrap seed")
 	f.stringVar(&o.Threshold, "threshold", "", "multi-label models: per_label (default: each model's thresholds tuned on validation), global, or a probability")
 	f.stringVar(&o.Quantize, "quantize", "", "none (float32), int8 (linear layers quantized at load, one weight scale per matrix as PyTorch's quantize_dynamic; CPU; falls back to float32 where int8 cannot run) or int8_per_channel (a scale per output row); per model: --model name=folder,quantize=int8")
+	f.stringVar(&o.Precision, "precision", "fp32", precisionUsage+"; also the speed runs'")
 	f.intVar(&o.SpeedSeqLen, "speed_seq_len", 0, "tokens per example in the speed runs (0: the split's median)")
 
 	f.section("Compute")

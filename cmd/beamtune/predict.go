@@ -34,6 +34,7 @@ func (c *predictCmd) register(f *flagSet) {
 	f.stringVar(&o.Output, "output", "", "output folder for predictions-*.jsonl and rejects.jsonl")
 	f.intVar(&o.Shards, "shards", 1, "output files")
 	f.stringVar(&o.Quantize, "quantize", "", "none (float32), int8 (linear layers quantized at load, one weight scale per matrix as PyTorch's quantize_dynamic; CPU; falls back to float32 where int8 cannot run) or int8_per_channel (a scale per output row)")
+	f.stringVar(&o.Precision, "precision", "fp32", precisionUsage)
 	f.stringVar(&o.Threshold, "threshold", "", "multi-label models: per_label (default: the thresholds tuned on validation), global, or a probability")
 
 	f.section("Compute")
