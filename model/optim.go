@@ -322,6 +322,50 @@ func ZeroGrad(params []*Param) error {
 // most maxNorm, as torch.nn.utils.clip_grad_norm_; it returns the norm before
 // clipping. (gotch's nn.ClipGradNorm deadlocks on its VarStore lock.)
 func ClipGradNorm(params []*Param, maxNorm float64) (float64, error) {
+	return gradNorm(params, func(total float64, grads []*ts.Tensor) error {
+		coef := maxNorm / (total + 1e-6)
+		if coef >= 1 {
+			return nil
+		}
+		for _, g := range grads {
+			if err := scalarOp(coef, g.MulScalar_); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ScaleGrads multiplies every gradient by factor (loss scaling's unscale)
+// and returns their global L2 norm after it: Inf or NaN when any gradient
+// holds a non-finite value. The norm is taken after the scaling, so that
+// large finite gradients of a scaled loss do not overflow its squares.
+func ScaleGrads(params []*Param, factor float64) (float64, error) {
+	err := NoGrad(func() error {
+		for _, p := range params {
+			g, err := p.T.Grad(false)
+			if err != nil {
+				return err
+			}
+			if ok, _ := g.Defined(); ok {
+				err = scalarOp(factor, g.MulScalar_)
+			}
+			drop(g)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return gradNorm(params, nil)
+}
+
+// gradNorm computes the global L2 norm of the defined gradients and hands
+// it, with the gradients, to then (nil: nothing more).
+func gradNorm(params []*Param, then func(total float64, grads []*ts.Tensor) error) (float64, error) {
 	var total float64
 	err := NoGrad(func() error {
 		var grads, norms []*ts.Tensor
@@ -359,16 +403,10 @@ func ClipGradNorm(params []*Param, maxNorm float64) (float64, error) {
 			return err
 		}
 		total = float64(v)
-		coef := maxNorm / (total + 1e-6)
-		if coef >= 1 {
+		if then == nil {
 			return nil
 		}
-		for _, g := range grads {
-			if err := scalarOp(coef, g.MulScalar_); err != nil {
-				return err
-			}
-		}
-		return nil
+		return then(total, grads)
 	})
 	return total, err
 }

@@ -36,6 +36,8 @@ type trainState struct {
 	RNG string `json:"rng"`
 	// Data is where a streamed run stands in its shards (nil in memory).
 	Data *dataset.StreamPosition `json:"data,omitempty"`
+	// Scaler is the dynamic loss scaling state (nil without scaling).
+	Scaler *lossScaler `json:"loss_scaler,omitempty"`
 }
 
 // Files of a checkpoint folder (CheckpointsDir/step-NNNNNNNNN).

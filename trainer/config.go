@@ -55,14 +55,17 @@ type Config struct {
 
 	// Precision is the arithmetic of the matrix products: fp32 (""), bf16
 	// (bfloat16 autocast: float32 master weights, optimizer state, loss
-	// and logits), fp16 (CUDA only; not yet supported in training: it
-	// needs loss scaling) or auto (bf16 where the CPU or GPU has fast
+	// and logits), fp16 (CUDA only; training scales its loss
+	// dynamically, see LossScale) or auto (bf16 where the CPU or GPU has fast
 	// bfloat16, else fp32). See model.Precision.
 	Precision string `json:"precision,omitempty" yaml:"precision"`
 	// SaveDType is the type of the published model folder's weights: fp32
 	// ("") or bf16 (half the size; loading converts back to float32).
 	// Checkpoints stay float32 whatever it says.
 	SaveDType string `json:"save_dtype,omitempty" yaml:"save_dtype"`
+	// LossScale is the initial dynamic loss scale (see lossScaler): 0 is
+	// DefaultLossScale for fp16 and no scaling otherwise.
+	LossScale float64 `json:"loss_scale,omitempty" yaml:"loss_scale"`
 
 	// Input is how the training rows are read: InputAuto (""), InputMemory
 	// or InputStream. A streamed run visits rows in another order than an

@@ -108,12 +108,11 @@ func buildModel(ctx context.Context, job Job, tasks []*trialTask, dev model.Devi
 // CheckPrecision validates the precision and save_dtype settings without a
 // device (the driver's check, before any worker starts).
 func (c Config) CheckPrecision() error {
-	p, err := model.ParsePrecision(c.Precision)
-	if err != nil {
+	if _, err := model.ParsePrecision(c.Precision); err != nil {
 		return err
 	}
-	if p == model.PrecisionFP16 {
-		return fmt.Errorf("precision fp16: training in fp16 needs dynamic loss scaling, which beamtune does not do yet; use bf16 (CPU with AVX-512 BF16/AMX, or an Ampere+ GPU)")
+	if c.LossScale < 0 {
+		return fmt.Errorf("loss_scale %g is negative", c.LossScale)
 	}
 	return model.CheckSaveDType(c.SaveDType)
 }

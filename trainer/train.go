@@ -159,7 +159,8 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 
 	t.total, t.stepsPerEpoch = t.planSteps()
 	t.sched = model.LinearSchedule{Peak: cfg.LR, Warmup: int64(math.Round(cfg.WarmupRatio * float64(t.total))), Total: t.total}
-	t.st = trainState{BestMetric: -math.MaxFloat64, BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)"}
+	t.st = trainState{BestMetric: -math.MaxFloat64, BestAccuracy: -1, BestLoss: math.MaxFloat64, Config: cfg, RNG: "seed*1000003+micro_step per micro-batch; batch plan from (seed, epoch)",
+		Scaler: newLossScaler(cfg, t.m.Precision() == model.PrecisionFP16)}
 	t.stopped = StoppedEpochs
 	if cfg.MaxSteps > 0 {
 		t.stopped = StoppedMaxSteps
@@ -278,14 +279,20 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 		t.st.Batch++
 		t.st.MicroStep++
 	}
-	if t.cfg.MaxGradNorm > 0 {
-		if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
+	lr = t.sched.LR(t.st.Step)
+	finite, err := t.unscale()
+	if err != nil {
+		return 0, 0, err
+	}
+	if finite {
+		if t.cfg.MaxGradNorm > 0 {
+			if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
+				return 0, 0, err
+			}
+		}
+		if err := t.opt.Step(lr); err != nil {
 			return 0, 0, err
 		}
-	}
-	lr = t.sched.LR(t.st.Step)
-	if err := t.opt.Step(lr); err != nil {
-		return 0, 0, err
 	}
 	if err := model.ZeroGrad(t.params); err != nil {
 		return 0, 0, err
@@ -294,6 +301,26 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 	t.examples += int64(examples)
 	t.progress.Stepped(ctx, examples)
 	return lr, gradNorm, nil
+}
+
+// unscale divides the gradients by the loss scale, when the run scales its
+// loss, and says whether they are finite: a step with an Inf or NaN
+// gradient is skipped (the schedule still moves on) and the scale halves.
+func (t *trial) unscale() (finite bool, err error) {
+	sc := t.st.Scaler
+	if sc == nil {
+		return true, nil
+	}
+	norm, err := model.ScaleGrads(t.params, 1/sc.Scale)
+	if err != nil {
+		return false, err
+	}
+	finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
+	if !finite {
+		slog.Warn("train: non-finite gradients, step skipped", "trial", t.job.Trial, "step", t.st.Step, "loss_scale", sc.Scale, "next_scale", sc.Scale/2)
+	}
+	sc.update(finite)
+	return finite, nil
 }
 
 // endEpoch evaluates at an epoch's end (unless the step just did) and
@@ -603,7 +630,17 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 			return 0, err
 		}
 		defer scaled.Drop()
-		return float64(v), scaled.Backward()
+		loss = scaled
+	}
+	if s := t.st.Scaler; s != nil {
+		sc := ts.FloatScalar(s.Scale)
+		defer sc.Drop()
+		scaled, err := loss.MulScalar(sc, false)
+		if err != nil {
+			return 0, err
+		}
+		defer scaled.Drop()
+		loss = scaled
 	}
 	return float64(v), loss.Backward()
 }
