@@ -11,3 +11,6 @@ echo "== memory (20,000 steps, 2-layer model)"; (cd model && go test -run '^$' -
 echo "== prepare at scale (prism and direct)"; SIZES="${SIZES:-10 100}" bench/prepare_scale.sh
 echo "== signing and verifying a model folder (beamtune vs model_signing)"; bench/signing.sh
 echo "== RunInference vs HF eager and ONNX Runtime (needs the Compression section's teachers)"; ROUNDS=1 bench/runinference.sh
+echo "== training memory at scale, streamed and in memory"; SIZES="${SIZES:-10 100}" bench/train_scale.sh
+echo "== streamed against in-memory training input on SST-2 (needs the Compression section's prepared data)"; ROUNDS=1 bench/stream_speed.sh
+echo "== bf16 against fp32, and against HF Trainer --bf16"; ROUNDS=1 SKIP=acc bench/bf16.sh
