@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -289,7 +290,7 @@ func TestBF16CacheFollowsWeights(t *testing.T) {
 	if len(held) != 24 {
 		t.Fatalf("%d cached tensors, want 24", len(held))
 	}
-	if again := logits(); !equalF32(first, again) {
+	if again := logits(); !slices.Equal(first, again) {
 		t.Errorf("a second pass over the same weights changed the logits: %v vs %v", first, again)
 	}
 	// Change a cached layer's weight through Param.Set: the bf16 pass must
@@ -311,7 +312,7 @@ func TestBF16CacheFollowsWeights(t *testing.T) {
 			t.Fatal("a stale cached bf16 weight was not freed once the weights changed")
 		}
 	}
-	if equalF32(first, changed) {
+	if slices.Equal(first, changed) {
 		t.Error("bf16 logits did not change with the weights: a stale cache was used")
 	}
 	if err := m.SetPrecision(PrecisionFP32); err != nil {
@@ -357,7 +358,7 @@ func TestBF16CacheFollowsWeights(t *testing.T) {
 	}
 	opt.Free()
 	stepped := logits()
-	if equalF32(stepped, changed) {
+	if slices.Equal(stepped, changed) {
 		t.Error("logits unchanged after an optimizer step: stale bf16 cache")
 	}
 	for _, x := range held {
@@ -372,18 +373,6 @@ func TestBF16CacheFollowsWeights(t *testing.T) {
 	if after := live() - 2; after != before { // the batch is still alive
 		t.Errorf("%d tensors alive before, %d after the model was freed: the bf16 cache leaks", before, after)
 	}
-}
-
-func equalF32(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // gradsOf runs one training forward (dropout off) and backward in p and
@@ -486,7 +475,7 @@ func TestBF16TrainingGrads(t *testing.T) {
 	}
 	same := 0
 	for name, a := range g32 {
-		if equalF32(a, g16[name]) {
+		if slices.Equal(a, g16[name]) {
 			same++
 		}
 	}
