@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Streamed against in-memory training input on SST-2 (issue #21): the same
-# `beamtune train` recipe for STEPS optimizer steps with --input=memory and
-# --input=stream, ROUNDS rounds interleaved in this one invocation; each
+# `beamtune train` recipe for STEPS optimizer steps with --train_input=memory and
+# --train_input=stream, ROUNDS rounds interleaved in this one invocation; each
 # figure is the examples/s of the run's last progress line (the training
 # loop only). Run it on an idle machine.
 set -euo pipefail
@@ -21,7 +21,7 @@ printf "round\tmemory_ex_s\tstream_ex_s\tstream/memory\n"
 for r in $(seq "$ROUNDS"); do
   for input in memory stream; do
     "$BIN" train --data="$DATA" --output="$TMP/$input$r" --lr=1e-4 --batch_size=32 --seed=1 --max_steps="$STEPS" \
-      --eval_every=0 --eval_rows=200 --input=$input --checkpoint_every=0 --log_every=50 --threads="$THREADS" \
+      --eval_every=0 --eval_rows=200 --train_input=$input --checkpoint_every=0 --log_every=50 --threads="$THREADS" \
       --device=cpu --resume=false > "$TMP/$input$r.log" 2>&1
     grep 'msg=train ' "$TMP/$input$r.log" | tail -1 | sed -E 's/.*examples_per_s=([0-9.]+).*/\1/' > "$TMP/$input$r.eps"
   done

@@ -2,8 +2,8 @@
 # Training memory as the corpus grows (issue #21): synthetic corpora of
 # 10 MB, 100 MB and 1 GB (bench/gen_corpus.py, as bench/prepare_scale.sh),
 # prepared once on prism, then `beamtune train` for STEPS optimizer steps on
-# each, streaming (--input=stream) and with every row in memory
-# (--input=memory), and the same on a distillation copy of each dataset
+# each, streaming (--train_input=stream) and with every row in memory
+# (--train_input=memory), and the same on a distillation copy of each dataset
 # whose rows carry cached teacher logits (bench/fake_teacher: seeded noise of
 # a teacher's shape; scoring 4.5 M rows with a real teacher would take
 # hours). One row per (size, job, input): peak RSS (GNU time), wall seconds,
@@ -43,7 +43,7 @@ for mb in $SIZES; do
       rm -rf "$run"
       log=$run.log
       /usr/bin/time -v "$BIN" train --data="$d" --output="$run" --max_steps="$STEPS" --eval_rows=2000 \
-        --input="$input" --checkpoint_every=0 --log_every=50 --threads="$THREADS" --device=cpu --resume=false > "$log" 2>&1 \
+        --train_input="$input" --checkpoint_every=0 --log_every=50 --threads="$THREADS" --device=cpu --resume=false > "$log" 2>&1 \
         || { echo "| $mb MB | $job | $input | $rows | failed: see $log |"; continue; }
       wall=$(awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$log" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
       rss=$(awk -F': ' '/Maximum resident set size/{print $2/1024}' "$log")

@@ -129,7 +129,7 @@ func LoadSplit(ctx context.Context, data string, m *Manifest, split string) (*Ro
 		total += s.Rows
 	}
 	if MaxResidentRows > 0 && total > MaxResidentRows {
-		return nil, fmt.Errorf("the %s split has %d rows, over the %d rows this process may hold: stream it (--input=stream)", split, total, MaxResidentRows)
+		return nil, fmt.Errorf("the %s split has %d rows, over the %d rows this process may hold: stream it (--train_input=stream)", split, total, MaxResidentRows)
 	}
 	rows := &Rows{}
 	for _, s := range m.ShardsOf(split) {

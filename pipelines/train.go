@@ -309,12 +309,25 @@ func checkTuning(ctx context.Context, o TrainOptions, cfg *model.Config) error {
 		return badInput(err)
 	}
 	for _, j := range jobs {
-		if err := checkTrialTuning(ctx, j.Config, o.Init, cfg, len(o.StudentLayers)); err != nil {
+		err := checkTrialTuning(ctx, j.Config, o.Init, cfg, len(o.StudentLayers))
+		if err == nil {
+			err = checkTrialInput(j.Config, max(1, len(o.Tasks)))
+		}
+		if err != nil {
 			if len(jobs) > 1 {
 				err = fmt.Errorf("trial %s: %w", j.Trial, err)
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// checkTrialInput refuses, in the driver, an input mode or evaluation
+// sample no worker could use.
+func checkTrialInput(c trainer.Config, tasks int) error {
+	if err := c.CheckInput(tasks); err != nil {
+		return badInput(err)
 	}
 	return nil
 }

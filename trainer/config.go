@@ -70,7 +70,7 @@ type Config struct {
 	// Input is how the training rows are read: InputAuto (""), InputMemory
 	// or InputStream. A streamed run visits rows in another order than an
 	// in-memory one (each deterministic for its seed).
-	Input string `json:"input,omitempty" yaml:"input"`
+	Input string `json:"train_input,omitempty" yaml:"train_input"`
 	// EvalRows bounds the validation rows scored at each evaluation during
 	// training: a larger split is sampled (the rows whose ids hash lowest,
 	// the same sample at every evaluation). 0: the whole split.

@@ -8,7 +8,7 @@ import (
 	"github.com/beamtune/beamtune/dataset"
 )
 
-// How a trial reads its training rows (Config.Input).
+// How a trial reads its training rows (Config.Input, --train_input).
 const (
 	InputAuto   = "auto"   // stream when the training shards exceed AutoStreamBytes (the default)
 	InputMemory = "memory" // every training row held in memory, one batch plan per epoch
@@ -29,17 +29,35 @@ const DefaultEvalRows = 10_000
 // counts) holds at a time.
 const fullEvalChunk = dataset.DefaultBlockRows
 
+// CheckInput validates Input and EvalRows for a run of tasks tasks without
+// reading the data: the driver's check, before any worker starts.
+func (c Config) CheckInput(tasks int) error {
+	switch c.Input {
+	case "", InputAuto, InputMemory:
+	case InputStream:
+		if tasks > 1 {
+			return fmt.Errorf("train_input=stream reads one task's shards; a multi-task run holds its tasks in memory (train_input=memory or auto)")
+		}
+	default:
+		return fmt.Errorf("train_input %q: want %s, %s or %s", c.Input, InputAuto, InputMemory, InputStream)
+	}
+	if c.EvalRows < 0 {
+		return fmt.Errorf("eval_rows %d is negative (0: the whole validation split)", c.EvalRows)
+	}
+	return nil
+}
+
 // resolveInput is whether a trial streams its training rows.
 func resolveInput(cfg Config, man *dataset.Manifest, tasks int) (bool, error) {
+	if err := cfg.CheckInput(tasks); err != nil {
+		return false, err
+	}
 	switch cfg.Input {
 	case InputMemory:
 		return false, nil
 	case InputStream:
-		if tasks > 1 {
-			return false, fmt.Errorf("input=stream reads one task's shards; a multi-task run holds its tasks in memory (input=memory)")
-		}
 		return true, nil
-	case "", InputAuto:
+	default:
 		if tasks > 1 {
 			return false, nil
 		}
@@ -49,7 +67,6 @@ func resolveInput(cfg Config, man *dataset.Manifest, tasks int) (bool, error) {
 		}
 		return size > AutoStreamBytes, nil
 	}
-	return false, fmt.Errorf("input %q: want %s, %s or %s", cfg.Input, InputAuto, InputMemory, InputStream)
 }
 
 // trainBatch is one batch of an epoch: a task's rows and which of them.
@@ -161,9 +178,9 @@ func (t *trial) checkResumePosition(dir string) error {
 	streaming := t.tasks[0].stream != nil
 	switch {
 	case streaming && t.st.Data == nil:
-		return fmt.Errorf("checkpoint %s was made with the training rows in memory; resume with input=memory or start a fresh output folder", dir)
+		return fmt.Errorf("checkpoint %s was made with the training rows in memory; resume with --train_input=memory or start a fresh output folder", dir)
 	case !streaming && t.st.Data != nil:
-		return fmt.Errorf("checkpoint %s was made streaming the training rows; resume with input=stream or start a fresh output folder", dir)
+		return fmt.Errorf("checkpoint %s was made streaming the training rows; resume with --train_input=stream or start a fresh output folder", dir)
 	case !streaming:
 		return nil
 	}

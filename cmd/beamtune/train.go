@@ -32,7 +32,7 @@ func recipeFlags(f *flagSet, c *trainer.Config, sweep *[]string, lossTitle strin
 	f.int64Var(&c.EvalEvery, "eval_every", c.EvalEvery, "evaluate on validation every N steps (0: at epoch ends)")
 	f.intVar(&c.EvalRows, "eval_rows", c.EvalRows, "rows each evaluation during training scores: a larger validation split is sampled deterministically (0: all of it)")
 	f.boolVar(&c.EvalFull, "eval_full", c.EvalFull, "score the final model on the whole validation split at the end, streamed, when --eval_rows sampled it")
-	f.stringVar(&c.Input, "input", c.Input, "how training rows are read: stream (a window at a time: memory bounded whatever the corpus; single-task), memory (all rows loaded), or auto (default: stream above 256 MiB of training shards)")
+	f.stringVar(&c.Input, "train_input", c.Input, "how training rows are read: stream (a window at a time: memory bounded whatever the corpus; single-task), memory (all rows loaded), or auto (default: stream above 256 MiB of training shards)")
 	f.intVar(&c.Patience, "patience", c.Patience, "stop after N evaluations without improvement (0: never)")
 	f.stringVar(&c.MetricForBest, "metric_for_best", c.MetricForBest, "validation metric that picks the best checkpoint and early stopping (default: the task's main one): accuracy, macro_f1 or f1 (binary, class 1) for single-label; macro_f1 or micro_f1 for multi-label; pearson or spearman for regression")
 	f.boolVar(&c.PosWeight, "pos_weight", c.PosWeight, "multi-label: weigh each label's positive term by negatives/positives of that label in the training split")
