@@ -91,6 +91,7 @@ type StreamPlan struct {
 	openShards int
 	blockRows  int
 	shardRows  []int64
+	lastBlock  map[int]int // each shard's last block in Blocks
 }
 
 // PlanStream is the epoch's order for shards (a split's, in manifest order).
@@ -110,6 +111,10 @@ func PlanStream(shards []ShardInfo, cfg StreamConfig, epoch int) *StreamPlan {
 		}
 		rng.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
 		p.Blocks = append(p.Blocks, group...)
+	}
+	p.lastBlock = map[int]int{}
+	for i, b := range p.Blocks {
+		p.lastBlock[b.Shard] = i
 	}
 	w := StreamWindow{}
 	for i, b := range p.Blocks {
@@ -198,6 +203,7 @@ type Stream struct {
 	shards []ShardInfo
 	cfg    StreamConfig
 	open   map[int]*shardFile
+	opens  int // shard opens so far (each gs:// open is a copy)
 }
 
 // NewStream streams split of the prepared dataset at data.
@@ -229,14 +235,11 @@ func (s *Stream) Rows() int64 {
 // indices into them, in the order they are to run).
 func (s *Stream) Window(ctx context.Context, p *StreamPlan, wi int) (*Rows, [][]int, error) {
 	w := p.Windows[wi]
-	keep := map[int]bool{}
-	for _, b := range p.Blocks[w.First:w.End] {
-		keep[b.Shard] = true
-	}
-	// Shards the window no longer reads are closed (a group's last blocks
-	// may share a window with the next group's first).
+	// A shard stays open until its group is done: the group's blocks are
+	// shuffled together, so a window may skip a shard that a later window
+	// of the group reads again (reopening a gs:// shard would copy it again).
 	for i, f := range s.open {
-		if !keep[i] {
+		if last, ok := p.lastBlock[i]; !ok || last < w.First {
 			f.close()
 			delete(s.open, i)
 		}
@@ -290,7 +293,7 @@ func (s *Stream) Each(ctx context.Context, fn func([]ShardRow) error) error {
 	return nil
 }
 
-// Close closes every open shard (and removes local copies of gs:// shards).
+// Close closes every open shard (the local copy of a gs:// shard goes with it).
 func (s *Stream) Close() {
 	for i, f := range s.open {
 		f.close()
@@ -307,15 +310,15 @@ func (s *Stream) file(ctx context.Context, i int) (*shardFile, error) {
 		return nil, err
 	}
 	s.open[i] = f
+	s.opens++
 	return f, nil
 }
 
 // shardFile is an open shard: its Parquet reader over a local file (a
-// gs:// shard is copied to a temporary file first, so reading it costs disk,
-// not memory).
+// gs:// shard is copied to an unlinked temporary file first, so reading it
+// costs disk, not memory).
 type shardFile struct {
 	file   *os.File
-	temp   bool
 	reader *parquet.GenericReader[ShardRow]
 	rows   int64
 }
@@ -328,7 +331,6 @@ func openShard(ctx context.Context, data string, s ShardInfo) (*shardFile, error
 		if sf.file, err = copyToTemp(ctx, p); err != nil {
 			return nil, err
 		}
-		sf.temp = true
 	} else if sf.file, err = os.Open(p); err != nil {
 		return nil, err
 	}
@@ -360,9 +362,14 @@ func copyToTemp(ctx context.Context, p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unlinked at once: the open handle keeps the copy readable, and a
+	// killed process leaves nothing behind.
+	if err := os.Remove(f.Name()); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
 	if _, err := io.Copy(f, r); err != nil {
 		_ = f.Close()
-		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return f, nil
@@ -404,9 +411,6 @@ func (f *shardFile) close() {
 	}
 	if f.file != nil {
 		_ = f.file.Close()
-		if f.temp {
-			_ = os.Remove(f.file.Name())
-		}
 	}
 }
 

@@ -270,3 +270,23 @@ func TestMaxResidentRows(t *testing.T) {
 		t.Fatal("a 512-row window was accepted under a 200-row cap")
 	}
 }
+
+// TestStreamOpensEachShardOncePerEpoch: a shard stays open until its
+// group's last block is read, so an epoch opens every shard exactly once
+// (a gs:// shard is copied once), though windows skip shards of their group.
+func TestStreamOpensEachShardOncePerEpoch(t *testing.T) {
+	dir := t.TempDir()
+	m := writeShardedSplit(t, dir, syntheticRows(3000, 4), 8)
+	s, err := NewStream(dir, m, SplitTrain, StreamConfig{BatchSize: 8, WindowRows: 32, BlockRows: 8, OpenShards: 4, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	epochBatches(t, s, 0)
+	if s.opens != 8 {
+		t.Fatalf("an epoch over 8 shards opened shards %d times", s.opens)
+	}
+	if len(s.open) > 4 {
+		t.Fatalf("%d shards open at the end of the epoch, at most 4 should be", len(s.open))
+	}
+}

@@ -158,12 +158,21 @@ func loadCheckpoint(ctx context.Context, out string, params []*model.Param, opt 
 	// single-label, where the main metric is the accuracy.
 	var since struct {
 		BestMetric *float64 `json:"best_metric"`
+		Config     struct {
+			EvalRows *int `json:"eval_rows"`
+		} `json:"config"`
 	}
 	if err := json.Unmarshal(data, &since); err != nil {
 		return false, fmt.Errorf("%s: %w", dir, err)
 	}
 	if since.BestMetric == nil {
 		saved.BestMetric = saved.BestAccuracy
+	}
+	// Checkpoints from before eval_rows scored the whole validation split
+	// and recorded no eval_rows: they resume under today's default, which
+	// samples only splits larger than every shipped dataset's.
+	if since.Config.EvalRows == nil && saved.Config.EvalRows == 0 {
+		saved.Config.EvalRows = st.Config.EvalRows
 	}
 	if saved.Config != st.Config {
 		return false, fmt.Errorf("checkpoint %s was made with other hyperparameters (%+v); start a fresh output folder or resume with the same flags", dir, saved.Config)

@@ -74,7 +74,7 @@ type Config struct {
 	// EvalRows bounds the validation rows scored at each evaluation during
 	// training: a larger split is sampled (the rows whose ids hash lowest,
 	// the same sample at every evaluation). 0: the whole split.
-	EvalRows int `json:"eval_rows,omitempty" yaml:"eval_rows"`
+	EvalRows int `json:"eval_rows" yaml:"eval_rows"` // always written: a checkpoint without it is from before the field
 	// EvalFull scores the final model on the whole validation split at the
 	// end, streamed (TrialResult.FullValidation*), when EvalRows sampled it.
 	EvalFull bool `json:"eval_full,omitempty" yaml:"eval_full"`

@@ -121,6 +121,7 @@ func (e *streamEpoch) batch(ctx context.Context, i int) (trainBatch, error) {
 		return trainBatch{}, fmt.Errorf("batch %d past the epoch's %d", i, e.plan.Batches)
 	}
 	if wi != e.window {
+		e.rows, e.batchOf = nil, nil // the old window can go before the next is read
 		rows, batches, err := e.stream.Window(ctx, e.plan, wi)
 		if err != nil {
 			return trainBatch{}, err

@@ -72,6 +72,9 @@ type trial struct {
 	examples   int64     // examples trained on by this process
 	lossSum    float64   // training loss since the last log entry
 	lossN      int
+	// overflow is set when a micro-batch's loss was not finite under loss
+	// scaling (an fp16 forward that overflowed): its step is skipped.
+	overflow bool
 }
 
 // microBatch is one forward and backward pass: the task and rows of a
@@ -141,6 +144,9 @@ func startTrial(ctx context.Context, job Job, progress Progress) (_ *trial, err 
 			return nil, err
 		}
 		projections = append(projections, tt.hidden.params()...)
+		if tt.stream != nil {
+			tt.probe = nil // checked: a streamed run holds one window, not two
+		}
 	}
 	// Everything the optimizer updates: the model's trainable set (all of
 	// it, or the adapter and head), and the hidden-state projections, which
@@ -273,8 +279,10 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 		if err != nil {
 			return 0, 0, fmt.Errorf("step %d: %w", t.st.Step, err)
 		}
-		t.lossSum += loss
-		t.lossN++
+		if !math.IsNaN(loss) && !math.IsInf(loss, 0) {
+			t.lossSum += loss
+			t.lossN++
+		}
 		examples += len(b.idx)
 		t.st.Batch++
 		t.st.MicroStep++
@@ -315,7 +323,8 @@ func (t *trial) unscale() (finite bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
+	finite = !math.IsNaN(norm) && !math.IsInf(norm, 0) && !t.overflow
+	t.overflow = false
 	if !finite {
 		slog.Warn("train: non-finite gradients, step skipped", "trial", t.job.Trial, "step", t.st.Step, "loss_scale", sc.Scale, "next_scale", sc.Scale/2)
 	}
@@ -334,9 +343,11 @@ func (t *trial) endEpoch(ctx context.Context) (stop bool, err error) {
 	if t.st.Step < t.total {
 		next := t.st
 		next.Epoch, next.Batch = t.st.Epoch+1, 0
-		in := t.openEpoch(next.Epoch)
-		next.Data = in.position(0)
-		in.close()
+		if t.tasks[0].stream != nil {
+			in := t.openEpoch(next.Epoch)
+			next.Data = in.position(0)
+			in.close()
+		}
 		if err := saveCheckpoint(ctx, t.job.Output, t.params, t.opt, next); err != nil {
 			return false, err
 		}
@@ -620,7 +631,13 @@ func (t *trial) forwardBackward(mb microBatch) (float64, error) {
 		return 0, err
 	}
 	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-		return 0, fmt.Errorf("loss is %v: lower the learning rate", v)
+		if t.st.Scaler == nil {
+			return 0, fmt.Errorf("loss is %v: lower the learning rate", v)
+		}
+		// Under loss scaling (fp16) an overflow in the forward pass skips
+		// the step, as an overflow in the gradients does.
+		t.overflow = true
+		return float64(v), nil
 	}
 	if t.cfg.GradAccum > 1 {
 		sc := ts.FloatScalar(float64(t.cfg.GradAccum))

@@ -213,7 +213,23 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	}
 
 	job := tinyJob(data, filepath.Join(dir, "killed"))
-	killAndResume(t, job, res)
+	// The checkpoint is made to look like one from before eval_rows existed
+	// (no such key): it still resumes, under today's default.
+	killAfterCheckpoint(t, job, 10)
+	states, _ := filepath.Glob(filepath.Join(job.Output, "checkpoints", "step-*", checkpointState))
+	if len(states) == 0 {
+		t.Fatal("no checkpoint left by the killed run")
+	}
+	for _, p := range states {
+		stripEvalRows(t, p)
+	}
+	resumed, err := Train(context.Background(), job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.Resumed || resumed.Steps != res.Steps {
+		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
+	}
 	want := finalWeights(t, filepath.Join(ref.Output, "final"))
 	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
 	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
@@ -443,6 +459,30 @@ func readCheckpointState(t *testing.T, out string, step int64) trainState {
 func copyDir(t *testing.T, src, dst string) {
 	t.Helper()
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stripEvalRows removes config.eval_rows from a checkpoint's state.json.
+func stripEvalRows(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	cfg := st["config"].(map[string]any)
+	if _, ok := cfg["eval_rows"]; !ok {
+		t.Fatal("the checkpoint has no eval_rows to strip")
+	}
+	delete(cfg, "eval_rows")
+	if data, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
