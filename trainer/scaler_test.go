@@ -61,14 +61,7 @@ func TestLossScaling(t *testing.T) {
 	// Killed after the step-10 checkpoint (mid-skipping) and resumed: the
 	// scale and skipped count carry on, and the weights match.
 	killed := job("overflow-killed", 1e40)
-	killAfterCheckpoint(t, killed, 10)
-	resumed, err := Train(context.Background(), killed, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resumed.Resumed {
-		t.Fatal("the run did not resume")
-	}
+	resumed := killAndResume(t, killed, res)
 	sameWeights(t, finalWeights(t, res.FinalDir), finalWeights(t, resumed.FinalDir))
 	t.Logf("2^16: bit-identical to unscaled; 1e40: %d steps skipped, scale now %.3g, best accuracy %.3f; resumed bit for bit",
 		st.Scaler.Skipped, st.Scaler.Scale, res.BestAccuracy)

@@ -183,6 +183,13 @@ func killAfterCheckpoint(t *testing.T, job Job, step int64) {
 func killAndResume(t *testing.T, job Job, ref TrialResult) TrialResult {
 	t.Helper()
 	killAfterCheckpoint(t, job, 10)
+	return resume(t, job, ref)
+}
+
+// resume runs job from its latest checkpoint to the end and checks it
+// resumed and ran as many steps as the uninterrupted run ref.
+func resume(t *testing.T, job Job, ref TrialResult) TrialResult {
+	t.Helper()
 	resumed, err := Train(context.Background(), job, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -223,13 +230,7 @@ func TestTrainResumeAfterSIGKILL(t *testing.T) {
 	for _, p := range states {
 		stripEvalRows(t, p)
 	}
-	resumed, err := Train(context.Background(), job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resumed.Resumed || resumed.Steps != res.Steps {
-		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
-	}
+	resume(t, job, res)
 	want := finalWeights(t, filepath.Join(ref.Output, "final"))
 	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
 	t.Logf("killed after the step-10 checkpoint, resumed, and matched all %d tensors bit for bit; best accuracy %.3f", len(want), res.BestAccuracy)
@@ -422,13 +423,7 @@ func TestStreamedTrainResumeAfterSIGKILL(t *testing.T) {
 		t.Fatalf("step-30 checkpoint's data position: %+v", st.Data)
 	}
 	copyDir(t, job.Output, filepath.Join(dir, "killed-copy"))
-	resumed, err := Train(context.Background(), job, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resumed.Resumed || resumed.Steps != res.Steps {
-		t.Fatalf("resumed run: resumed=%v steps=%d", resumed.Resumed, resumed.Steps)
-	}
+	resume(t, job, res)
 	want := finalWeights(t, filepath.Join(ref.Output, "final"))
 	sameWeights(t, want, finalWeights(t, filepath.Join(job.Output, "final")))
 
