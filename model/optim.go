@@ -323,17 +323,43 @@ func ZeroGrad(params []*Param) error {
 // clipping. (gotch's nn.ClipGradNorm deadlocks on its VarStore lock.)
 func ClipGradNorm(params []*Param, maxNorm float64) (float64, error) {
 	return gradNorm(params, func(total float64, grads []*ts.Tensor) error {
-		coef := maxNorm / (total + 1e-6)
-		if coef >= 1 {
-			return nil
-		}
-		for _, g := range grads {
-			if err := scalarOp(coef, g.MulScalar_); err != nil {
+		return clip(grads, maxNorm, total)
+	})
+}
+
+// ClipGradNormOf is ClipGradNorm for gradients whose global norm is
+// already known (ScaleGrads returned it): they are not read twice.
+func ClipGradNormOf(params []*Param, maxNorm, norm float64) error {
+	return NoGrad(func() error {
+		var grads []*ts.Tensor
+		defer func() { drop(grads...) }()
+		for _, p := range params {
+			g, err := p.T.Grad(false)
+			if err != nil {
 				return err
 			}
+			if ok, _ := g.Defined(); !ok {
+				drop(g)
+				continue
+			}
+			grads = append(grads, g)
 		}
-		return nil
+		return clip(grads, maxNorm, norm)
 	})
+}
+
+// clip scales grads by maxNorm/norm when their norm is above maxNorm.
+func clip(grads []*ts.Tensor, maxNorm, norm float64) error {
+	coef := maxNorm / (norm + 1e-6)
+	if coef >= 1 {
+		return nil
+	}
+	for _, g := range grads {
+		if err := scalarOp(coef, g.MulScalar_); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ScaleGrads multiplies every gradient by factor (loss scaling's unscale)

@@ -288,12 +288,19 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 		t.st.MicroStep++
 	}
 	lr = t.sched.LR(t.st.Step)
-	finite, err := t.unscale()
+	finite, norm, err := t.unscale()
 	if err != nil {
 		return 0, 0, err
 	}
 	if finite {
-		if t.cfg.MaxGradNorm > 0 {
+		switch {
+		case t.cfg.MaxGradNorm <= 0:
+		case t.st.Scaler != nil: // unscale measured the norm
+			if err := model.ClipGradNormOf(t.params, t.cfg.MaxGradNorm, norm); err != nil {
+				return 0, 0, err
+			}
+			gradNorm = norm
+		default:
 			if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
 				return 0, 0, err
 			}
@@ -312,16 +319,16 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 }
 
 // unscale divides the gradients by the loss scale, when the run scales its
-// loss, and says whether they are finite: a step with an Inf or NaN
-// gradient is skipped (the schedule still moves on) and the scale halves.
-func (t *trial) unscale() (finite bool, err error) {
+// loss, and says whether they are finite (and their norm): a step with an
+// Inf or NaN gradient is skipped (the schedule still moves on) and the
+// scale halves.
+func (t *trial) unscale() (finite bool, norm float64, err error) {
 	sc := t.st.Scaler
 	if sc == nil {
-		return true, nil
+		return true, 0, nil
 	}
-	norm, err := model.ScaleGrads(t.params, 1/sc.Scale)
-	if err != nil {
-		return false, err
+	if norm, err = model.ScaleGrads(t.params, 1/sc.Scale); err != nil {
+		return false, 0, err
 	}
 	finite = !math.IsNaN(norm) && !math.IsInf(norm, 0) && !t.overflow
 	t.overflow = false
@@ -329,7 +336,7 @@ func (t *trial) unscale() (finite bool, err error) {
 		slog.Warn("train: non-finite gradients, step skipped", "trial", t.job.Trial, "step", t.st.Step, "loss_scale", sc.Scale, "next_scale", sc.Scale/2)
 	}
 	sc.update(finite)
-	return finite, nil
+	return finite, norm, nil
 }
 
 // endEpoch evaluates at an epoch's end (unless the step just did) and
