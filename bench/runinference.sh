@@ -6,12 +6,15 @@
 # runner; and BenchmarkScoreTexts, the same work without Beam) and of HF transformers
 # eager (torch.inference_mode) and ONNX Runtime fp32 (bench/runinference_peers.py),
 # all texts in, labels out, batch 32, THREADS threads, the same fine-tuned model.
+# QUANTIZE=int8 (or int8_per_channel) scores beamtune's side in int8; add ort_int8
+# to ENGINES for ONNX Runtime's dynamic int8 on the same model.
 # Usage: bench/runinference.sh [SST2_MODEL AGNEWS_MODEL]   Output: one JSON line per measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 ENGINES=${ENGINES:-torch,ort_fp32}
+QUANTIZE=${QUANTIZE:-}
 BENCH=${BEAMTUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamtune}/bench
 SST2_MODEL=${1:-$BENCH/compress/sst2/teacher}
 AG_MODEL=${2:-$BENCH/compress/agnews/teacher}
@@ -38,9 +41,9 @@ for round in $(seq 1 "$ROUNDS"); do
     for what in runinference:prism runinference:direct score_texts:none; do
       bench=${what%%:*} runner=${what##*:}
       name=BenchmarkRunInference; [ $bench = score_texts ] && name=BenchmarkScoreTexts
-      BEAMTUNE_BENCH_MODEL=$model BEAMTUNE_BENCH_TEXTS=$work/$set.txt BEAMTUNE_THREADS=$THREADS \
+      BEAMTUNE_BENCH_MODEL=$model BEAMTUNE_BENCH_TEXTS=$work/$set.txt BEAMTUNE_THREADS=$THREADS BEAMTUNE_BENCH_QUANTIZE=$QUANTIZE \
         "$work/inference.test" -test.run '^$' -test.bench "^$name\$" -test.benchtime=1x --runner="${runner/none/prism}" 2>/dev/null |
-        awk -v r="$round" -v s="$set" -v t="$THREADS" -v e="beamtune_${bench}_${runner}" '/^Benchmark/{
+        awk -v r="$round" -v s="$set" -v t="$THREADS" -v e="beamtune_${bench}_${runner}${QUANTIZE:+_$QUANTIZE}" '/^Benchmark/{
           for (i = 1; i <= NF; i++) if ($i == "examples/s") eps = $(i-1)
           printf "{\"round\": %d, \"set\": \"%s\", \"engine\": \"%s\", \"threads\": %d, \"batch\": 32, \"examples_per_sec\": %s}\n", r, s, e, t, eps }'
     done

@@ -29,7 +29,9 @@ func benchInputs(b *testing.B) (ModelHandler, []string) {
 			b.Fatal(err)
 		}
 	}
-	return ModelHandler{ModelDir: dir, Device: "cpu", Threads: threads, MaxBatchSize: 32}, strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	// BEAMTUNE_BENCH_QUANTIZE: a --quantize value (int8, int8_per_channel).
+	h := ModelHandler{ModelDir: dir, Device: "cpu", Threads: threads, MaxBatchSize: 32, Quantize: os.Getenv("BEAMTUNE_BENCH_QUANTIZE")}
+	return h, strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 }
 
 // BenchmarkScoreTexts is RunInference's work without Beam: the same texts

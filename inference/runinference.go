@@ -16,6 +16,8 @@ import (
 
 func init() {
 	register.DoFn5x1[context.Context, Example, string, func(PredictionResult), func(DeadLetter), error](&runFn{})
+	register.DoFn4x1[context.Context, Example, func(PredictionResult), func(DeadLetter), error](&fixedRunFn{})
+	beam.RegisterType(reflect.TypeOf((*fixedKeyedRunFn)(nil)).Elem())
 	register.Emitter1[PredictionResult]()
 	register.Emitter1[DeadLetter]()
 	beam.RegisterType(reflect.TypeOf((*keyedRunFn)(nil)).Elem())
@@ -95,13 +97,6 @@ func TryRunInference(s beam.Scope, h ModelHandler, col beam.PCollection, opts ..
 		return beam.PCollection{}, beam.PCollection{}, fmt.Errorf("inference: RunInference takes globally windowed input (batch pipelines); this PCollection is windowed by %v", ws.Fn)
 	}
 	s = s.Scope("RunInference")
-	var dirs beam.PCollection
-	if o.modelDirs != nil {
-		dirs = *o.modelDirs
-	} else {
-		dirs = beam.Create(s.Scope("ModelDir"), h.ModelDir)
-	}
-	side := beam.SideInput{Input: dirs}
 	t := col.Type()
 	exampleType, stringType := reflect.TypeOf(Example{}), reflect.TypeOf("")
 	if typex.IsKV(t) {
@@ -112,7 +107,11 @@ func TryRunInference(s beam.Scope, h ModelHandler, col beam.PCollection, opts ..
 		default:
 			return beam.PCollection{}, beam.PCollection{}, fmt.Errorf("inference: RunInference over KV<K, %v>: values must be string or inference.Example", v)
 		}
-		results, deadLetters = beam.ParDo2(s.Scope("Infer"), &keyedRunFn{Handler: h}, col, side)
+		if o.modelDirs == nil {
+			results, deadLetters = beam.ParDo2(s.Scope("Infer"), &fixedKeyedRunFn{Handler: h}, col)
+		} else {
+			results, deadLetters = beam.ParDo2(s.Scope("Infer"), &keyedRunFn{Handler: h}, col, beam.SideInput{Input: *o.modelDirs})
+		}
 		return results, deadLetters, nil
 	}
 	switch v := t.Type(); v {
@@ -122,7 +121,11 @@ func TryRunInference(s beam.Scope, h ModelHandler, col beam.PCollection, opts ..
 	default:
 		return beam.PCollection{}, beam.PCollection{}, fmt.Errorf("inference: RunInference over PCollection<%v>: elements must be string, inference.Example or a KV of either", v)
 	}
-	results, deadLetters = beam.ParDo2(s.Scope("Infer"), &runFn{Handler: h}, col, side)
+	if o.modelDirs == nil {
+		results, deadLetters = beam.ParDo2(s.Scope("Infer"), &fixedRunFn{Handler: h}, col)
+	} else {
+		results, deadLetters = beam.ParDo2(s.Scope("Infer"), &runFn{Handler: h}, col, beam.SideInput{Input: *o.modelDirs})
+	}
 	return results, deadLetters, nil
 }
 
@@ -168,12 +171,55 @@ func (fn *keyedRunFn) FinishBundle(ctx context.Context, _ string, emit func(beam
 
 func (fn *keyedRunFn) Teardown() { fn.c.release() }
 
-// core is what both DoFns share: the handler, the model in use, and the
+// fixedRunFn and fixedKeyedRunFn are runFn and keyedRunFn for the handler's
+// own model folder (no WithModelDir): they take no side input. Besides being
+// simpler, that keeps prism from spinning: while a bundle of a stage with a
+// side input runs, prism's watermark loop finds the stage ready again, starts
+// an empty bundle and re-queues the stage, over and over
+// (ElementManager.refreshWatermarks took a quarter of the process's CPU in
+// BENCHMARKS.md's profile of RunInference on prism).
+type fixedRunFn struct {
+	Handler ModelHandler
+	c       core
+}
+
+func (fn *fixedRunFn) Setup() { fn.c.handler = fn.Handler }
+
+func (fn *fixedRunFn) ProcessElement(ctx context.Context, ex Example, emit func(PredictionResult), dead func(DeadLetter)) error {
+	return fn.c.add(ctx, nil, ex, fn.Handler.ModelDir, func(_ any, r PredictionResult) { emit(r) }, func(_ any, d DeadLetter) { dead(d) })
+}
+
+func (fn *fixedRunFn) FinishBundle(ctx context.Context, emit func(PredictionResult), dead func(DeadLetter)) error {
+	bundles.Add(1)
+	return fn.c.flush(ctx, func(_ any, r PredictionResult) { emit(r) })
+}
+
+func (fn *fixedRunFn) Teardown() { fn.c.release() }
+
+type fixedKeyedRunFn struct {
+	Handler ModelHandler
+	c       core
+}
+
+func (fn *fixedKeyedRunFn) Setup() { fn.c.handler = fn.Handler }
+
+func (fn *fixedKeyedRunFn) ProcessElement(ctx context.Context, k beam.X, ex Example, emit func(beam.X, PredictionResult), dead func(beam.X, DeadLetter)) error {
+	return fn.c.add(ctx, k, ex, fn.Handler.ModelDir, func(k any, r PredictionResult) { emit(k, r) }, func(k any, d DeadLetter) { dead(k, d) })
+}
+
+func (fn *fixedKeyedRunFn) FinishBundle(ctx context.Context, emit func(beam.X, PredictionResult), dead func(beam.X, DeadLetter)) error {
+	bundles.Add(1)
+	return fn.c.flush(ctx, func(k any, r PredictionResult) { emit(k, r) })
+}
+
+func (fn *fixedKeyedRunFn) Teardown() { fn.c.release() }
+
+// core is what the DoFns share: the handler, the model in use, and the
 // examples of the bundle waiting for their batch.
 type core struct {
 	handler ModelHandler
 	m       *Model
-	dir     string // the side input's value the model was loaded for
+	dir     string // the model folder (the handler's, or the side input's value) the model was loaded for
 	buf     []pending
 }
 

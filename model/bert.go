@@ -339,7 +339,18 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	var s scope
 	defer s.release()
 	var maskAdd *ts.Tensor
-	if b.AttentionMask != nil {
+	padded := b.AttentionMask != nil
+	if padded && !train {
+		// A batch without padding needs no mask: attention then runs
+		// libtorch's fused kernel, which takes no mask (as HF's SDPA
+		// attention drops an all-ones mask). Training keeps the mask: its
+		// attention is written out op by op, where adding zeros is free.
+		var err error
+		if padded, err = hasPadding(b.AttentionMask); err != nil {
+			return nil, fmt.Errorf("attention mask: %w", err)
+		}
+	}
+	if padded {
 		mf := s.toFloat(b.AttentionMask)
 		if p := m.Precision(); p.reduced() {
 			// The attention scores are bf16 (fp16): the mask is of their
@@ -432,9 +443,18 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 
 	// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
 	split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
-	q := split(lin(&s, "attention.self.query", h))
-	k := split(lin(&s, "attention.self.key", h))
-	v := split(lin(&s, "attention.self.value", h))
+	var q, k, v *ts.Tensor
+	if qkv := p + "attention.self." + qkvName; m.int8[qkv] != nil && !train {
+		// int8: one product for the three projections (QuantizeInt8 packs
+		// them together); each is a view of its columns.
+		y := m.linear(&s, qkv, h, train)
+		width := heads * dh
+		q, k, v = split(s.narrow(y, 2, 0, width)), split(s.narrow(y, 2, width, width)), split(s.narrow(y, 2, 2*width, width))
+	} else {
+		q = split(lin(&s, "attention.self.query", h))
+		k = split(lin(&s, "attention.self.key", h))
+		v = split(lin(&s, "attention.self.value", h))
+	}
 	var heads4 *ts.Tensor
 	if train {
 		scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), 1/math.Sqrt(float64(dh)))

@@ -3,12 +3,14 @@ package model
 import (
 	"encoding/json"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // TestQuantizeWeightByHand checks the symmetric int8 rule on values worked out
@@ -138,6 +140,8 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 		if mismatches > 0 {
 			t.Errorf("%s: %d of %d int8 weights differ from torch's", c.name, mismatches, len(q))
 		}
+		// With VNNI the layer is packed for oneDNN, without it for fbgemm
+		// with 7-bit activations: both against torch's (fbgemm) output.
 		for _, rr := range []bool{false, true} {
 			feats := CPUFeatures{AVX2: true, VNNI: !rr}
 			l, err := newInt8Linear(w, b, c.opts, feats)
@@ -263,6 +267,81 @@ func TestQuantizeFallback(t *testing.T) {
 	if Int8Unsupported(m.Device, HostCPU()) == "" {
 		if applied, _, err := Quantize(m, QuantizeInt8PerChannel, HostCPU()); err != nil || applied != QuantizeInt8PerChannel || !m.Quantized() {
 			t.Errorf("per channel: %q %v, quantized %v", applied, err, m.Quantized())
+		}
+	}
+}
+
+// TestFusedInt8LinearEqualsParts packs three layers that read one input (as
+// query, key and value are) into one int8 layer and checks that its output
+// columns equal each layer packed alone, per tensor (where the fused weight
+// carries each part's scale on its rows) and per channel.
+func TestFusedInt8LinearEqualsParts(t *testing.T) {
+	f := HostCPU()
+	if why := Int8Unsupported(gotch.CPU, f); why != "" {
+		t.Skipf("int8 not supported on this machine: %s", why)
+	}
+	defer LockThread()()
+	rng := rand.New(rand.NewSource(3))
+	const in, out = 48, 24
+	tensor := func(scale float32, shape ...int64) *ts.Tensor {
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = scale * float32(rng.NormFloat64())
+		}
+		x, err := Float32Tensor(v, shape, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	var ws, bs []*ts.Tensor
+	for i := 0; i < 3; i++ { // parts of different magnitudes, so their per-tensor scales differ
+		ws = append(ws, tensor(0.05*float32(i+1), out, in))
+		bs = append(bs, tensor(0.1, out))
+	}
+	x := tensor(1, 2, 5, in)
+	defer drop(append(append(ws, bs...), x)...)
+	run := func(l *int8Linear) []float32 {
+		defer l.free()
+		var got []float32
+		if err := NoGrad(func() error {
+			y, err := l.forward(x)
+			if err != nil {
+				return err
+			}
+			defer drop(y)
+			got, err = Float32s(y)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, opts := range []Int8Options{{}, {PerChannel: true}} {
+		fl, err := newFusedInt8Linear(ws, bs, opts, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fused := run(fl) // [10, 3·out]
+		for part := range ws {
+			l, err := newInt8Linear(ws[part], bs[part], opts, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone := run(l) // [10, out]
+			var d float64
+			for r := 0; r < 10; r++ {
+				for c := 0; c < out; c++ {
+					d = math.Max(d, math.Abs(float64(fused[r*3*out+part*out+c]-alone[r*out+c])))
+				}
+			}
+			if d > 1e-6 {
+				t.Errorf("per channel %v, part %d: fused output differs from the layer alone by %.2e", opts.PerChannel, part, d)
+			}
 		}
 	}
 }

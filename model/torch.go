@@ -223,6 +223,17 @@ func (s *scope) attention(q, k, v, mask *ts.Tensor, scale float64) *ts.Tensor {
 	if !s.ok() {
 		return nil
 	}
+	if mask == nil {
+		// gotch's wrapper reads the mask's handle even when it is nil;
+		// libtorch itself takes a missing mask (and then runs its fused
+		// kernel), so call it directly.
+		var out lib.Ctensor
+		lib.AtgScaledDotProductAttention(&out, lib.Ctensor(q.Ctensor()), lib.Ctensor(k.Ctensor()), lib.Ctensor(v.Ctensor()), nil, 0, 0, scale, 0)
+		if err := ts.TorchErr(); err != nil {
+			return s.add(nil, err, "attention")
+		}
+		return s.add(ts.New(out), nil, "attention")
+	}
 	t, err := ts.ScaledDotProductAttention(q, k, v, mask, 0, false, []float64{scale})
 	return s.add(t, err, "attention")
 }
@@ -301,6 +312,29 @@ func (s *scope) view(a *ts.Tensor, shape ...int64) *ts.Tensor {
 	}
 	t, err := a.Reshape(shape, false)
 	return s.add(t, err, "reshape")
+}
+
+// hasPadding reports whether a 0/1 attention mask has a 0 anywhere.
+func hasPadding(mask *ts.Tensor) (bool, error) {
+	least, err := mask.Min(false)
+	if err != nil {
+		return false, err
+	}
+	defer drop(least)
+	v, err := least.Float64Value([]int64{})
+	if err != nil {
+		return false, err
+	}
+	return v == 0, nil
+}
+
+// narrow is a view of length entries of dim from start (no copy).
+func (s *scope) narrow(a *ts.Tensor, dim, start, length int64) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	t, err := a.Narrow(dim, start, length, false)
+	return s.add(t, err, "narrow")
 }
 
 func (s *scope) permute(a *ts.Tensor, dims ...int64) *ts.Tensor {

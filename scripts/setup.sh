@@ -182,9 +182,15 @@ GO
   # 6. Dynamic int8 linear layers (issue #16): quantized::linear_prepack and
   #    quantized::linear_dynamic are dispatcher ops that gotch cannot call; the shim is
   #    beamtune's own code (scripts/gotch/int8_linear.cpp), model/int8.go calls it.
-  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\nivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, tensor bias);\ntensor bt_int8_linear(tensor input, ivalue packed, int reduce_range);/' "$GOTCH.tmp/libtch/torch_api.h"
+  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\nivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, tensor bias, int onednn);\ntensor bt_int8_linear(tensor input, ivalue packed, int reduce_range);/' "$GOTCH.tmp/libtch/torch_api.h"
   cat "$INT8_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
   grep -q 'bt_int8_linear(tensor input' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 6 (int8 linear) did not apply"
+  # 7. scaled_dot_product_attention without a mask: gotch passes an undefined tensor
+  #    where libtorch wants no tensor (nullopt), and libtorch 2.1 rejects it ("Expected
+  #    attn_mask dtype to be bool..."). model/torch.go calls it without a mask for
+  #    batches that have no padding, which is what selects libtorch's fused kernel.
+  perl -0pi -e 's/(torch::scaled_dot_product_attention\(\*query, \*key, \*value, )\(attn_mask \? \*attn_mask : torch::Tensor\(\)\)/$1(attn_mask ? c10::optional<torch::Tensor>(*attn_mask) : c10::nullopt)/' "$GOTCH.tmp/libtch/torch_api_generated.cpp.h"
+  grep -q 'scaled_dot_product_attention(\*query, \*key, \*value, (attn_mask ? c10::optional' "$GOTCH.tmp/libtch/torch_api_generated.cpp.h" || die "gotch patch 7 (attention without a mask) did not apply"
   touch "$GOTCH.tmp/.complete"
   mv "$GOTCH.tmp" "$GOTCH"
 fi
