@@ -69,7 +69,8 @@ for ds in $SETS; do
       --model=teacher="$D/teacher" --model=teacher-int8="$D/teacher,quantize=int8" \
       --model=pruned="$D/pruned/compressed" --model=pruned-int8="$D/pruned/compressed,quantize=int8" \
       --model=vocab="$D/vocab/compressed" --model=vocab10="$D/vocab10/compressed" --model=student="$D/student" --model=student-int8="$D/student,quantize=int8" \
-      --model=stack="$D/stack/compressed" --model=stack-int8="$D/stack/compressed,quantize=int8" >> "$D/evaluate.log" 2>&1
+      --model=stack="$D/stack/compressed" --model=stack-int8="$D/stack/compressed,quantize=int8" \
+      --model=stack-int8-channel="$D/stack/compressed,quantize=int8_per_channel" >> "$D/evaluate.log" 2>&1
   fi
   if [ "$ds" = sst2 ] && [ ! -f "$D/stack2/compressed/_COMPLETE" ]; then
     /usr/bin/time -v $BT compress --data="$D/data" --model="$D/student" --output="$D/stack2" --param_keep=0.35 \
@@ -78,7 +79,8 @@ for ds in $SETS; do
   fi
   if [ "$ds" = sst2 ] && [ ! -f "$D/report-stack2/report.json" ]; then
     $BT evaluate --data="$D/data" --split="$split" --speed_seq_len=32 --threads="$THREADS" --device=cpu --output="$D/report-stack2" \
-      --model=teacher="$D/teacher" --model=stack2="$D/stack2/compressed" --model=stack2-int8="$D/stack2/compressed,quantize=int8" >> "$D/evaluate-stack2.log" 2>&1
+      --model=teacher="$D/teacher" --model=stack2="$D/stack2/compressed" --model=stack2-int8="$D/stack2/compressed,quantize=int8" \
+      --model=stack2-int8-channel="$D/stack2/compressed,quantize=int8_per_channel" >> "$D/evaluate-stack2.log" 2>&1
   fi
   if [ ! -f "$D/report-channel/report.json" ]; then
     # int8 with a weight scale per output row, beside the default one scale per matrix.

@@ -19,7 +19,8 @@
 // FFN-neuron and vocabulary pruning, config pruned_heads as HF records it,
 // the vocab map of a vocabulary-pruned folder), int8.go (dynamic int8
 // linear layers: weights quantized in Go exactly as PyTorch's observers do,
-// packed and multiplied by libtorch's fbgemm kernels through a small shim
+// packed and multiplied by libtorch's oneDNN kernels on CPUs with VNNI or AMX,
+// its fbgemm kernels elsewhere, through a small shim
 // that scripts/setup.sh adds to gotch's libtch, scripts/gotch/int8_linear.cpp),
 // lora.go (parameter-efficient fine-tuning: LoRA updates on chosen linear
 // layers, BitFit and frozen layers through Tune and Trainable, merging),

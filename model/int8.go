@@ -59,17 +59,27 @@ func HostCPU() CPUFeatures {
 func Int8Unsupported(dev Device, f CPUFeatures) string {
 	switch {
 	case dev.IsCuda():
-		return "int8 inference runs on CPU only (fbgemm kernels); the model is on " + DeviceName(dev)
+		return "int8 inference runs on CPU only (libtorch's oneDNN and fbgemm kernels); the model is on " + DeviceName(dev)
 	case !f.AVX2:
 		return "this CPU lacks AVX2, which libtorch's fbgemm int8 kernels need"
 	}
 	return ""
 }
 
-// int8Linear is one linear layer whose weight is int8, packed for fbgemm
-// once; each call quantizes its input per batch (dynamic quantization).
+// Int8Kernels names the kernels int8 layers run on a CPU with features f
+// (meaningful when Int8Unsupported says int8 runs there).
+func Int8Kernels(f CPUFeatures) string {
+	if f.VNNI {
+		return "libtorch's oneDNN kernels (VNNI)"
+	}
+	return "libtorch's fbgemm kernels with 7-bit activations (no VNNI)"
+}
+
+// int8Linear is one linear layer (or several stacked, see
+// newFusedInt8Linear) whose weight is int8, packed once for oneDNN or fbgemm;
+// each call quantizes its input per batch (dynamic quantization).
 type int8Linear struct {
-	packed      unsafe.Pointer // torch::jit::IValue holding fbgemm's packed weight and the bias
+	packed      unsafe.Pointer // torch::jit::IValue holding the packed weight and the bias
 	reduceRange bool
 }
 

@@ -54,6 +54,7 @@ func (c *doctorCmd) run(out io.Writer) error {
 	}
 	add(check{"devices", devs, "", true})
 	add(precisionCheck())
+	add(int8Check())
 	g, err := gradCheck()
 	add(check{"autograd", g, "libtorch is broken or mismatched: rerun scripts/setup.sh", err == nil})
 	add(check{"beam sdk", "Go SDK " + core.SdkVersion + ", default runner prism (in-process)", "", true})
@@ -200,6 +201,16 @@ func modelCheck(dir string) check {
 		}
 	}
 	return check{"model", fmt.Sprintf("%s (BERT, %d layers, hidden %d, vocab %d)", dir, cfg.NumHiddenLayers, cfg.HiddenSize, cfg.VocabSize), "", true}
+}
+
+// int8Check reports which kernels --quantize=int8 runs on this CPU. It never
+// fails: without them int8 falls back to float32 with a log line.
+func int8Check() check {
+	f := model.HostCPU()
+	if why := model.Int8Unsupported(gotch.CPU, f); why != "" {
+		return check{"int8", "unavailable: " + why + "; --quantize=int8 runs float32", "", true}
+	}
+	return check{"int8", "--quantize=int8 runs " + model.Int8Kernels(f), "", true}
 }
 
 // precisionCheck reports whether this machine multiplies bfloat16 fast (CPU
