@@ -344,7 +344,7 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 		// A batch without padding needs no mask: attention then runs
 		// libtorch's fused kernel, which takes no mask (as HF's SDPA
 		// attention drops an all-ones mask). Training keeps the mask: its
-		// attention is written out op by op, where adding zeros is free.
+		// attention is written out op by op, where the mask is one add.
 		var err error
 		if padded, err = hasPadding(b.AttentionMask); err != nil {
 			return nil, fmt.Errorf("attention mask: %w", err)
