@@ -75,8 +75,11 @@ func acquire(ctx context.Context, h ModelHandler) (*Model, bool, error) {
 		m.refs++
 		return m, false, nil
 	}
-	m, err := load(ctx, h)
-	if err != nil {
+	var m *Model
+	if err := model.OnTorchThread(func() (err error) {
+		m, err = load(ctx, h)
+		return err
+	}); err != nil {
 		return nil, false, err
 	}
 	m.key, m.refs = key, 1
@@ -321,14 +324,19 @@ func folderBytes(dir string) int64 {
 func (im *Model) Score(rows *dataset.Rows, batchSize int, layers []int) (trainer.EvalResult, error) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	defer model.LockThread()()
-	if im.Heads != nil {
-		if len(layers) > 0 {
-			return trainer.EvalResult{}, fmt.Errorf("hidden states of a multi-task bundle")
-		}
-		return trainer.EvaluateTasks(im.bert, rows, batchSize, im.taskNames())
+	if im.Heads != nil && len(layers) > 0 {
+		return trainer.EvalResult{}, fmt.Errorf("hidden states of a multi-task bundle")
 	}
-	return trainer.EvaluateHidden(im.bert, rows, batchSize, layers)
+	var res trainer.EvalResult
+	err := model.OnTorchThread(func() (err error) {
+		if im.Heads != nil {
+			res, err = trainer.EvaluateTasks(im.bert, rows, batchSize, im.taskNames())
+		} else {
+			res, err = trainer.EvaluateHidden(im.bert, rows, batchSize, layers)
+		}
+		return err
+	})
+	return res, err
 }
 
 // WithBert runs f on the loaded model, alone (for work other than scoring:
@@ -336,8 +344,7 @@ func (im *Model) Score(rows *dataset.Rows, batchSize int, layers []int) (trainer
 func (im *Model) WithBert(f func(*model.Bert) error) error {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	defer model.LockThread()()
-	return f(im.bert)
+	return model.OnTorchThread(func() error { return f(im.bert) })
 }
 
 func (im *Model) taskNames() []string {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -15,29 +16,42 @@ import (
 // examples/s at batch 32 and p50 latency at batch 1, BEAMTUNE_BENCH_SEQ
 // tokens (default 32), BEAMTUNE_THREADS threads (default 2).
 // bench/int8.sh runs it between the Python peers (bench/int8_peers.py).
+// Both modes run on the torch thread, as beamtune's own inference does.
 func BenchmarkInfer(b *testing.B) {
 	dir, seq := benchModel()
 	for _, mode := range []string{QuantizeNone, QuantizeInt8} {
 		b.Run(mode, func(b *testing.B) {
-			defer LockThread()()
-			SetThreads(benchThreads())
-			m, _, err := Load(dir, LoadOptions{})
-			if err != nil {
-				b.Skipf("model %s: %v", dir, err)
-			}
-			defer m.Free()
-			applied, fallback, err := Quantize(m, mode, HostCPU())
+			var res SpeedResult
+			var skip string
+			// No b.Fatal or b.Skip on the torch thread: they end the goroutine.
+			err := OnTorchThread(func() error {
+				SetThreads(benchThreads())
+				m, _, err := Load(dir, LoadOptions{})
+				if err != nil {
+					skip = fmt.Sprintf("model %s: %v", dir, err)
+					return nil
+				}
+				defer m.Free()
+				applied, fallback, err := Quantize(m, mode, HostCPU())
+				if err != nil {
+					return err
+				}
+				if applied != mode {
+					skip = "int8 unavailable: " + fallback
+					return nil
+				}
+				for i := 0; i < b.N; i++ {
+					if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 			if err != nil {
 				b.Fatal(err)
 			}
-			if applied != mode {
-				b.Skipf("int8 unavailable: %s", fallback)
-			}
-			var res SpeedResult
-			for i := 0; i < b.N; i++ {
-				if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
-					b.Fatal(err)
-				}
+			if skip != "" {
+				b.Skip(skip)
 			}
 			b.ReportMetric(res.ExamplesPerSec, "examples/s")
 			b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")

@@ -211,10 +211,7 @@ func pruneStep(ctx context.Context, o CompressOptions, man *dataset.Manifest, di
 	if err != nil {
 		return "", err
 	}
-	unlock := model.LockThread()
-	err = plan.Apply(m)
-	unlock()
-	if err != nil {
+	if err := model.OnTorchThread(func() error { return plan.Apply(m) }); err != nil {
 		return "", err
 	}
 	heads := make([]int, m.Config.NumHiddenLayers)
@@ -243,14 +240,16 @@ func loadForCompress(ctx context.Context, dir, device string, trust signing.Trus
 	if err != nil {
 		return nil, err
 	}
-	unlock := model.LockThread()
-	defer unlock()
-	m, _, cleanup, err := trainer.LoadModel(ctx, dir, model.LoadOptions{Device: dev}, trust)
-	if err != nil {
-		return nil, err
-	}
-	cleanup()
-	return m, nil
+	var m *model.Bert
+	err = model.OnTorchThread(func() error {
+		var cleanup func()
+		var err error
+		if m, _, cleanup, err = trainer.LoadModel(ctx, dir, model.LoadOptions{Device: dev}, trust); err == nil {
+			cleanup()
+		}
+		return err
+	})
+	return m, err
 }
 
 // finishCompressed prunes the vocabulary when asked and publishes the model

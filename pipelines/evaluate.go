@@ -349,31 +349,42 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	if err != nil {
 		return nil, err
 	}
-	defer model.LockThread()()
+	// On the torch thread, where this process's scoring runs too: the
+	// speed figures then see the OpenMP workers scoring sees.
+	err = model.OnTorchThread(func() error { return measureModel(ctx, nm, o, seqLen, dir, base, dev, mr) })
+	if err != nil {
+		return nil, err
+	}
+	return mr, nil
+}
+
+// measureModel loads the model for describeModel and fills in what it
+// counts and times.
+func measureModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen int, dir, base string, dev model.Device, mr *report.ModelReport) error {
 	model.SetThreads(o.Threads)
 	m, _, err := model.Load(dir, model.LoadOptions{Device: dev, BaseDir: base, Unmerged: true})
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	defer m.Free()
 	if err := describeTraining(ctx, nm.Dir, dir, m, mr); err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	if err := m.MergeLoRA(); err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	mr.Params = m.NumParams()
 	mr.Layers = m.Config.NumHiddenLayers
 	applied, fallback, err := model.Quantize(m, nm.quantize(o), model.HostCPU())
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	if fallback != "" {
 		slog.Warn("evaluate: "+fallback, "model", nm.Name)
 	}
 	mr.Quantize = applied
 	if err := inference.ApplyPrecision(m, o.Precision, applied); err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	runs := o.SpeedRuns
 	if runs <= 0 {
@@ -381,11 +392,11 @@ func describeModel(ctx context.Context, nm NamedModel, o EvaluateOptions, seqLen
 	}
 	sp, err := model.MeasureSpeed(m, seqLen, 32, runs)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", nm.Name, err)
+		return fmt.Errorf("model %s: %w", nm.Name, err)
 	}
 	mr.Speed = report.Speed{Threads: sp.Threads, LatencyP50Ms: ms(sp.LatencyP50), LatencyP95Ms: ms(sp.LatencyP95), ExamplesPerSec: sp.ExamplesPerSec, SeqLen: seqLen}
 	slog.Info("evaluate: speed", "model", nm.Name, "p50_ms", mr.Speed.LatencyP50Ms, "examples_per_s", mr.Speed.ExamplesPerSec, "threads", sp.Threads, "seq_len", seqLen)
-	return mr, nil
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -24,9 +24,16 @@ const (
 
 // Train runs one trial to the end, resuming from its latest checkpoint when
 // job.Resume is set, and reports its progress to progress (nil: to no one).
-// Torch work runs on this goroutine's locked OS thread.
-func Train(ctx context.Context, job Job, progress Progress) (TrialResult, error) {
-	defer model.LockThread()()
+// Torch work runs on the process's torch thread (model.OnTorchThread).
+func Train(ctx context.Context, job Job, progress Progress) (res TrialResult, err error) {
+	err = model.OnTorchThread(func() error {
+		res, err = train(ctx, job, progress)
+		return err
+	})
+	return res, err
+}
+
+func train(ctx context.Context, job Job, progress Progress) (TrialResult, error) {
 	t, err := startTrial(ctx, job, progress)
 	if err != nil {
 		return TrialResult{}, err
