@@ -3,8 +3,9 @@
 # (SST-2 sentiment, AG News topic, MRPC paraphrase pairs) with one recipe
 # (all-MiniLM-L6-v2, 2 epochs, lr 1e-4, batch 32, warmup 0.1, seed 1):
 #   1. a single-task teacher per task;
-#   2. one multi-task teacher on all three (proportional task sampling, so
-#      each task sees its rows about as often as alone);
+#   2. one multi-task teacher on all three (task sampling $SAMPLING, by
+#      default temperature 0.5: batches drawn ∝ rows^0.5, so the small MRPC
+#      gets more batches than in proportion to its rows);
 #   3. a 3-layer multi-task student distilled from the three single-task
 #      teachers (layers 0,2,4 of the SST-2 teacher; the students' recipe of
 #      bench/students.sh: logits and [CLS] hidden states, lr 1.5e-4, here
@@ -12,7 +13,7 @@
 #   4. AG News test accuracy of the three AG News models (evaluate).
 # Validation metrics: SST-2 dev accuracy, AG News held-out 5% accuracy, MRPC
 # dev F1 of the paraphrase class. Resumable: each step is skipped once its
-# output is complete. Logs: $OUT/*.log; summary: $OUT/summary.json.
+# output is complete. Logs: $OUT/*.log; summary: $OUT/summary-$MULTI.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/bench/multitask}
@@ -21,6 +22,12 @@ THREADS=${THREADS:-2}
 MODEL=${MODEL:-${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}/models/all-MiniLM-L6-v2}
 EPOCHS=${EPOCHS:-2} LR=${LR:-1e-4} STUDENT_LR=${STUDENT_LR:-1.5e-4} STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}
 SST2_ROWS=${SST2_ROWS:-12000}
+# Task sampling of the multi-task runs and the folders they write. The default,
+# temperature 0.5, gives MRPC (the smallest task) 22% of the batches instead
+# of 13%; SAMPLING=proportional MULTI=multi STUDENT=student REPORT=report-agnews
+# reproduces the first runs of BENCHMARKS.md.
+SAMPLING=${SAMPLING:-temperature:0.5}
+MULTI=${MULTI:-multi-t05} STUDENT=${STUDENT:-student-t05} REPORT=${REPORT:-report-agnews-t05}
 BT=${BT:-bin/beamtune}
 [ -x "$BT" ] || make build
 mkdir -p "$OUT"
@@ -53,37 +60,38 @@ for t in sst2 agnews mrpc; do
 done
 
 # 2. The multi-task teacher.
-if [ ! -f "$OUT/multi/teacher/_COMPLETE" ]; then
+if [ ! -f "$OUT/$MULTI/teacher/_COMPLETE" ]; then
   /usr/bin/time -v $BT train --task=sst2="$OUT/data-sst2" --task=agnews="$OUT/data-agnews" \
-    --task=mrpc="$OUT/data-mrpc",metric=f1 --task_sampling=proportional --init="$MODEL" --output="$OUT/multi" \
-    --lr="$LR" "${RECIPE[@]}" >> "$OUT/multi.log" 2>&1
+    --task=mrpc="$OUT/data-mrpc",metric=f1 --task_sampling="$SAMPLING" --init="$MODEL" --output="$OUT/$MULTI" \
+    --lr="$LR" "${RECIPE[@]}" >> "$OUT/$MULTI.log" 2>&1
 fi
 
 # 3. The multi-teacher 3-layer student.
-if [ ! -f "$OUT/student/student/_COMPLETE" ]; then
+if [ ! -f "$OUT/$STUDENT/student/_COMPLETE" ]; then
   /usr/bin/time -v $BT distill --task=sst2="$OUT/data-sst2",teacher="$OUT/single-sst2/teacher" \
     --task=agnews="$OUT/data-agnews",teacher="$OUT/single-agnews/teacher" \
     --task=mrpc="$OUT/data-mrpc",teacher="$OUT/single-mrpc/teacher",metric=f1 \
-    --student_layers=0,2,4 --output="$OUT/student" --lr="$STUDENT_LR" "${RECIPE[@]}" --epochs="$STUDENT_EPOCHS" \
-    --hidden_mse=1 --eval_every=250 >> "$OUT/student.log" 2>&1
+    --student_layers=0,2,4 --output="$OUT/$STUDENT" --lr="$STUDENT_LR" "${RECIPE[@]}" --epochs="$STUDENT_EPOCHS" \
+    --hidden_mse=1 --eval_every=250 --task_sampling="$SAMPLING" >> "$OUT/$STUDENT.log" 2>&1
 fi
 
 # 4. AG News test accuracy of the three AG News models.
-if [ ! -f "$OUT/report-agnews/report.json" ]; then
+if [ ! -f "$OUT/$REPORT/report.json" ]; then
   $BT evaluate --data="$OUT/data-agnews" --split=test --model=single="$OUT/single-agnews/teacher" \
-    --model=multi="$OUT/multi/teacher/tasks/agnews" --model=student="$OUT/student/student/tasks/agnews" \
-    --threads="$THREADS" --device=cpu --output="$OUT/report-agnews" >> "$OUT/evaluate.log" 2>&1
+    --model=multi="$OUT/$MULTI/teacher/tasks/agnews" --model=student="$OUT/$STUDENT/student/tasks/agnews" \
+    --threads="$THREADS" --device=cpu --output="$OUT/$REPORT" >> "$OUT/evaluate.log" 2>&1
 fi
 
-"$(scripts/pyenv.sh)" - "$OUT" <<'EOF' | tee "$OUT/summary.json"
+"$(scripts/pyenv.sh)" - "$OUT" "$MULTI" "$STUDENT" "$REPORT" <<'EOF' | tee "$OUT/summary-$MULTI.json"
 import json, os, sys
 out = sys.argv[1]
 def best(path):
     return json.load(open(os.path.join(out, path)))["best"]
 single = {t: best(f"single-{t}/teacher-trials.json") for t in ("sst2", "agnews", "mrpc")}
-multi = {x["task"]: x for x in best("multi/teacher-trials.json")["tasks"]}
-student = {x["task"]: x for x in best("student/student-trials.json")["tasks"]}
-test = {m["name"]: m["metrics"]["accuracy"] for m in json.load(open(os.path.join(out, "report-agnews/report.json")))["models"]}
+multi_dir, student_dir, report_dir = sys.argv[2:5]
+multi = {x["task"]: x for x in best(f"{multi_dir}/teacher-trials.json")["tasks"]}
+student = {x["task"]: x for x in best(f"{student_dir}/student-trials.json")["tasks"]}
+test = {m["name"]: m["metrics"]["accuracy"] for m in json.load(open(os.path.join(out, report_dir, "report.json")))["models"]}
 rows = {}
 for t in ("sst2", "agnews", "mrpc"):
     s = single[t]
@@ -92,7 +100,7 @@ for t in ("sst2", "agnews", "mrpc"):
                "student_of_single": round(student[t]["value"] / s["best_metric"], 4),
                "single_seconds": round(s["wall_seconds"])}
 rows["agnews_test_accuracy"] = test
-rows["multi_seconds"] = round(best("multi/teacher-trials.json")["wall_seconds"])
-rows["student_seconds"] = round(best("student/student-trials.json")["wall_seconds"])
+rows["multi_seconds"] = round(best(f"{multi_dir}/teacher-trials.json")["wall_seconds"])
+rows["student_seconds"] = round(best(f"{student_dir}/student-trials.json")["wall_seconds"])
 print(json.dumps(rows, indent=1))
 EOF
