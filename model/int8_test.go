@@ -148,20 +148,7 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []float32
-			err = NoGrad(func() error {
-				y, err := l.forward(x)
-				if err != nil {
-					return err
-				}
-				defer drop(y)
-				got, err = Float32s(y)
-				return err
-			})
-			l.free()
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := runInt8(t, l, x)
 			want := c.want.Output
 			if rr {
 				want = c.want.OutputReduceRange
@@ -305,34 +292,18 @@ func TestFusedInt8LinearEqualsParts(t *testing.T) {
 	}
 	x := tensor(1, 2, 5, in)
 	defer drop(append(append(ws, bs...), x)...)
-	run := func(l *int8Linear) []float32 {
-		defer l.free()
-		var got []float32
-		if err := NoGrad(func() error {
-			y, err := l.forward(x)
-			if err != nil {
-				return err
-			}
-			defer drop(y)
-			got, err = Float32s(y)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
 	for _, opts := range []Int8Options{{}, {PerChannel: true}} {
 		fl, err := newFusedInt8Linear(ws, bs, opts, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fused := run(fl) // [10, 3·out]
+		fused := runInt8(t, fl, x) // [10, 3·out]
 		for part := range ws {
 			l, err := newInt8Linear(ws[part], bs[part], opts, f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			alone := run(l) // [10, out]
+			alone := runInt8(t, l, x) // [10, out]
 			var d float64
 			for r := 0; r < 10; r++ {
 				for c := 0; c < out; c++ {
@@ -344,4 +315,23 @@ func TestFusedInt8LinearEqualsParts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runInt8 applies l to x without autograd, frees l and returns the output.
+func runInt8(t *testing.T, l *int8Linear, x *ts.Tensor) []float32 {
+	t.Helper()
+	defer l.free()
+	var got []float32
+	if err := NoGrad(func() error {
+		y, err := l.forward(x)
+		if err != nil {
+			return err
+		}
+		defer drop(y)
+		got, err = Float32s(y)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
