@@ -25,8 +25,9 @@ const (
 // Train runs one trial to the end, resuming from its latest checkpoint when
 // job.Resume is set, and reports its progress to progress (nil: to no one).
 // Torch work runs on the process's torch thread (model.OnTorchThread).
-func Train(ctx context.Context, job Job, progress Progress) (res TrialResult, err error) {
-	err = model.OnTorchThread(func() error {
+func Train(ctx context.Context, job Job, progress Progress) (TrialResult, error) {
+	var res TrialResult
+	err := model.OnTorchThread(func() (err error) {
 		res, err = train(ctx, job, progress)
 		return err
 	})
