@@ -28,7 +28,8 @@
 // a base whose weights digest is checked, merged or sharing a loaded base),
 // loss.go (cross-entropy, the distillation losses), optim.go and adamw.c
 // (AdamW, fused on CPU, the linear schedule, clipping), torch.go (tensors in
-// and out, threads, seeds, grad mode), speed.go (inference timing), paths.go
+// and out, threads, seeds, grad mode), thread.go (the one OS thread a process
+// runs its torch work on, OnTorchThread), speed.go (inference timing), paths.go
 // (the default model).
 //
 // It is the only package that imports gotch (and cgo for adamw.c and the

@@ -110,8 +110,9 @@ func WithSeed(seed int64, fn func() error) error {
 }
 
 // LockThread pins the calling goroutine to its OS thread for torch work and
-// returns the function that releases it. Call it at the top of any goroutine
-// that runs tensor ops.
+// returns the function that releases it. Tests and one-shot commands call it
+// at the top of a goroutine that runs tensor ops; beamtune's pipelines run
+// theirs through OnTorchThread instead (one thread for the whole process).
 func LockThread() (unlock func()) {
 	runtime.LockOSThread()
 	return runtime.UnlockOSThread
