@@ -124,13 +124,9 @@ func QuantizeWeight(w []float32, rows, cols int, perRow bool) (q []int8, scales 
 	return q, scales, nil
 }
 
-// newInt8Linear quantizes w ([out, in] float32) and packs it with bias.
-func newInt8Linear(w, bias *ts.Tensor, opts Int8Options, f CPUFeatures) (*int8Linear, error) {
-	return newFusedInt8Linear([]*ts.Tensor{w}, []*ts.Tensor{bias}, opts, f)
-}
-
-// newFusedInt8Linear packs several linear layers that read the same input
-// (a layer's query, key and value) as one: their weights stacked by rows,
+// newFusedInt8Linear quantizes one linear layer's weight ([out, in] float32)
+// and packs it with its bias, or packs several layers that read the same
+// input (a layer's query, key and value) as one: their weights stacked by rows,
 // their biases concatenated, so a call quantizes the input once and runs one
 // larger matrix product instead of three. Each part is quantized on its own,
 // as if packed alone; with one scale per matrix, the stacked weight carries

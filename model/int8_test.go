@@ -144,7 +144,7 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 		// with 7-bit activations: both against torch's (fbgemm) output.
 		for _, rr := range []bool{false, true} {
 			feats := CPUFeatures{AVX2: true, VNNI: !rr}
-			l, err := newInt8Linear(w, b, c.opts, feats)
+			l, err := newFusedInt8Linear([]*ts.Tensor{w}, []*ts.Tensor{b}, c.opts, feats)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -299,7 +299,7 @@ func TestFusedInt8LinearEqualsParts(t *testing.T) {
 		}
 		fused := runInt8(t, fl, x) // [10, 3·out]
 		for part := range ws {
-			l, err := newInt8Linear(ws[part], bs[part], opts, f)
+			l, err := newFusedInt8Linear(ws[part:part+1], bs[part:part+1], opts, f)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -327,27 +327,6 @@ func ClipGradNorm(params []*Param, maxNorm float64) (float64, error) {
 	})
 }
 
-// ClipGradNormOf is ClipGradNorm for gradients whose global norm is
-// already known (ScaleGrads returned it): they are not read twice.
-func ClipGradNormOf(params []*Param, maxNorm, norm float64) error {
-	return NoGrad(func() error {
-		var grads []*ts.Tensor
-		defer func() { drop(grads...) }()
-		for _, p := range params {
-			g, err := p.T.Grad(false)
-			if err != nil {
-				return err
-			}
-			if ok, _ := g.Defined(); !ok {
-				drop(g)
-				continue
-			}
-			grads = append(grads, g)
-		}
-		return clip(grads, maxNorm, norm)
-	})
-}
-
 // clip scales grads by maxNorm/norm when their norm is above maxNorm.
 func clip(grads []*ts.Tensor, maxNorm, norm float64) error {
 	coef := maxNorm / (norm + 1e-6)
@@ -365,19 +344,18 @@ func clip(grads []*ts.Tensor, maxNorm, norm float64) error {
 // ScaleGrads multiplies every gradient by factor (loss scaling's unscale)
 // and returns their global L2 norm after it: Inf or NaN when any gradient
 // holds a non-finite value. The norm is taken after the scaling, so that
-// large finite gradients of a scaled loss do not overflow its squares.
-func ScaleGrads(params []*Param, factor float64) (float64, error) {
+// large finite gradients of a scaled loss do not overflow its squares. When
+// the norm is finite and maxNorm > 0 the gradients are then clipped as
+// ClipGradNorm does, with the norm already measured.
+func ScaleGrads(params []*Param, factor, maxNorm float64) (float64, error) {
 	err := NoGrad(func() error {
-		for _, p := range params {
-			g, err := p.T.Grad(false)
-			if err != nil {
-				return err
-			}
-			if ok, _ := g.Defined(); ok {
-				err = scalarOp(factor, g.MulScalar_)
-			}
-			drop(g)
-			if err != nil {
+		grads, err := definedGrads(params)
+		defer func() { drop(grads...) }()
+		if err != nil {
+			return err
+		}
+		for _, g := range grads {
+			if err := scalarOp(factor, g.MulScalar_); err != nil {
 				return err
 			}
 		}
@@ -386,7 +364,30 @@ func ScaleGrads(params []*Param, factor float64) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return gradNorm(params, nil)
+	return gradNorm(params, func(total float64, grads []*ts.Tensor) error {
+		if maxNorm <= 0 || math.IsNaN(total) || math.IsInf(total, 0) {
+			return nil
+		}
+		return clip(grads, maxNorm, total)
+	})
+}
+
+// definedGrads returns handles to the parameters' gradients that exist (a
+// frozen or unused parameter has none); the caller drops them.
+func definedGrads(params []*Param) ([]*ts.Tensor, error) {
+	var grads []*ts.Tensor
+	for _, p := range params {
+		g, err := p.T.Grad(false)
+		if err != nil {
+			return grads, err
+		}
+		if ok, _ := g.Defined(); !ok {
+			drop(g)
+			continue
+		}
+		grads = append(grads, g)
+	}
+	return grads, nil
 }
 
 // gradNorm computes the global L2 norm of the defined gradients and hands
@@ -394,18 +395,13 @@ func ScaleGrads(params []*Param, factor float64) (float64, error) {
 func gradNorm(params []*Param, then func(total float64, grads []*ts.Tensor) error) (float64, error) {
 	var total float64
 	err := NoGrad(func() error {
-		var grads, norms []*ts.Tensor
+		var norms []*ts.Tensor
+		grads, err := definedGrads(params)
 		defer func() { drop(grads...); drop(norms...) }()
-		for _, p := range params {
-			g, err := p.T.Grad(false)
-			if err != nil {
-				return err
-			}
-			if ok, _ := g.Defined(); !ok {
-				drop(g)
-				continue
-			}
-			grads = append(grads, g)
+		if err != nil {
+			return err
+		}
+		for _, g := range grads {
 			n, err := g.Norm(false)
 			if err != nil {
 				return err

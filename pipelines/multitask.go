@@ -176,10 +176,7 @@ func runMultiTeacher(ctx context.Context, o DistillOptions) (*DistillResult, err
 	if err := CheckOutput(ctx, o.Output); err != nil {
 		return nil, err
 	}
-	if err := checkTuning(ctx, TrainOptions{Init: init, Config: o.Config, Sweep: o.Sweep, StudentLayers: layers}, initCfg); err != nil {
-		return nil, err
-	}
-	if err := checkTrialInput(o.Config, len(o.Tasks)); err != nil {
+	if err := checkTuning(ctx, TrainOptions{Init: init, Config: o.Config, Sweep: o.Sweep, StudentLayers: layers, Tasks: o.Tasks}, initCfg); err != nil {
 		return nil, err
 	}
 	// One hidden-state map for every task: each teacher must have the

@@ -309,3 +309,24 @@ func TestRetrainMultiTask(t *testing.T) {
 	}
 	t.Logf("second run rejected: %v", second.Reasons)
 }
+
+// TestCheckTuningRefusesStreamedMultiTask: the driver refuses
+// --train_input=stream for a run of two tasks (a multi-task run holds its
+// tasks in memory) and accepts it for one.
+func TestCheckTuningRefusesStreamedMultiTask(t *testing.T) {
+	init := filepath.Join("..", "testdata", "parity", "tiny-bert")
+	cfg, err := model.LoadConfig(init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := trainer.DefaultConfig()
+	c.Input = trainer.InputStream
+	two := []TaskOption{{TaskSpec: trainer.TaskSpec{Name: "a"}}, {TaskSpec: trainer.TaskSpec{Name: "b"}}}
+	err = checkTuning(context.Background(), TrainOptions{Init: init, Config: c, Tasks: two}, cfg)
+	if err == nil || !strings.Contains(err.Error(), "multi-task") {
+		t.Errorf("two tasks, train_input=stream: %v, want a refusal naming the multi-task run", err)
+	}
+	if err := checkTuning(context.Background(), TrainOptions{Init: init, Config: c}, cfg); err != nil {
+		t.Errorf("one task, train_input=stream: %v", err)
+	}
+}

@@ -302,13 +302,9 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 	}
 	if finite {
 		switch {
-		case t.cfg.MaxGradNorm <= 0:
-		case t.st.Scaler != nil: // unscale measured the norm
-			if err := model.ClipGradNormOf(t.params, t.cfg.MaxGradNorm, norm); err != nil {
-				return 0, 0, err
-			}
+		case t.st.Scaler != nil: // unscale measured the norm and clipped
 			gradNorm = norm
-		default:
+		case t.cfg.MaxGradNorm > 0:
 			if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
 				return 0, 0, err
 			}
@@ -327,15 +323,15 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 }
 
 // unscale divides the gradients by the loss scale, when the run scales its
-// loss, and says whether they are finite (and their norm): a step with an
-// Inf or NaN gradient is skipped (the schedule still moves on) and the
-// scale halves.
+// loss, clips them (MaxGradNorm) and says whether they are finite (and
+// their norm): a step with an Inf or NaN gradient is skipped (the schedule
+// still moves on) and the scale halves.
 func (t *trial) unscale() (finite bool, norm float64, err error) {
 	sc := t.st.Scaler
 	if sc == nil {
 		return true, 0, nil
 	}
-	if norm, err = model.ScaleGrads(t.params, 1/sc.Scale); err != nil {
+	if norm, err = model.ScaleGrads(t.params, 1/sc.Scale, t.cfg.MaxGradNorm); err != nil {
 		return false, 0, err
 	}
 	finite = !math.IsNaN(norm) && !math.IsInf(norm, 0) && !t.overflow
