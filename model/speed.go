@@ -17,7 +17,9 @@ type SpeedResult struct {
 
 // MeasureSpeed times eval-mode forward passes on random token ids of seqLen
 // tokens: latency at batch 1 (runs passes, after warm-up) and throughput at
-// batchSize. It runs on the caller's thread; lock it (LockThread) first.
+// batchSize (runs/5 passes, at least 3, after 3 warm-up passes: as the Python
+// peers under bench/ time theirs). It runs on the caller's thread; lock it
+// (LockThread) first.
 func MeasureSpeed(m *Bert, seqLen, batchSize, runs int) (SpeedResult, error) {
 	res := SpeedResult{BatchSize: batchSize, SeqLen: seqLen, Threads: Threads()}
 	rng := rand.New(rand.NewSource(1))
@@ -77,10 +79,12 @@ func MeasureSpeed(m *Bert, seqLen, batchSize, runs int) (SpeedResult, error) {
 			return err
 		}
 		defer drop(big.InputIDs, big.AttentionMask)
-		if err := forward(big); err != nil {
-			return err
+		for i := 0; i < 3; i++ { // warm-up, as the Python peers in bench/
+			if err := forward(big); err != nil {
+				return err
+			}
 		}
-		n := max(3, runs/10)
+		n := max(3, runs/5)
 		t := time.Now()
 		for i := 0; i < n; i++ {
 			if err := forward(big); err != nil {

@@ -55,6 +55,7 @@ func (c *doctorCmd) run(out io.Writer) error {
 	add(check{"devices", devs, "", true})
 	add(precisionCheck())
 	add(int8Check())
+	add(check{"malloc", model.MallocTuning(), "", true})
 	g, err := gradCheck()
 	add(check{"autograd", g, "libtorch is broken or mismatched: rerun scripts/setup.sh", err == nil})
 	add(check{"beam sdk", "Go SDK " + core.SdkVersion + ", default runner prism (in-process)", "", true})
