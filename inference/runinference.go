@@ -224,10 +224,12 @@ type core struct {
 }
 
 // bufferBatches is how many full batches a bundle holds before it scores
-// them: enough to sort by length (with 8, AG News test batches padded
-// noticeably more than with all texts sorted at once), few enough to bound
-// memory (token ids only: about 1,000 examples at batch 32).
-const bufferBatches = 32
+// them, sorted by length so that a batch pads little. Sorting windows of 32
+// batches padded AG News test batches to 7% more tokens (33% more attention
+// work) than sorting its 7,600 texts at once, and RunInference ran 15%
+// slower than with 256 (BENCHMARKS.md, RunInference). 256 batches of 32 are
+// 8,192 examples: their texts and token ids, a few MB.
+const bufferBatches = 256
 
 // add encodes ex with the model dir names (switching models first when
 // the side input names another) and buffers it, scoring the buffer when it

@@ -223,16 +223,25 @@ func BenchmarkMemoryTinySteps(b *testing.B) {
 // BenchmarkTrainStepPhases times each phase of a train step (forward,
 // backward, clipping, AdamW, clearing gradients) in ms, at batch 32 and
 // BEAMTUNE_BENCH_SEQ tokens (default 16, about SST-2's mean training row), where
-// per-step costs weigh most. Peer: bench/train_step_peer.py --phases.
+// per-step costs weigh most, in BEAMTUNE_BENCH_PRECISION (default fp32).
+// Peer: bench/train_step_peer.py --phases.
 func BenchmarkTrainStepPhases(b *testing.B) {
 	seq := 16
 	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_BENCH_SEQ")); err == nil && n > 0 {
 		seq = n
 	}
+	p, err := ParsePrecision(os.Getenv("BEAMTUNE_BENCH_PRECISION"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer LockThread()()
 	m, opt, batch, labels := miniLMStep(b, seq)
 	defer m.Free()
 	defer opt.Free()
+	if err := m.SetPrecision(p); err != nil {
+		b.Fatal(err)
+	}
+	trainStep(b, m, opt, batch, labels, 2e-5, nil) // warm-up in this precision
 	var phase [5]time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
