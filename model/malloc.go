@@ -18,10 +18,13 @@ import (
 // those faults. ONNX Runtime avoids them with its own arena.
 //
 // So the process keeps its freed memory for reuse: blocks up to 32 MiB (the
-// largest threshold glibc accepts on 64-bit Linux) come from the heap, and
-// the heap's top is trimmed only when more than trimThreshold is free there.
-// Peak RSS is what the largest step needs either way; what changes is that
-// the memory stays mapped between steps (BENCHMARKS.md, "malloc").
+// ceiling glibc's own dynamic threshold grows to; larger blocks, such as the
+// 47 MB gradient of MiniLM's word embeddings, stay fresh mappings, since a
+// thread's heap holds at most 64 MiB) come from the heap, and the heap's top
+// is trimmed only when more than trimThreshold is free there. Peak RSS is
+// what the largest step needs either way, plus a few percent; what changes
+// is that the memory stays mapped between steps (BENCHMARKS.md, Compression:
+// "the allocator kept warm").
 const (
 	mmapThreshold = 32 << 20
 	trimThreshold = 256 << 20
