@@ -333,13 +333,22 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	}
 	out := &Output{}
 
-	// Additive mask: 0 for tokens, the most negative float32 for padding, as
-	// HF's get_extended_attention_mask; shaped [batch, 1, 1, seq] to broadcast
-	// over heads and query positions.
 	var s scope
 	defer s.release()
-	var maskAdd *ts.Tensor
+	var mask attentionMask
 	padded := b.AttentionMask != nil
+	if !train && !hidden && m.masks == nil && fusedAttention && !m.Precision().reduced() {
+		// Inference in float32 runs beamtune's fused kernel over each row's
+		// tokens (see fusedAttention); hidden states keep HF's values at
+		// padded positions through the additive mask below.
+		lengths, err := rowLengths(b.AttentionMask, bs, seq)
+		if err != nil {
+			return nil, fmt.Errorf("attention mask: %w", err)
+		}
+		if lengths != nil {
+			mask.lengths, padded = lengths, false
+		}
+	}
 	if padded && !train {
 		// A batch without padding needs no mask: attention then runs
 		// libtorch's fused kernel, which takes no mask (as HF's SDPA
@@ -351,6 +360,10 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 		}
 	}
 	if padded {
+		// Additive mask: 0 for tokens, the most negative float32 for padding, as
+		// HF's get_extended_attention_mask; shaped [batch, 1, 1, seq] to broadcast
+		// over heads and query positions.
+		var maskAdd *ts.Tensor
 		mf := s.toFloat(b.AttentionMask)
 		if p := m.Precision(); p.reduced() {
 			// The attention scores are bf16 (fp16): the mask is of their
@@ -365,6 +378,7 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 		}
 		s.keep(maskAdd)
 		defer drop(maskAdd)
+		mask.add = maskAdd
 	}
 
 	h, err := m.embeddings(b, bs, seq, train)
@@ -375,7 +389,7 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 		out.Hidden = append(out.Hidden, h)
 	}
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
-		next, err := m.layer(i, h, maskAdd, bs, seq, train)
+		next, err := m.layer(i, h, mask, bs, seq, train)
 		if !hidden {
 			drop(h)
 		}
@@ -431,7 +445,7 @@ func (m *Bert) embeddings(b Batch, bs, seq int64, train bool) (*ts.Tensor, error
 
 // layer is one transformer block: self-attention, then the feed-forward
 // network, each followed by dropout, a residual connection and LayerNorm.
-func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*ts.Tensor, error) {
+func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, train bool) (*ts.Tensor, error) {
 	cfg := m.Config
 	p := fmt.Sprintf("bert.encoder.layer.%d.", i)
 	w := func(s string) *ts.Tensor { return m.w(p + s) }
@@ -441,37 +455,45 @@ func (m *Bert) layer(i int, h, maskAdd *ts.Tensor, bs, seq int64, train bool) (*
 	var s scope
 	defer s.release()
 
-	// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
-	split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
+	// The projections, [batch, seq, heads·head_dim] each.
 	var q, k, v *ts.Tensor
 	if qkv := p + "attention.self." + qkvName; m.int8[qkv] != nil && !train {
 		// int8: one product for the three projections (QuantizeInt8 packs
 		// them together); each is a view of its columns.
 		y := m.linear(&s, qkv, h, train)
 		width := heads * dh
-		q, k, v = split(s.narrow(y, 2, 0, width)), split(s.narrow(y, 2, width, width)), split(s.narrow(y, 2, 2*width, width))
+		q, k, v = s.narrow(y, 2, 0, width), s.narrow(y, 2, width, width), s.narrow(y, 2, 2*width, width)
 	} else {
-		q = split(lin(&s, "attention.self.query", h))
-		k = split(lin(&s, "attention.self.key", h))
-		v = split(lin(&s, "attention.self.value", h))
+		q = lin(&s, "attention.self.query", h)
+		k = lin(&s, "attention.self.key", h)
+		v = lin(&s, "attention.self.value", h)
 	}
-	var heads4 *ts.Tensor
-	if train {
-		scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), 1/math.Sqrt(float64(dh)))
-		if maskAdd != nil {
-			scores = s.addT(scores, maskAdd)
+	scale := 1 / math.Sqrt(float64(dh))
+	var ctx *ts.Tensor // [batch, seq, heads·head_dim]
+	if mask.lengths != nil {
+		ctx = s.attentionFused(q, k, v, mask.lengths, heads, scale)
+	} else {
+		// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
+		split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
+		q, k, v = split(q), split(k), split(v)
+		var heads4 *ts.Tensor
+		if train {
+			scores := s.mulScalar(s.matmul(q, s.transpose(k, -1, -2)), scale)
+			if mask.add != nil {
+				scores = s.addT(scores, mask.add)
+			}
+			// In bf16 the scores stay bf16: libtorch's softmax accumulates in
+			// float32 and rounds its output once.
+			probs := s.dropout(s.softmaxAs(scores, -1, scores), cfg.AttentionProbsDropoutProb, train)
+			heads4 = s.matmul(probs, v)
+		} else {
+			heads4 = s.attention(q, k, v, mask.add, scale)
 		}
-		// In bf16 the scores stay bf16: libtorch's softmax accumulates in
-		// float32 and rounds its output once.
-		probs := s.dropout(s.softmaxAs(scores, -1, scores), cfg.AttentionProbsDropoutProb, train)
-		heads4 = s.matmul(probs, v)
-	} else {
-		heads4 = s.attention(q, k, v, maskAdd, 1/math.Sqrt(float64(dh)))
+		if m.masks != nil { // head importance: d loss / d mask[h] is head h's score
+			heads4 = s.mulT(heads4, s.view(m.masks.Heads[i], 1, heads, 1, 1))
+		}
+		ctx = s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, heads*dh)
 	}
-	if m.masks != nil { // head importance: d loss / d mask[h] is head h's score
-		heads4 = s.mulT(heads4, s.view(m.masks.Heads[i], 1, heads, 1, 1))
-	}
-	ctx := s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, heads*dh)
 	attn := s.dropout(lin(&s, "attention.output.dense", ctx), cfg.HiddenDropoutProb, train)
 	attn = s.layerNorm(s.addT(attn, h), w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), cfg.LayerNormEps)
 

@@ -6,9 +6,9 @@ import (
 )
 
 // TestUnpaddedBatchSkipsMask scores a row without padding twice in eval mode:
-// inside a padded batch (the masked attention path) and alone (no padding,
-// so the mask is dropped and libtorch's fused attention runs). The logits
-// must agree.
+// inside a padded batch (beamtune's fused attention over each row's tokens
+// where the CPU has AVX-512, else libtorch's masked attention) and alone (no
+// padding, so no mask). The logits must agree.
 func TestUnpaddedBatchSkipsMask(t *testing.T) {
 	defer LockThread()()
 	m := loadTiny(t)

@@ -1,0 +1,200 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"reflect"
+	"testing"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// TestRowLengths reads lengths from right-padded masks and refuses the rest.
+func TestRowLengths(t *testing.T) {
+	cases := []struct {
+		name string
+		mask [][]int64
+		want []int64
+	}{
+		{"right padded", [][]int64{{1, 1, 0, 0}, {1, 1, 1, 1}, {1, 0, 0, 0}}, []int64{2, 4, 1}},
+		{"left padded", [][]int64{{0, 1, 1}, {1, 1, 1}}, nil},
+		{"hole", [][]int64{{1, 0, 1}, {1, 1, 1}}, nil},
+		{"empty row", [][]int64{{0, 0, 0}, {1, 1, 1}}, nil},
+	}
+	for _, c := range cases {
+		var flat []int64
+		for _, r := range c.mask {
+			flat = append(flat, r...)
+		}
+		bs, seq := len(c.mask), len(c.mask[0])
+		m, err := Int64Tensor(flat, bs, seq, Device{Name: "CPU"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := rowLengths(m, int64(bs), int64(seq))
+		drop(m)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: rowLengths = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got, err := rowLengths(nil, 2, 5); err != nil || !reflect.DeepEqual(got, []int64{5, 5}) {
+		t.Errorf("rowLengths(no mask) = %v, %v; want [5 5]", got, err)
+	}
+}
+
+// TestFusedAttentionEqualsLibtorch runs beamtune's attention kernel and
+// libtorch's (scaled_dot_product_attention with the additive mask) on the
+// same random projections: rows of different lengths, head sizes that fill
+// whole registers and one that does not (24), lengths across the kernel's
+// 64-key blocks, and q, k, v as strided views of one packed projection (as
+// the int8 layers give them), of unit scale as BERT's are. Real positions
+// must agree within 2e-6 (float32 rounding in a different order; measured
+// below 1e-6); padded positions must be zero.
+func TestFusedAttentionEqualsLibtorch(t *testing.T) {
+	if !fusedAttention {
+		t.Skip("this CPU lacks AVX-512: beamtune's attention kernel does not run here (libtorch's does)")
+	}
+	defer LockThread()()
+	cpu := Device{Name: "CPU"}
+	for _, c := range []struct {
+		heads, dh int64
+		lengths   []int64
+	}{
+		{12, 32, []int64{1, 5, 16, 17, 30, 30}},
+		{4, 64, []int64{64, 65, 100, 130}},
+		{3, 24, []int64{7, 33, 9}},
+	} {
+		t.Run(fmt.Sprintf("heads%d_dim%d", c.heads, c.dh), func(t *testing.T) {
+			bs := int64(len(c.lengths))
+			seq := int64(0)
+			for _, n := range c.lengths {
+				seq = max(seq, n)
+			}
+			width := c.heads * c.dh
+			rng := rand.New(rand.NewSource(seq))
+			vals := make([]float32, bs*seq*3*width)
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64())
+			}
+			mask := make([]int64, bs*seq)
+			for r, n := range c.lengths {
+				for p := int64(0); p < n; p++ {
+					mask[int64(r)*seq+p] = 1
+				}
+			}
+			var s scope
+			defer s.release()
+			packed, err := Float32Tensor(vals, []int64{bs, seq, 3 * width}, cpu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk, err := Int64Tensor(mask, int(bs), int(seq), cpu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer drop(packed, mk)
+			q, k, v := s.narrow(packed, 2, 0, width), s.narrow(packed, 2, width, width), s.narrow(packed, 2, 2*width, width)
+			scale := 1 / math.Sqrt(float64(c.dh))
+			fused := s.attentionFused(q, k, v, c.lengths, c.heads, scale)
+
+			split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, c.heads, c.dh), 0, 2, 1, 3) }
+			add := s.view(s.mulScalar(s.oneMinus(s.toFloat(mk)), -math.MaxFloat32), bs, 1, 1, seq)
+			ref := s.view(s.contiguous(s.permute(s.attention(split(q), split(k), split(v), add, scale), 0, 2, 1, 3)), bs, seq, width)
+			if !s.ok() {
+				t.Fatal(s.err)
+			}
+			got, err := Float32s(fused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := Float32s(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d float64
+			for r, n := range c.lengths {
+				for p := int64(0); p < seq; p++ {
+					for j := int64(0); j < width; j++ {
+						i := (int64(r)*seq+p)*width + j
+						if p >= n {
+							if got[i] != 0 {
+								t.Fatalf("row %d, padded position %d: %v, want 0", r, p, got[i])
+							}
+							continue
+						}
+						d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+					}
+				}
+			}
+			t.Logf("max |Δ| against libtorch at real positions: %.2e", d)
+			if d > 2e-6 {
+				t.Errorf("beamtune's attention differs from libtorch's by %.2e (limit 2e-6)", d)
+			}
+		})
+	}
+}
+
+// TestFusedAttentionForwardEqualsMasked scores padded batches two ways in
+// eval mode: with the fused kernel (Forward without hidden states) and with
+// libtorch's attention and the additive mask (asking for hidden states keeps
+// it). Sorted and unsorted rows must give the same logits.
+func TestFusedAttentionForwardEqualsMasked(t *testing.T) {
+	if !fusedAttention {
+		t.Skip("this CPU lacks AVX-512: beamtune's attention kernel does not run here (libtorch's does)")
+	}
+	defer LockThread()()
+	m := loadTiny(t)
+	defer m.Free()
+	const seq = 12
+	for _, lengths := range [][]int64{
+		{3, 3, 5, 5, 5, 9, 12},
+		{9, 3, 12, 5, 1},
+	} {
+		t.Run(fmt.Sprint(lengths), func(t *testing.T) {
+			bs := len(lengths)
+			ids := make([]int64, bs*seq)
+			mask := make([]int64, bs*seq)
+			for r, n := range lengths {
+				for p := int64(0); p < n; p++ {
+					ids[int64(r)*seq+p] = (int64(r)*131 + p*17 + 5) % int64(m.Config.VocabSize)
+					mask[int64(r)*seq+p] = 1
+				}
+			}
+			x, err := Int64Tensor(ids, bs, seq, m.Device)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk, err := Int64Tensor(mask, bs, seq, m.Device)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer drop(x, mk)
+			b := Batch{InputIDs: x, AttentionMask: mk}
+			fused := evalLogits(t, m, b)
+			var masked []float32
+			if err := NoGrad(func() error {
+				o, err := m.Forward(b, false, true)
+				if err != nil {
+					return err
+				}
+				defer o.Free()
+				masked, err = Float32s(o.Logits)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var d float64
+			for i := range masked {
+				d = math.Max(d, math.Abs(float64(fused[i]-masked[i])))
+			}
+			t.Logf("max |Δ logits| %.2e", d)
+			if d > 1e-5 {
+				t.Errorf("logits with the fused kernel differ from the masked form by %.2e (limit 1e-5)", d)
+			}
+		})
+	}
+}

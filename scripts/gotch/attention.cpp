@@ -1,0 +1,256 @@
+
+// ---- beamtune: fused attention for inference (appended to libtch/torch_api.cpp by scripts/setup.sh)
+//
+// softmax(q·kᵀ·scale)·v for every (row, head) of a batch, each row over its own
+// number of tokens, in one pass per query (scores, softmax and the weighted sum
+// of values stay in the L1 cache). Why: libtorch 2.1's fused CPU kernel
+// (cpu_flash_attention) takes no mask, so padded batches ran attention op by op,
+// and even unpadded it spends most of its time in per-block MKL calls at BERT's
+// short lengths (at 24 tokens it ran at 31 GFLOP/s). model/attention.go calls
+// this in eval mode on CPUs with AVX-512; elsewhere libtorch's kernels run.
+//
+// q, k, v: float32 [batch, seq, heads·head_dim] with unit stride in the last
+// dimension (views of one packed projection are fine). lengths: the tokens of
+// each row (right padding); query positions past a row's length get zeros.
+// Returns a new contiguous [batch, seq, heads·head_dim] tensor.
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace bt_attention_impl {
+
+// The kernels are compiled for AVX-512 (run checks the CPU first) at -O3,
+// whose complete unrolling keeps the register tiles below in registers; the
+// rest of libtch keeps its default target and -O2.
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#pragma GCC optimize("O3")
+
+// exp for AVX-512: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6
+// polynomial (Taylor coefficients; relative error below 2e-7 on that range),
+// scaled by 2^n with scalef. Inputs here are ≤ 0 (scores minus their max);
+// below -87 the result is flushed to zero.
+static inline __m512 exp512(__m512 x) {
+  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+  const __m512 ln2_hi = _mm512_set1_ps(0.693359375f);
+  const __m512 ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
+  r = _mm512_fnmadd_ps(n, ln2_lo, r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(~tiny, p, n);
+}
+
+static inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+// Queries are taken QT at a time so that every loaded key or value vector
+// feeds QT independent multiply-adds (one chain per query and register
+// would wait on the adder's latency instead).
+constexpr int QT = 8;
+
+// scores: s[r][j] = q_r · k_j for KB blocks of 16 keys from key jb, from kᵀ
+// (kt, dh rows of npad).
+template <int KB>
+static inline void scores(const float *const *q, const float *kt, int64_t npad, int64_t dh, int64_t jb, float *const *s) {
+  __m512 acc[QT][KB];
+  for (int r = 0; r < QT; r++)
+    for (int b = 0; b < KB; b++) acc[r][b] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < dh; d++) {
+    __m512 kv[KB];
+    for (int b = 0; b < KB; b++) kv[b] = _mm512_loadu_ps(kt + d * npad + jb + 16 * b);
+#pragma GCC unroll 8
+    for (int r = 0; r < QT; r++) {
+      const __m512 qd = _mm512_set1_ps(q[r][d]);
+      for (int b = 0; b < KB; b++) acc[r][b] = _mm512_fmadd_ps(qd, kv[b], acc[r][b]);
+    }
+  }
+  for (int r = 0; r < QT; r++)
+    for (int b = 0; b < KB; b++) _mm512_storeu_ps(s[r] + jb + 16 * b, acc[r][b]);
+}
+
+// values: o[r][c0·16 ...] = inv[r] · Σ_j p[r][j] · v_j over C 16-float
+// chunks of the head from chunk c0; the last chunk may be partial (last).
+template <int C>
+static inline void values(const float *const *p, const float *v, int64_t vs, int64_t n, int64_t c0, __mmask16 last,
+                          const float *inv, float *const *o) {
+  __m512 acc[QT][C];
+  for (int r = 0; r < QT; r++)
+    for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+  __mmask16 m[C];
+  for (int c = 0; c < C; c++) m[c] = c == C - 1 ? last : (__mmask16)0xFFFF;
+  for (int64_t j = 0; j < n; j++) {
+    __m512 vv[C];
+    for (int c = 0; c < C; c++) vv[c] = _mm512_maskz_loadu_ps(m[c], v + j * vs + (c0 + c) * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < QT; r++) {
+      const __m512 pj = _mm512_set1_ps(p[r][j]);
+      for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < QT; r++)
+    for (int c = 0; c < C; c++)
+      _mm512_mask_storeu_ps(o[r] + (c0 + c) * 16, m[c], _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+}
+
+// softmax of n scaled scores in place (positions n..npad become 0); returns
+// 1 / the sum of the exponentials.
+static inline float softmax(float *s, int64_t n, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), sc));
+  }
+  const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), sc, vmax)));
+    _mm512_storeu_ps(s + j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+// One (row, head): n tokens, head_dim dh. q, k, v, o point at the head's
+// first column of position 0; qs, ks, vs, os are the position strides. kt
+// (dh × npad), vh (n × dh), s (QT × npad) and discard (QT × dh rounded up to 16: the
+// output of the rows a partial tile repeats) are scratch.
+static void head(const float *q, int64_t qs, const float *k, int64_t ks, const float *v, int64_t vs, float *o,
+                 int64_t os, int64_t n, int64_t dh, float scale, float *kt, float *vh, float *s, float *discard) {
+  const int64_t npad = (n + 15) / 16 * 16;
+  // kᵀ, so that one query's scores are 16 keys per multiply-add, and the
+  // head's values packed by rows. Both are read many times below; in place
+  // each of their rows lies on its own page (the positions of the packed
+  // projection are kilobytes apart), which costs a TLB miss per row.
+  for (int64_t j = 0; j < n; j++) {
+    const float *kj = k + j * ks;
+    for (int64_t d = 0; d < dh; d++) kt[d * npad + j] = kj[d];
+    std::copy_n(v + j * vs, dh, vh + j * dh);
+  }
+  for (int64_t d = 0; d < dh; d++) std::fill(kt + d * npad + n, kt + (d + 1) * npad, 0.0f);
+  const int64_t chunks = (dh + 15) / 16;
+  const __mmask16 last = tail_mask(dh - (chunks - 1) * 16);
+  for (int64_t i0 = 0; i0 < n; i0 += QT) {
+    // A partial tile repeats its last query; only real rows are stored.
+    const float *qr[QT];
+    float *sr[QT], *orow[QT];
+    for (int r = 0; r < QT; r++) {
+      const int64_t i = std::min<int64_t>(i0 + r, n - 1);
+      qr[r] = q + i * qs;
+      sr[r] = s + r * npad;
+      orow[r] = i0 + r < n ? o + i * os : discard + r * chunks * 16;
+    }
+    int64_t jb = 0;
+    for (; jb + 48 <= npad; jb += 48) scores<3>(qr, kt, npad, dh, jb, sr);
+    switch ((npad - jb) / 16) {
+      case 2: scores<2>(qr, kt, npad, dh, jb, sr); break;
+      case 1: scores<1>(qr, kt, npad, dh, jb, sr); break;
+    }
+    float inv[QT];
+    for (int r = 0; r < QT; r++) inv[r] = softmax(sr[r], n, scale);
+    // Four chunks (64 floats) of the head at a time.
+    for (int64_t c0 = 0; c0 < chunks; c0 += 2) {
+      const int64_t cn = std::min<int64_t>(2, chunks - c0);
+      const __mmask16 m = c0 + cn == chunks ? last : (__mmask16)0xFFFF;
+      switch (cn) {
+        case 2: values<2>(sr, vh, dh, n, c0, m, inv, orow); break;
+        case 1: values<1>(sr, vh, dh, n, c0, m, inv, orow); break;
+      }
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+// libtorch's OpenMP runtime (the libgomp its wheel ships, loaded with it).
+// at::parallel_for is a header template whose OpenMP pragmas only work in
+// code compiled with -fopenmp, and compiling libtch so would link the
+// system's libgomp beside libtorch's: two thread pools fighting over the
+// cores. So the kernel calls the loaded runtime's entry points directly,
+// found at run time: GOMP_parallel is what `#pragma omp parallel` compiles
+// to, and it runs on the calling thread's team, the one libtorch's own ops
+// use. Without them the kernel runs on the calling thread alone.
+struct Gomp {
+  void (*parallel)(void (*fn)(void *), void *data, unsigned threads, unsigned flags);
+  int (*thread_num)();
+};
+
+static const Gomp &gomp() {
+  static const Gomp g = [] {
+    Gomp r{reinterpret_cast<decltype(r.parallel)>(dlsym(RTLD_DEFAULT, "GOMP_parallel")),
+           reinterpret_cast<decltype(r.thread_num)>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"))};
+    if (r.parallel == nullptr || r.thread_num == nullptr) r = Gomp{nullptr, nullptr};
+    return r;
+  }();
+  return g;
+}
+
+// parallel runs work(t) for t in [0, threads), each on its own thread of the
+// team (threads == 1: on the caller).
+template <typename F>
+static void parallel(int64_t threads, F &work) {
+  if (threads <= 1) {
+    work(0);
+    return;
+  }
+  gomp().parallel([](void *p) { (*static_cast<F *>(p))(gomp().thread_num()); }, &work, (unsigned)threads, 0);
+}
+
+// run is bt_attention's body (PROTECT, a macro, cannot take its commas).
+static at::Tensor run(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const int64_t *lengths,
+                    int64_t heads, double scale) {
+  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+              "bt_attention: q, k, v must be [batch, seq, hidden] of one shape");
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
+              "bt_attention: float32 only");
+  TORCH_CHECK(q.stride(2) == 1 && k.stride(2) == 1 && v.stride(2) == 1, "bt_attention: the last dimension must be dense");
+  TORCH_CHECK(__builtin_cpu_supports("avx512f"), "bt_attention: this CPU lacks AVX-512");
+  const int64_t bs = q.size(0), seq = q.size(1), hidden = q.size(2);
+  TORCH_CHECK(heads > 0 && hidden % heads == 0, "bt_attention: hidden size not a multiple of heads");
+  const int64_t dh = hidden / heads;
+  for (int64_t b = 0; b < bs; b++) {
+    TORCH_CHECK(lengths[b] >= 1 && lengths[b] <= seq, "bt_attention: row length out of range");
+  }
+  at::Tensor out = at::empty({bs, seq, hidden}, q.options());
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  float *op = out.data_ptr<float>();
+  const int64_t qb = q.stride(0), qs = q.stride(1), kb = k.stride(0), ks = k.stride(1), vb = v.stride(0), vs = v.stride(1);
+  const int64_t npad = (seq + 15) / 16 * 16;
+  const int64_t tasks = bs * heads, nth = gomp().parallel ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks)) : 1;
+  // Thread t takes every nth (row, head) from t: rows of a sorted batch
+  // grow in length, and contiguous chunks would give the last thread the
+  // longest.
+  auto work = [&](int64_t t) {
+    std::vector<float> kt(dh * npad), vh(seq * dh), scratch(QT * npad), discard(QT * ((dh + 15) / 16 * 16));
+    for (int64_t task = t; task < tasks; task += nth) {
+      const int64_t b = task / heads, h = task % heads;
+      head(qp + b * qb + h * dh, qs, kp + b * kb + h * dh, ks, vp + b * vb + h * dh, vs, op + b * seq * hidden + h * dh,
+           hidden, lengths[b], dh, (float)scale, kt.data(), vh.data(), scratch.data(), discard.data());
+      for (int64_t i = lengths[b]; i < seq; i++) {
+        std::fill_n(op + (b * seq + i) * hidden + h * dh, dh, 0.0f);
+      }
+    }
+  };
+  parallel(nth, work);
+  return out;
+}
+
+}  // namespace bt_attention_impl
+
+tensor bt_attention(tensor query, tensor key, tensor value, int64_t *lengths, int64_t heads, double scale) {
+  PROTECT(return new torch::Tensor(bt_attention_impl::run(*query, *key, *value, lengths, heads, scale));)
+  return nullptr;
+}
