@@ -337,10 +337,12 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	defer s.release()
 	var mask attentionMask
 	padded := b.AttentionMask != nil
-	if !train && !hidden && m.masks == nil && fusedAttention && !m.Precision().reduced() {
+	if !train && !hidden && m.masks == nil && fusedAttention && !m.Precision().reduced() && !gradEnabled() {
 		// Inference in float32 runs beamtune's fused kernel over each row's
 		// tokens (see fusedAttention); hidden states keep HF's values at
-		// padded positions through the additive mask below.
+		// padded positions through the additive mask below, and a forward
+		// that will be differentiated (the kernel has no backward) keeps
+		// libtorch's attention.
 		lengths, err := rowLengths(b.AttentionMask, bs, seq)
 		if err != nil {
 			return nil, fmt.Errorf("attention mask: %w", err)

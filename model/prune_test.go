@@ -90,7 +90,9 @@ func TestMaskingEqualsPruning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxAbsDiff(evalLogits(t, m, b), plain); d != 0 {
+	// Scoring with masks runs libtorch's attention, without them beamtune's
+	// kernel (where the CPU has AVX-512): float32 rounding differs.
+	if d := maxAbsDiff(evalLogits(t, m, b), plain); d > 1e-6 {
 		t.Fatalf("masks of ones changed the logits by %g", d)
 	}
 	heads := ones(4)
