@@ -337,9 +337,10 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	defer s.release()
 	var mask attentionMask
 	padded := b.AttentionMask != nil
-	if !train && !hidden && m.masks == nil && fusedAttention && !m.Precision().reduced() && !gradEnabled() {
-		// Inference in float32 runs beamtune's fused kernel over each row's
-		// tokens (see fusedAttention); hidden states keep HF's values at
+	if !train && !hidden && m.masks == nil && ownKernels && !m.Precision().reduced() && !gradEnabled() {
+		// Inference in float32 runs beamtune's kernels (see ownKernels):
+		// attention over each row's tokens, the residual add and LayerNorm
+		// in one pass; hidden states keep HF's values at
 		// padded positions through the additive mask below, and a forward
 		// that will be differentiated (the kernel has no backward) keeps
 		// libtorch's attention.
@@ -496,15 +497,21 @@ func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, tra
 		}
 		ctx = s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, heads*dh)
 	}
-	attn := s.dropout(lin(&s, "attention.output.dense", ctx), cfg.HiddenDropoutProb, train)
-	attn = s.layerNorm(s.addT(attn, h), w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), cfg.LayerNormEps)
+	// Residual connection and LayerNorm: one pass per row with beamtune's
+	// kernel where attention ran it (inference), else libtorch's ops.
+	addNorm := func(x, residual *ts.Tensor, norm string) *ts.Tensor {
+		if mask.lengths != nil {
+			return s.addLayerNorm(s.contiguous(x), s.contiguous(residual), w(norm+".weight"), w(norm+".bias"), cfg.LayerNormEps)
+		}
+		return s.layerNorm(s.addT(s.dropout(x, cfg.HiddenDropoutProb, train), residual), w(norm+".weight"), w(norm+".bias"), cfg.LayerNormEps)
+	}
+	attn := addNorm(lin(&s, "attention.output.dense", ctx), h, "attention.output.LayerNorm")
 
 	inter := s.activation(lin(&s, "intermediate.dense", attn), cfg.HiddenAct)
 	if m.masks != nil { // neuron importance: Σ activation × gradient
 		inter = s.mulT(inter, m.masks.FFN[i])
 	}
-	o := s.dropout(lin(&s, "output.dense", inter), cfg.HiddenDropoutProb, train)
-	o = s.layerNorm(s.addT(o, attn), w("output.LayerNorm.weight"), w("output.LayerNorm.bias"), cfg.LayerNormEps)
+	o := addNorm(lin(&s, "output.dense", inter), attn, "output.LayerNorm")
 	if !s.ok() {
 		return nil, s.err
 	}

@@ -16,7 +16,9 @@
 # libtorch paths, and its tensor wrapper carries a 100 KB Go ballast per tensor and
 # leaks a malloc(0) out-pointer per op. We copy the module out of the Go module cache,
 # rewrite those spots, and point the build at the copy with a generated, git-ignored
-# go.work. Nothing of gotch is committed.
+# go.work. Nothing of gotch is committed. beamtune's own C++ (scripts/gotch/*.cpp:
+# dynamic int8 linear layers, inference kernels) is appended to the copy's
+# libtch, which is the one place compiled against libtorch's headers.
 set -euo pipefail
 
 TORCH_VERSION=2.1.0
@@ -133,8 +135,8 @@ else
   LINK="-ltorch_cpu -lc10"
 fi
 INT8_SHIM=$REPO/scripts/gotch/int8_linear.cpp
-ATTENTION_SHIM=$REPO/scripts/gotch/attention.cpp
-PATCH_ID=$(printf '%s|%s|%s|%s|%s|%s|%s' "$LT" "$ABI" "$LINK" "$(sha256sum "$0" | cut -c1-16)" "$(sha256sum "$INT8_SHIM" | cut -c1-16)" "$(sha256sum "$ATTENTION_SHIM" | cut -c1-16)" "$GOTCH_VERSION" | sha256sum | cut -c1-12)
+KERNELS_SHIM=$REPO/scripts/gotch/kernels.cpp
+PATCH_ID=$(printf '%s|%s|%s|%s|%s|%s|%s' "$LT" "$ABI" "$LINK" "$(sha256sum "$0" | cut -c1-16)" "$(sha256sum "$INT8_SHIM" | cut -c1-16)" "$(sha256sum "$KERNELS_SHIM" | cut -c1-16)" "$GOTCH_VERSION" | sha256sum | cut -c1-12)
 GOTCH=$CACHE/gotch-$GOTCH_VERSION-$PATCH_ID
 if [ -f "$GOTCH/.complete" ]; then
   say "patched gotch present in $GOTCH"
@@ -192,11 +194,12 @@ GO
   #    batches that have no padding, which is what selects libtorch's fused kernel.
   perl -0pi -e 's/(torch::scaled_dot_product_attention\(\*query, \*key, \*value, )\(attn_mask \? \*attn_mask : torch::Tensor\(\)\)/$1(attn_mask ? c10::optional<torch::Tensor>(*attn_mask) : c10::nullopt)/' "$GOTCH.tmp/libtch/torch_api_generated.cpp.h"
   grep -q 'scaled_dot_product_attention(\*query, \*key, \*value, (attn_mask ? c10::optional' "$GOTCH.tmp/libtch/torch_api_generated.cpp.h" || die "gotch patch 7 (attention without a mask) did not apply"
-  # 8. Fused attention for inference (beamtune's own kernel, scripts/gotch/attention.cpp):
-  #    each row over its own length, no mask; model/attention.go calls it.
-  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\ntensor bt_attention(tensor query, tensor key, tensor value, int64_t *lengths, int64_t heads, double scale);/' "$GOTCH.tmp/libtch/torch_api.h"
-  cat "$ATTENTION_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
-  grep -q 'tensor bt_attention(tensor query' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 8 (attention) did not apply"
+  # 8. Inference kernels (beamtune's own code, scripts/gotch/kernels.cpp): attention over
+  #    each row's own length without a mask, residual add + LayerNorm in one pass;
+  #    model/kernels.go calls them.
+  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\ntensor bt_attention(tensor query, tensor key, tensor value, int64_t *lengths, int64_t heads, double scale);\ntensor bt_add_layer_norm(tensor x, tensor residual, tensor weight, tensor bias, double eps);/' "$GOTCH.tmp/libtch/torch_api.h"
+  cat "$KERNELS_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
+  grep -q 'tensor bt_add_layer_norm(tensor x' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 8 (inference kernels) did not apply"
   touch "$GOTCH.tmp/.complete"
   mv "$GOTCH.tmp" "$GOTCH"
 fi

@@ -55,7 +55,7 @@ func TestRowLengths(t *testing.T) {
 // must agree within 2e-6 (float32 rounding in a different order; measured
 // below 1e-6); padded positions must be zero.
 func TestFusedAttentionEqualsLibtorch(t *testing.T) {
-	if !fusedAttention {
+	if !ownKernels {
 		t.Skip("this CPU lacks AVX-512: beamtune's attention kernel does not run here (libtorch's does)")
 	}
 	defer LockThread()()
@@ -143,7 +143,7 @@ func TestFusedAttentionEqualsLibtorch(t *testing.T) {
 // libtorch's attention and the additive mask (asking for hidden states keeps
 // it). Sorted and unsorted rows must give the same logits.
 func TestFusedAttentionForwardEqualsMasked(t *testing.T) {
-	if !fusedAttention {
+	if !ownKernels {
 		t.Skip("this CPU lacks AVX-512: beamtune's attention kernel does not run here (libtorch's does)")
 	}
 	defer LockThread()()
@@ -196,5 +196,62 @@ func TestFusedAttentionForwardEqualsMasked(t *testing.T) {
 				t.Errorf("logits with the fused kernel differ from the masked form by %.2e (limit 1e-5)", d)
 			}
 		})
+	}
+}
+
+// TestAddLayerNormEqualsLibtorch compares beamtune's residual add +
+// LayerNorm with libtorch's add then layer_norm on random rows of BERT's
+// width and of a width that does not fill whole registers (100).
+func TestAddLayerNormEqualsLibtorch(t *testing.T) {
+	if !ownKernels {
+		t.Skip("this CPU lacks AVX-512: beamtune's kernels do not run here (libtorch's do)")
+	}
+	defer LockThread()()
+	cpu := Device{Name: "CPU"}
+	for _, width := range []int64{384, 100} {
+		rows := int64(70) // above the kernel's threshold for a second thread
+		rng := rand.New(rand.NewSource(width))
+		randn := func(n int64, mean, std float64) []float32 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(mean + std*rng.NormFloat64())
+			}
+			return v
+		}
+		var s scope
+		x, err := Float32Tensor(randn(rows*width, 0.5, 2), []int64{rows, width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Float32Tensor(randn(rows*width, -0.2, 1), []int64{rows, width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := Float32Tensor(randn(width, 1, 0.1), []int64{width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Float32Tensor(randn(width, 0, 0.1), []int64{width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Float32s(s.addLayerNorm(x, res, w, b, 1e-12))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		want, err := Float32s(s.layerNorm(s.addT(x, res), w, b, 1e-12))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		var d float64
+		for i := range want {
+			d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+		}
+		t.Logf("width %d: max |Δ| against libtorch %.2e", width, d)
+		if d > 2e-6 {
+			t.Errorf("width %d: add + LayerNorm differs from libtorch's by %.2e (limit 2e-6)", width, d)
+		}
+		s.release()
+		drop(x, res, w, b)
 	}
 }

@@ -1,8 +1,9 @@
 package model
 
 // #include <stdint.h>
-// // Added to libtch by scripts/setup.sh (gotch patch 8, scripts/gotch/attention.cpp).
+// // Added to libtch by scripts/setup.sh (gotch patch 8, scripts/gotch/kernels.cpp).
 // void *bt_attention(void *query, void *key, void *value, int64_t *lengths, int64_t heads, double scale);
+// void *bt_add_layer_norm(void *x, void *residual, void *weight, void *bias, double eps);
 import "C"
 
 import (
@@ -15,15 +16,18 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// fusedAttention says whether eval-mode float32 attention runs beamtune's own
-// kernel (scripts/gotch/attention.cpp): every row over its own tokens, no
-// mask, in one pass per query. Why: libtorch 2.1's fused CPU kernel takes no
-// mask, so padded batches ran attention op by op (scores, mask add, softmax,
-// product), and at BERT's short lengths even unpadded batches spent most of
-// the kernel's time in per-block library calls: 0.9 ms a layer for 32 rows of
-// 24 tokens, 31 GFLOP/s. The kernel needs AVX-512; other CPUs run libtorch's
-// kernels (TestFusedAttentionEqualsLibtorch compares the two).
-var fusedAttention = cpu.X86.HasAVX512F
+// ownKernels says whether eval-mode float32 forwards without gradients run
+// beamtune's own CPU kernels (scripts/gotch/kernels.cpp, AVX-512) for
+// attention and for the residual add + LayerNorm. Why attention: libtorch
+// 2.1's fused CPU kernel takes no mask, so padded batches ran attention op by
+// op (scores, mask add, softmax, product), and at BERT's short lengths even
+// unpadded batches spent most of the kernel's time in per-block library
+// calls: 1.05 ms a layer for 32 rows of 24 tokens against 0.47 ms
+// (BenchmarkAttention). Why the add + LayerNorm: libtorch makes three passes
+// over the activations (the add, the moments, the normalisation) where one
+// row at a time in the cache is enough (BenchmarkAddLayerNorm). Other CPUs
+// run libtorch's ops; the tests compare the two.
+var ownKernels = cpu.X86.HasAVX512F
 
 // rowLengths reads a [batch, seq] 0/1 attention mask (nil: no padding) and
 // returns each row's tokens, or nil when some row is not tokens then padding
@@ -107,8 +111,22 @@ func (s *scope) attentionFused(q, k, v *ts.Tensor, lengths []int64, heads int64,
 
 // attentionMask is how a layer keeps padding out of attention: add, the
 // additive mask ([batch, 1, 1, seq]; nil: no padding), or lengths, each row's
-// tokens for the fused kernel (inference; see fusedAttention).
+// tokens for beamtune's kernel (inference; see ownKernels).
 type attentionMask struct {
 	add     *ts.Tensor
 	lengths []int64
+}
+
+// addLayerNorm is LayerNorm(x + residual) with weight and bias over the last
+// dimension, in one pass per row (x and residual contiguous, of one shape).
+func (s *scope) addLayerNorm(x, residual, w, b *ts.Tensor, eps float64) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	p := C.bt_add_layer_norm(unsafe.Pointer(x.Ctensor()), unsafe.Pointer(residual.Ctensor()), unsafe.Pointer(w.Ctensor()),
+		unsafe.Pointer(b.Ctensor()), C.double(eps))
+	if err := ts.TorchErr(); err != nil {
+		return s.add(nil, err, "add + layer_norm")
+	}
+	return s.add(ts.New(lib.Ctensor(p)), nil, "add + layer_norm")
 }

@@ -1,18 +1,25 @@
 
-// ---- beamtune: fused attention for inference (appended to libtch/torch_api.cpp by scripts/setup.sh)
+// ---- beamtune: inference kernels (appended to libtch/torch_api.cpp by scripts/setup.sh)
 //
-// softmax(q·kᵀ·scale)·v for every (row, head) of a batch, each row over its own
-// number of tokens, in one pass per query (scores, softmax and the weighted sum
-// of values stay in the L1 cache). Why: libtorch 2.1's fused CPU kernel
-// (cpu_flash_attention) takes no mask, so padded batches ran attention op by op,
-// and even unpadded it spends most of its time in per-block MKL calls at BERT's
-// short lengths (at 24 tokens it ran at 31 GFLOP/s). model/attention.go calls
-// this in eval mode on CPUs with AVX-512; elsewhere libtorch's kernels run.
+// Eval-mode float32 work that libtorch 2.1 does in several passes or with
+// per-call overhead that dominates at BERT's short lengths; model/kernels.go
+// calls these on CPUs with AVX-512 when no gradient will flow; elsewhere
+// libtorch's ops run.
 //
+// bt_attention: softmax(q·kᵀ·scale)·v for every (row, head) of a batch, each
+// row over its own number of tokens, in one pass per query (scores, softmax
+// and the weighted sum of values stay in the L1 cache). libtorch 2.1's fused
+// CPU kernel (cpu_flash_attention) takes no mask, so padded batches ran
+// attention op by op, and even unpadded it spends most of its time in
+// per-block MKL calls (at 24 tokens it ran at 31 GFLOP/s).
 // q, k, v: float32 [batch, seq, heads·head_dim] with unit stride in the last
 // dimension (views of one packed projection are fine). lengths: the tokens of
 // each row (right padding); query positions past a row's length get zeros.
 // Returns a new contiguous [batch, seq, heads·head_dim] tensor.
+//
+// bt_add_layer_norm: LayerNorm(x + residual)·weight + bias over the last
+// dimension, the residual connection and the norm in one pass over each row
+// instead of an add over the whole tensor and then the norm's own passes.
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <immintrin.h>
@@ -20,7 +27,7 @@
 #include <cmath>
 #include <vector>
 
-namespace bt_attention_impl {
+namespace bt_kernels {
 
 // The kernels are compiled for AVX-512 (run checks the CPU first) at -O3,
 // whose complete unrolling keeps the register tiles below in registers; the
@@ -173,6 +180,33 @@ static void head(const float *q, int64_t qs, const float *k, int64_t ks, const f
   }
 }
 
+// One row of LayerNorm(x + r): the sum goes to o first, then mean and
+// variance over it (two passes, as exact as libtorch's), then the affine map.
+static void add_layer_norm_row(const float *x, const float *r, const float *w, const float *b, float *o, int64_t n,
+                               float eps) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, r + j));
+    _mm512_mask_storeu_ps(o + j, m, y);
+    sum = _mm512_add_ps(sum, y);
+  }
+  const float mean = _mm512_reduce_add_ps(sum) / (float)n;
+  const __m512 vmean = _mm512_set1_ps(mean);
+  __m512 sq = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, o + j), vmean);
+    sq = _mm512_fmadd_ps(d, d, sq);
+  }
+  const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(sq) / (float)n + eps));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, o + j), vmean), rstd);
+    _mm512_mask_storeu_ps(o + j, m, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, b + j)));
+  }
+}
+
 #pragma GCC pop_options
 
 // libtorch's OpenMP runtime (the libgomp its wheel ships, loaded with it).
@@ -209,8 +243,9 @@ static void parallel(int64_t threads, F &work) {
   gomp().parallel([](void *p) { (*static_cast<F *>(p))(gomp().thread_num()); }, &work, (unsigned)threads, 0);
 }
 
-// run is bt_attention's body (PROTECT, a macro, cannot take its commas).
-static at::Tensor run(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const int64_t *lengths,
+// attention and add_layer_norm are the bodies of bt_attention and
+// bt_add_layer_norm (PROTECT, a macro, cannot take their commas).
+static at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const int64_t *lengths,
                     int64_t heads, double scale) {
   TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
               "bt_attention: q, k, v must be [batch, seq, hidden] of one shape");
@@ -248,9 +283,42 @@ static at::Tensor run(const at::Tensor &q, const at::Tensor &k, const at::Tensor
   return out;
 }
 
-}  // namespace bt_attention_impl
+static at::Tensor add_layer_norm(const at::Tensor &x, const at::Tensor &r, const at::Tensor &w, const at::Tensor &b,
+                                 double eps) {
+  TORCH_CHECK(__builtin_cpu_supports("avx512f"), "bt_add_layer_norm: this CPU lacks AVX-512");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && r.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+                  b.scalar_type() == at::kFloat,
+              "bt_add_layer_norm: float32 only");
+  TORCH_CHECK(x.sizes() == r.sizes() && x.is_contiguous() && r.is_contiguous(),
+              "bt_add_layer_norm: x and residual must be contiguous and of one shape");
+  const int64_t n = x.size(-1);
+  TORCH_CHECK(w.dim() == 1 && b.dim() == 1 && w.size(0) == n && b.size(0) == n && w.is_contiguous() && b.is_contiguous(),
+              "bt_add_layer_norm: weight and bias must be [hidden]");
+  at::Tensor out = at::empty_like(x);
+  const int64_t rows = n == 0 ? 0 : x.numel() / n;
+  const float *xp = x.data_ptr<float>(), *rp = r.data_ptr<float>(), *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>();
+  float *op = out.data_ptr<float>();
+  // Rows cost the same: contiguous ranges, one per thread; below 64 rows a
+  // second thread costs more than it saves.
+  const int64_t nth = gomp().parallel && rows >= 64 ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / 32)) : 1;
+  const int64_t per = (rows + nth - 1) / std::max<int64_t>(nth, 1);
+  auto work = [&](int64_t t) {
+    for (int64_t i = t * per; i < std::min(rows, (t + 1) * per); i++) {
+      add_layer_norm_row(xp + i * n, rp + i * n, wp, bp, op + i * n, n, (float)eps);
+    }
+  };
+  parallel(nth, work);
+  return out;
+}
+
+}  // namespace bt_kernels
+
+tensor bt_add_layer_norm(tensor x, tensor residual, tensor weight, tensor bias, double eps) {
+  PROTECT(return new torch::Tensor(bt_kernels::add_layer_norm(*x, *residual, *weight, *bias, eps));)
+  return nullptr;
+}
 
 tensor bt_attention(tensor query, tensor key, tensor value, int64_t *lengths, int64_t heads, double scale) {
-  PROTECT(return new torch::Tensor(bt_attention_impl::run(*query, *key, *value, lengths, heads, scale));)
+  PROTECT(return new torch::Tensor(bt_kernels::attention(*query, *key, *value, lengths, heads, scale));)
   return nullptr;
 }
