@@ -30,11 +30,13 @@
 // (AdamW, fused on CPU, the linear schedule, clipping), torch.go (tensors in
 // and out, threads, seeds, grad mode), thread.go (the one OS thread a process
 // runs its torch work on, OnTorchThread), speed.go (inference timing), paths.go
-// (the default model).
+// (the default model), kernels.go (beamtune's own inference kernels in
+// scripts/gotch/kernels.cpp: attention over each row's own tokens, residual
+// add + LayerNorm in one pass; AVX-512 CPUs, float32, no gradients).
 //
-// It is the only package that imports gotch (and cgo for adamw.c and the
-// int8 shim); besides that it imports only the standard library,
-// golang.org/x/sys/cpu (which instructions int8 can use) and its own
+// It is the only package that imports gotch (and cgo for adamw.c, the
+// int8 shim and the inference kernels); besides that it imports only the standard library,
+// golang.org/x/sys/cpu (which instructions int8 and the kernels can use) and its own
 // model/safetensors and model/pickle. Nothing in it knows Beam, storage or datasets: callers
 // hand it local folders and in-memory batches.
 package model

@@ -187,10 +187,7 @@ func TestFusedAttentionForwardEqualsMasked(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			var d float64
-			for i := range masked {
-				d = math.Max(d, math.Abs(float64(fused[i]-masked[i])))
-			}
+			d := maxAbsDiff(fused, masked)
 			t.Logf("max |Δ logits| %.2e", d)
 			if d > 1e-5 {
 				t.Errorf("logits with the fused kernel differ from the masked form by %.2e (limit 1e-5)", d)
@@ -243,10 +240,7 @@ func TestAddLayerNormEqualsLibtorch(t *testing.T) {
 		if err != nil || !s.ok() {
 			t.Fatal(err, s.err)
 		}
-		var d float64
-		for i := range want {
-			d = math.Max(d, math.Abs(float64(got[i]-want[i])))
-		}
+		d := maxAbsDiff(got, want)
 		t.Logf("width %d: max |Δ| against libtorch %.2e", width, d)
 		if d > 2e-6 {
 			t.Errorf("width %d: add + LayerNorm differs from libtorch's by %.2e (limit 2e-6)", width, d)
