@@ -29,7 +29,8 @@
 
 namespace bt_kernels {
 
-// The kernels are compiled for AVX-512 (run checks the CPU first) at -O3,
+// The kernels are compiled for AVX-512 (the entry points check the CPU
+// first) at -O3,
 // whose complete unrolling keeps the register tiles below in registers; the
 // rest of libtch keeps its default target and -O2.
 #pragma GCC push_options
@@ -168,7 +169,7 @@ static void head(const float *q, int64_t qs, const float *k, int64_t ks, const f
     }
     float inv[QT];
     for (int r = 0; r < QT; r++) inv[r] = softmax(sr[r], n, scale);
-    // Four chunks (64 floats) of the head at a time.
+    // Two chunks (32 floats) of the head at a time: QT × 2 sums in registers.
     for (int64_t c0 = 0; c0 < chunks; c0 += 2) {
       const int64_t cn = std::min<int64_t>(2, chunks - c0);
       const __mmask16 m = c0 + cn == chunks ? last : (__mmask16)0xFFFF;
@@ -180,8 +181,8 @@ static void head(const float *q, int64_t qs, const float *k, int64_t ks, const f
   }
 }
 
-// One row of LayerNorm(x + r): the sum goes to o first, then mean and
-// variance over it (two passes, as exact as libtorch's), then the affine map.
+// One row of LayerNorm(x + r): the sum goes to o first, then the mean, the
+// variance around it (not E[y²] − mean², which cancels), and the affine map.
 static void add_layer_norm_row(const float *x, const float *r, const float *w, const float *b, float *o, int64_t n,
                                float eps) {
   __m512 sum = _mm512_setzero_ps();
