@@ -337,8 +337,8 @@ func (m *Bert) forward(b Batch, tasks []string, train, hidden bool) (*Output, er
 	defer s.release()
 	var mask attentionMask
 	padded := b.AttentionMask != nil
-	if !train && !hidden && m.masks == nil && ownKernels && !m.Precision().reduced() && !gradEnabled() {
-		// Inference in float32 runs beamtune's kernels (see ownKernels):
+	if !train && !hidden && m.masks == nil && ownKernels && !m.Device.IsCuda() && !m.Precision().reduced() && !gradEnabled() {
+		// Inference in float32 on the CPU runs beamtune's kernels (see ownKernels):
 		// attention over each row's tokens, the residual add and LayerNorm
 		// in one pass; hidden states keep HF's values at
 		// padded positions through the additive mask below, and a forward

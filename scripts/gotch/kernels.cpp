@@ -252,6 +252,7 @@ static at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::
               "bt_attention: q, k, v must be [batch, seq, hidden] of one shape");
   TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
               "bt_attention: float32 only");
+  TORCH_CHECK(q.is_cpu() && k.is_cpu() && v.is_cpu(), "bt_attention: CPU tensors only");
   TORCH_CHECK(q.stride(2) == 1 && k.stride(2) == 1 && v.stride(2) == 1, "bt_attention: the last dimension must be dense");
   TORCH_CHECK(__builtin_cpu_supports("avx512f"), "bt_attention: this CPU lacks AVX-512");
   const int64_t bs = q.size(0), seq = q.size(1), hidden = q.size(2);
@@ -290,6 +291,7 @@ static at::Tensor add_layer_norm(const at::Tensor &x, const at::Tensor &r, const
   TORCH_CHECK(x.scalar_type() == at::kFloat && r.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
                   b.scalar_type() == at::kFloat,
               "bt_add_layer_norm: float32 only");
+  TORCH_CHECK(x.is_cpu() && r.is_cpu() && w.is_cpu() && b.is_cpu(), "bt_add_layer_norm: CPU tensors only");
   TORCH_CHECK(x.sizes() == r.sizes() && x.is_contiguous() && r.is_contiguous(),
               "bt_add_layer_norm: x and residual must be contiguous and of one shape");
   const int64_t n = x.size(-1);
