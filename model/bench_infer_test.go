@@ -71,42 +71,43 @@ func BenchmarkInferLoRA(b *testing.B) {
 			name = "merged"
 		}
 		b.Run(name, func(b *testing.B) {
-			defer LockThread()()
-			SetThreads(benchThreads())
-			m, _, err := Load(dir, LoadOptions{})
-			if err != nil {
-				b.Skipf("model %s: %v", dir, err)
-			}
-			defer m.Free()
-			err = WithSeed(1, func() error {
-				if err := m.AddLoRA(LoRAConfig{R: 8, Alpha: 16, Targets: DefaultLoRATargets}); err != nil {
-					return err
+			torchBench(b, func() {
+				SetThreads(benchThreads())
+				m, _, err := Load(dir, LoadOptions{})
+				if err != nil {
+					b.Skipf("model %s: %v", dir, err)
 				}
-				return NoGrad(func() error {
-					for _, p := range m.AdapterParams() {
-						if err := p.T.Normal_(0, 0.02); err != nil {
-							return err
-						}
+				defer m.Free()
+				err = WithSeed(1, func() error {
+					if err := m.AddLoRA(LoRAConfig{R: 8, Alpha: 16, Targets: DefaultLoRATargets}); err != nil {
+						return err
 					}
-					return nil
+					return NoGrad(func() error {
+						for _, p := range m.AdapterParams() {
+							if err := p.T.Normal_(0, 0.02); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
 				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if merged {
+					if err := m.MergeLoRA(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var res SpeedResult
+				for i := 0; i < b.N; i++ {
+					if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(res.ExamplesPerSec, "examples/s")
+				b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if merged {
-				if err := m.MergeLoRA(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			var res SpeedResult
-			for i := 0; i < b.N; i++ {
-				if res, err = MeasureSpeed(m, seq, 32, 100); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(res.ExamplesPerSec, "examples/s")
-			b.ReportMetric(float64(res.LatencyP50.Microseconds())/1000, "p50_ms")
 		})
 	}
 }
@@ -135,101 +136,102 @@ func benchModel() (dir string, seq int) {
 // threads (default 2).
 func BenchmarkServeTasks(b *testing.B) {
 	dir, seq := benchModel()
-	defer LockThread()()
-	SetThreads(benchThreads())
-	m, _, err := Load(dir, LoadOptions{})
-	if err != nil {
-		b.Skipf("model %s: %v", dir, err)
-	}
-	defer m.Free()
-	heads := []TaskHead{
-		{Name: "sst2", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
-		{Name: "agnews", Labels: []string{"1", "2", "3", "4"}, ProblemType: "single_label_classification"},
-		{Name: "mrpc", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
-	}
-	if err := WithSeed(1, func() error { return m.SetHeads(heads) }); err != nil {
-		b.Fatal(err)
-	}
-	// The single-task models: each its own copy of the encoder and a head.
-	var singles []*Bert
-	defer func() {
-		for _, s := range singles {
-			s.Free()
+	torchBench(b, func() {
+		SetThreads(benchThreads())
+		m, _, err := Load(dir, LoadOptions{})
+		if err != nil {
+			b.Skipf("model %s: %v", dir, err)
 		}
-	}()
-	tmp := b.TempDir()
-	if err := m.Export(tmp, "", nil); err != nil {
-		b.Fatal(err)
-	}
-	for _, h := range heads {
-		s, _, err := Load(filepath.Join(tmp, TasksDir, h.Name), LoadOptions{})
+		defer m.Free()
+		heads := []TaskHead{
+			{Name: "sst2", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
+			{Name: "agnews", Labels: []string{"1", "2", "3", "4"}, ProblemType: "single_label_classification"},
+			{Name: "mrpc", Labels: []string{"0", "1"}, ProblemType: "single_label_classification"},
+		}
+		if err := WithSeed(1, func() error { return m.SetHeads(heads) }); err != nil {
+			b.Fatal(err)
+		}
+		// The single-task models: each its own copy of the encoder and a head.
+		var singles []*Bert
+		defer func() {
+			for _, s := range singles {
+				s.Free()
+			}
+		}()
+		tmp := b.TempDir()
+		if err := m.Export(tmp, "", nil); err != nil {
+			b.Fatal(err)
+		}
+		for _, h := range heads {
+			s, _, err := Load(filepath.Join(tmp, TasksDir, h.Name), LoadOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			singles = append(singles, s)
+		}
+		const batch, batches = 32, 20
+		rng := rand.New(rand.NewSource(1))
+		ids := make([]int64, batch*seq)
+		mask := make([]int64, batch*seq)
+		for i := range ids {
+			ids[i], mask[i] = int64(1000+rng.Intn(20000)), 1
+		}
+		x, err := Int64Tensor(ids, batch, seq, m.Device)
 		if err != nil {
 			b.Fatal(err)
 		}
-		singles = append(singles, s)
-	}
-	const batch, batches = 32, 20
-	rng := rand.New(rand.NewSource(1))
-	ids := make([]int64, batch*seq)
-	mask := make([]int64, batch*seq)
-	for i := range ids {
-		ids[i], mask[i] = int64(1000+rng.Intn(20000)), 1
-	}
-	x, err := Int64Tensor(ids, batch, seq, m.Device)
-	if err != nil {
-		b.Fatal(err)
-	}
-	mk, err := Int64Tensor(mask, batch, seq, m.Device)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer drop(x, mk)
-	in := Batch{InputIDs: x, AttentionMask: mk}
-	names := m.TaskNames()
-	bundle := func() error {
-		out, err := m.ForwardTasks(in, names, false, false)
-		out.Free()
-		return err
-	}
-	separate := func() error {
-		for _, s := range singles {
-			out, err := s.Forward(in, false, false)
+		mk, err := Int64Tensor(mask, batch, seq, m.Device)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer drop(x, mk)
+		in := Batch{InputIDs: x, AttentionMask: mk}
+		names := m.TaskNames()
+		bundle := func() error {
+			out, err := m.ForwardTasks(in, names, false, false)
 			out.Free()
-			if err != nil {
-				return err
-			}
+			return err
 		}
-		return nil
-	}
-	var bundleTime, separateTime time.Duration
-	err = NoGrad(func() error {
-		for _, f := range []func() error{bundle, separate} { // warm-up
-			if err := f(); err != nil {
-				return err
-			}
-		}
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			for _, r := range []struct {
-				f func() error
-				d *time.Duration
-			}{{bundle, &bundleTime}, {separate, &separateTime}} {
-				start := time.Now()
-				for k := 0; k < batches; k++ {
-					if err := r.f(); err != nil {
-						return err
-					}
+		separate := func() error {
+			for _, s := range singles {
+				out, err := s.Forward(in, false, false)
+				out.Free()
+				if err != nil {
+					return err
 				}
-				*r.d += time.Since(start)
 			}
+			return nil
 		}
-		return nil
+		var bundleTime, separateTime time.Duration
+		err = NoGrad(func() error {
+			for _, f := range []func() error{bundle, separate} { // warm-up
+				if err := f(); err != nil {
+					return err
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, r := range []struct {
+					f func() error
+					d *time.Duration
+				}{{bundle, &bundleTime}, {separate, &separateTime}} {
+					start := time.Now()
+					for k := 0; k < batches; k++ {
+						if err := r.f(); err != nil {
+							return err
+						}
+					}
+					*r.d += time.Since(start)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := float64(b.N * batches * batch)
+		b.ReportMetric(n/bundleTime.Seconds(), "bundle_examples/s")
+		b.ReportMetric(n/separateTime.Seconds(), "separate_examples/s")
+		b.ReportMetric(separateTime.Seconds()/bundleTime.Seconds(), "speedup")
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := float64(b.N * batches * batch)
-	b.ReportMetric(n/bundleTime.Seconds(), "bundle_examples/s")
-	b.ReportMetric(n/separateTime.Seconds(), "separate_examples/s")
-	b.ReportMetric(separateTime.Seconds()/bundleTime.Seconds(), "speedup")
 }

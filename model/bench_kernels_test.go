@@ -16,27 +16,31 @@ import (
 // rows, its best case) and its masked attention (masked: what a padded batch
 // ran before), 2 threads.
 func BenchmarkAttention(b *testing.B) {
-	defer LockThread()()
-	SetThreads(2)
 	const bs, heads, dh = 32, 12, 32
 	const width = heads * dh
 	for _, seq := range []int64{24, 48, 96} {
-		vals := make([]float32, bs*seq*3*width)
-		rng := rand.New(rand.NewSource(1))
-		for i := range vals {
-			vals[i] = float32(rng.NormFloat64())
-		}
-		packed, err := Float32Tensor(vals, []int64{bs, seq, 3 * width}, Device{Name: "CPU"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		mask, err := Int64Tensor(make1s(bs*int(seq)), bs, int(seq), Device{Name: "CPU"})
-		if err != nil {
-			b.Fatal(err)
-		}
 		var s scope
-		q, k, v := s.narrow(packed, 2, 0, width), s.narrow(packed, 2, width, width), s.narrow(packed, 2, 2*width, width)
-		add := s.view(s.mulScalar(s.oneMinus(s.toFloat(mask)), -math.MaxFloat32), bs, 1, 1, seq)
+		var packed, mask, q, k, v, add *ts.Tensor
+		torchBench(b, func() {
+			SetThreads(2)
+			vals := make([]float32, bs*seq*3*width)
+			rng := rand.New(rand.NewSource(1))
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64())
+			}
+			var err error
+			if packed, err = Float32Tensor(vals, []int64{bs, seq, 3 * width}, Device{Name: "CPU"}); err != nil {
+				b.Fatal(err)
+			}
+			if mask, err = Int64Tensor(make1s(bs*int(seq)), bs, int(seq), Device{Name: "CPU"}); err != nil {
+				b.Fatal(err)
+			}
+			q, k, v = s.narrow(packed, 2, 0, width), s.narrow(packed, 2, width, width), s.narrow(packed, 2, 2*width, width)
+			add = s.view(s.mulScalar(s.oneMinus(s.toFloat(mask)), -math.MaxFloat32), bs, 1, 1, seq)
+			if !s.ok() {
+				b.Fatal(s.err)
+			}
+		})
 		lengths := make([]int64, bs)
 		for i := range lengths {
 			lengths[i] = seq
@@ -47,24 +51,26 @@ func BenchmarkAttention(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/tokens=%d", kernel, seq), func(b *testing.B) {
-				for range b.N {
-					var t scope
-					if kernel == "fused" {
-						t.attentionFused(q, k, v, lengths, heads, scale)
-					} else {
-						split := func(x *ts.Tensor) *ts.Tensor { return t.permute(t.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
-						var m *ts.Tensor
-						if kernel == "masked" {
-							m = add
+				torchBench(b, func() {
+					for range b.N {
+						var t scope
+						if kernel == "fused" {
+							t.attentionFused(q, k, v, lengths, heads, scale)
+						} else {
+							split := func(x *ts.Tensor) *ts.Tensor { return t.permute(t.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
+							var m *ts.Tensor
+							if kernel == "masked" {
+								m = add
+							}
+							o := t.attention(split(q), split(k), split(v), m, scale)
+							t.view(t.contiguous(t.permute(o, 0, 2, 1, 3)), bs, seq, width)
 						}
-						o := t.attention(split(q), split(k), split(v), m, scale)
-						t.view(t.contiguous(t.permute(o, 0, 2, 1, 3)), bs, seq, width)
+						if !t.ok() {
+							b.Fatal(t.err)
+						}
+						t.release()
 					}
-					if !t.ok() {
-						b.Fatal(t.err)
-					}
-					t.release()
-				}
+				})
 			})
 		}
 		s.release()
@@ -85,8 +91,6 @@ func make1s(n int) []int64 {
 // width (384), 2 threads: beamtune's one-pass kernel (fused) against
 // libtorch's add then layer_norm.
 func BenchmarkAddLayerNorm(b *testing.B) {
-	defer LockThread()()
-	SetThreads(2)
 	const width = 384
 	for _, seq := range []int64{24, 48, 96} {
 		rows := 32 * seq
@@ -96,39 +100,44 @@ func BenchmarkAddLayerNorm(b *testing.B) {
 			vals[i] = float32(rng.NormFloat64())
 		}
 		cpu := Device{Name: "CPU"}
-		x, err := Float32Tensor(vals[:rows*width], []int64{32, seq, width}, cpu)
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := Float32Tensor(vals[rows*width:], []int64{32, seq, width}, cpu)
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := Float32Tensor(vals[:width], []int64{width}, cpu)
-		if err != nil {
-			b.Fatal(err)
-		}
-		bias, err := Float32Tensor(vals[width:2*width], []int64{width}, cpu)
-		if err != nil {
-			b.Fatal(err)
-		}
+		var x, res, w, bias *ts.Tensor
+		torchBench(b, func() {
+			SetThreads(2)
+			var err error
+			for _, t := range []struct {
+				dst   **ts.Tensor
+				vals  []float32
+				shape []int64
+			}{
+				{&x, vals[:rows*width], []int64{32, seq, width}},
+				{&res, vals[rows*width:], []int64{32, seq, width}},
+				{&w, vals[:width], []int64{width}},
+				{&bias, vals[width : 2*width], []int64{width}},
+			} {
+				if *t.dst, err = Float32Tensor(t.vals, t.shape, cpu); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		for _, kernel := range []string{"fused", "libtorch"} {
 			if kernel == "fused" && !ownKernels {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/tokens=%d", kernel, seq), func(b *testing.B) {
-				for range b.N {
-					var t scope
-					if kernel == "fused" {
-						t.addLayerNorm(x, res, w, bias, 1e-12)
-					} else {
-						t.layerNorm(t.addT(x, res), w, bias, 1e-12)
+				torchBench(b, func() {
+					for range b.N {
+						var t scope
+						if kernel == "fused" {
+							t.addLayerNorm(x, res, w, bias, 1e-12)
+						} else {
+							t.layerNorm(t.addT(x, res), w, bias, 1e-12)
+						}
+						if !t.ok() {
+							b.Fatal(t.err)
+						}
+						t.release()
 					}
-					if !t.ok() {
-						b.Fatal(t.err)
-					}
-					t.release()
-				}
+				})
 			})
 		}
 		drop(x, res, w, bias)

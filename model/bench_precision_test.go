@@ -83,51 +83,52 @@ func BenchmarkPrecisionInfer(b *testing.B) {
 	}
 	for _, seq := range precisionBenchSeqs() {
 		b.Run("seq"+strconv.Itoa(seq), func(b *testing.B) {
-			defer LockThread()()
-			SetThreads(benchThreads())
-			m, _, err := Load(precisionBenchModel(), LoadOptions{})
-			if err != nil {
-				b.Skipf("model: %v", err)
-			}
-			defer m.Free()
-			rng := rand.New(rand.NewSource(1))
-			batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
-			defer drop(batch.InputIDs, batch.AttentionMask, labels)
-			run := func(p Precision, n int) float64 {
-				if err := m.SetPrecision(p); err != nil {
-					b.Fatal(err)
+			torchBench(b, func() {
+				SetThreads(benchThreads())
+				m, _, err := Load(precisionBenchModel(), LoadOptions{})
+				if err != nil {
+					b.Skipf("model: %v", err)
 				}
-				var el time.Duration
-				if err := NoGrad(func() error {
-					for i := -1; i < n; i++ { // one warm-up pass (and the bf16 weight cast)
-						start := time.Now()
-						out, err := m.Forward(batch, false, false)
-						if err != nil {
-							return err
-						}
-						if _, err := Float32s(out.Logits); err != nil {
-							return err
-						}
-						out.Free()
-						if i >= 0 {
-							el += time.Since(start)
-						}
+				defer m.Free()
+				rng := rand.New(rand.NewSource(1))
+				batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
+				defer drop(batch.InputIDs, batch.AttentionMask, labels)
+				run := func(p Precision, n int) float64 {
+					if err := m.SetPrecision(p); err != nil {
+						b.Fatal(err)
 					}
-					return nil
-				}); err != nil {
-					b.Fatal(err)
+					var el time.Duration
+					if err := NoGrad(func() error {
+						for i := -1; i < n; i++ { // one warm-up pass (and the bf16 weight cast)
+							start := time.Now()
+							out, err := m.Forward(batch, false, false)
+							if err != nil {
+								return err
+							}
+							if _, err := Float32s(out.Logits); err != nil {
+								return err
+							}
+							out.Free()
+							if i >= 0 {
+								el += time.Since(start)
+							}
+						}
+						return nil
+					}); err != nil {
+						b.Fatal(err)
+					}
+					return float64(32*n) / el.Seconds()
 				}
-				return float64(32*n) / el.Seconds()
-			}
-			var f32, b16 []float64
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for r := 0; r < benchRounds(); r++ {
-					f32 = append(f32, run(PrecisionFP32, passes))
-					b16 = append(b16, run(PrecisionBF16, passes))
+				var f32, b16 []float64
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for r := 0; r < benchRounds(); r++ {
+						f32 = append(f32, run(PrecisionFP32, passes))
+						b16 = append(b16, run(PrecisionBF16, passes))
+					}
 				}
-			}
-			reportPrecision(b, f32, b16)
+				reportPrecision(b, f32, b16)
+			})
 		})
 	}
 }
@@ -144,49 +145,50 @@ func BenchmarkPrecisionTrainStep(b *testing.B) {
 	}
 	for _, seq := range precisionBenchSeqs() {
 		b.Run("seq"+strconv.Itoa(seq), func(b *testing.B) {
-			defer LockThread()()
-			SetThreads(benchThreads())
-			Seed(1)
-			m, _, err := Load(precisionBenchModel(), LoadOptions{Labels: []string{"neg", "pos"}})
-			if err != nil {
-				b.Skipf("model: %v", err)
-			}
-			defer m.Free()
-			opt, err := NewAdamW(m.Params(), DefaultAdamW())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer opt.Free()
-			rng := rand.New(rand.NewSource(1))
-			batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
-			defer drop(batch.InputIDs, batch.AttentionMask, labels)
-			run := func(p Precision) float64 {
-				if err := m.SetPrecision(p); err != nil {
+			torchBench(b, func() {
+				SetThreads(benchThreads())
+				Seed(1)
+				m, _, err := Load(precisionBenchModel(), LoadOptions{Labels: []string{"neg", "pos"}})
+				if err != nil {
+					b.Skipf("model: %v", err)
+				}
+				defer m.Free()
+				opt, err := NewAdamW(m.Params(), DefaultAdamW())
+				if err != nil {
 					b.Fatal(err)
 				}
-				var el float64
-				if err := WithGrad(true, func() error {
-					trainStep(b, m, opt, batch, labels, 1e-5, nil) // warm-up
-					start := time.Now()
-					for i := 0; i < steps; i++ {
-						trainStep(b, m, opt, batch, labels, 1e-5, nil)
+				defer opt.Free()
+				rng := rand.New(rand.NewSource(1))
+				batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
+				defer drop(batch.InputIDs, batch.AttentionMask, labels)
+				run := func(p Precision) float64 {
+					if err := m.SetPrecision(p); err != nil {
+						b.Fatal(err)
 					}
-					el = time.Since(start).Seconds()
-					return nil
-				}); err != nil {
-					b.Fatal(err)
+					var el float64
+					if err := WithGrad(true, func() error {
+						trainStep(b, m, opt, batch, labels, 1e-5, nil) // warm-up
+						start := time.Now()
+						for i := 0; i < steps; i++ {
+							trainStep(b, m, opt, batch, labels, 1e-5, nil)
+						}
+						el = time.Since(start).Seconds()
+						return nil
+					}); err != nil {
+						b.Fatal(err)
+					}
+					return float64(32*steps) / el
 				}
-				return float64(32*steps) / el
-			}
-			var f32, b16 []float64
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for r := 0; r < benchRounds(); r++ {
-					f32 = append(f32, run(PrecisionFP32))
-					b16 = append(b16, run(PrecisionBF16))
+				var f32, b16 []float64
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for r := 0; r < benchRounds(); r++ {
+						f32 = append(f32, run(PrecisionFP32))
+						b16 = append(b16, run(PrecisionBF16))
+					}
 				}
-			}
-			reportPrecision(b, f32, b16)
+				reportPrecision(b, f32, b16)
+			})
 		})
 	}
 }

@@ -22,6 +22,30 @@ func benchThreads() int {
 	return 2
 }
 
+// torchBench runs a benchmark's body on the process's torch thread, where
+// beamtune's commands run their torch work. A Go benchmark calls its
+// function more than once (b.N = 1 first), each time on a new goroutine, and
+// a body pinned with LockThread gets whichever OS thread that goroutine had.
+// libgomp keeps an OpenMP pool for every thread that starts a parallel
+// region: once two threads have, the process holds more OpenMP workers than
+// CPUs, idle workers sleep instead of spinning between regions, and the
+// timed run went at one of two speeds depending on the threads it drew
+// (BENCHMARKS.md, bf16: "bimodal between processes"). body may call b.Fatal
+// and b.Skip; it must not call b.Run (the sub-benchmark's goroutine would
+// wait for the torch thread, which waits for it).
+func torchBench(b *testing.B, body func()) {
+	b.Helper()
+	err := OnTorchThread(func() error { body(); return nil })
+	switch {
+	case b.Skipped():
+		b.SkipNow()
+	case b.Failed():
+		b.FailNow()
+	case err != nil:
+		b.Fatal(err)
+	}
+}
+
 // randomBatch draws a [bs, seq] batch of token ids (no padding) and labels.
 func randomBatch(b testing.TB, rng *rand.Rand, bs, seq, vocab, classes int) (Batch, *ts.Tensor) {
 	ids := make([]int64, bs*seq)
@@ -99,7 +123,7 @@ func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor
 
 // miniLMStep loads all-MiniLM-L6-v2 with a 2-class head and AdamW on
 // benchThreads threads, draws a [32, seq] batch and runs one warm-up step
-// (allocator, lazy init). The caller has locked its thread and frees m and opt.
+// (allocator, lazy init). The caller runs on the torch thread and frees m and opt.
 func miniLMStep(b *testing.B, seq int) (*Bert, *AdamW, Batch, *ts.Tensor) {
 	dir := DefaultModelDir()
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
@@ -126,40 +150,42 @@ func miniLMStep(b *testing.B, seq int) (*Bert, *AdamW, Batch, *ts.Tensor) {
 // all-MiniLM-L6-v2 with a 2-class head, batch 32, sequence 128 (the peer is
 // bench/train_step_peer.py, PyTorch eager on the same libtorch 2.1.0).
 func BenchmarkTrainStepMiniLM(b *testing.B) {
-	defer LockThread()()
-	m, opt, batch, labels := miniLMStep(b, 128)
-	defer m.Free()
-	defer opt.Free()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		trainStep(b, m, opt, batch, labels, 2e-5, nil)
-	}
-	el := time.Since(start).Seconds()
-	b.ReportMetric(float64(32*b.N)/el, "examples/s")
-	b.ReportMetric(float64(benchThreads()), "threads")
+	torchBench(b, func() {
+		m, opt, batch, labels := miniLMStep(b, 128)
+		defer m.Free()
+		defer opt.Free()
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			trainStep(b, m, opt, batch, labels, 2e-5, nil)
+		}
+		el := time.Since(start).Seconds()
+		b.ReportMetric(float64(32*b.N)/el, "examples/s")
+		b.ReportMetric(float64(benchThreads()), "threads")
+	})
 }
 
 // BenchmarkMatmulCeiling is libtorch's float32 GEMM throughput on this
 // machine (2048³), the ceiling the train-step figure is compared with.
 func BenchmarkMatmulCeiling(b *testing.B) {
-	defer LockThread()()
-	SetThreads(benchThreads())
-	x, err := ts.Randn([]int64{2048, 2048}, gotch.Float, gotch.CPU)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer drop(x)
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		y, err := x.Matmul(x, false)
+	torchBench(b, func() {
+		SetThreads(benchThreads())
+		x, err := ts.Randn([]int64{2048, 2048}, gotch.Float, gotch.CPU)
 		if err != nil {
 			b.Fatal(err)
 		}
-		drop(y)
-	}
-	b.ReportMetric(2*2048*2048*2048*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+		defer drop(x)
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			y, err := x.Matmul(x, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			drop(y)
+		}
+		b.ReportMetric(2*2048*2048*2048*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+	})
 }
 
 // rssMB reads this process's resident set size.
@@ -186,38 +212,39 @@ func BenchmarkMemoryTinySteps(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("BEAMTUNE_MEMORY_STEPS")); err == nil && n > 0 {
 		steps = n
 	}
-	defer LockThread()()
-	SetThreads(1)
-	Seed(1)
-	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Free()
-	opt, err := NewAdamW(m.Params(), DefaultAdamW())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer opt.Free()
-	rng := rand.New(rand.NewSource(1))
-	var at1k float64
-	start := time.Now()
-	for i := 1; i <= steps; i++ {
-		batch, labels := randomBatch(b, rng, 16, 32, m.Config.VocabSize, 3)
-		trainStep(b, m, opt, batch, labels, 1e-3, nil)
-		drop(batch.InputIDs, batch.AttentionMask, labels)
-		if i == 1000 {
-			runtime.GC()
-			at1k = rssMB(b)
+	torchBench(b, func() {
+		SetThreads(1)
+		Seed(1)
+		m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+		if err != nil {
+			b.Fatal(err)
 		}
-	}
-	runtime.GC()
-	end := rssMB(b)
-	b.ReportMetric(at1k, "MB-rss@1k")
-	b.ReportMetric(end, "MB-rss@end")
-	b.ReportMetric(end-at1k, "MB-growth")
-	b.ReportMetric(float64(steps)/time.Since(start).Seconds(), "steps/s")
-	b.Logf("%d steps: RSS %.1f MB at step 1,000, %.1f MB at step %d, growth %.1f MB", steps, at1k, end, steps, end-at1k)
+		defer m.Free()
+		opt, err := NewAdamW(m.Params(), DefaultAdamW())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer opt.Free()
+		rng := rand.New(rand.NewSource(1))
+		var at1k float64
+		start := time.Now()
+		for i := 1; i <= steps; i++ {
+			batch, labels := randomBatch(b, rng, 16, 32, m.Config.VocabSize, 3)
+			trainStep(b, m, opt, batch, labels, 1e-3, nil)
+			drop(batch.InputIDs, batch.AttentionMask, labels)
+			if i == 1000 {
+				runtime.GC()
+				at1k = rssMB(b)
+			}
+		}
+		runtime.GC()
+		end := rssMB(b)
+		b.ReportMetric(at1k, "MB-rss@1k")
+		b.ReportMetric(end, "MB-rss@end")
+		b.ReportMetric(end-at1k, "MB-growth")
+		b.ReportMetric(float64(steps)/time.Since(start).Seconds(), "steps/s")
+		b.Logf("%d steps: RSS %.1f MB at step 1,000, %.1f MB at step %d, growth %.1f MB", steps, at1k, end, steps, end-at1k)
+	})
 }
 
 // BenchmarkTrainStepPhases times each phase of a train step (forward,
@@ -234,27 +261,28 @@ func BenchmarkTrainStepPhases(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer LockThread()()
-	m, opt, batch, labels := miniLMStep(b, seq)
-	defer m.Free()
-	defer opt.Free()
-	if err := m.SetPrecision(p); err != nil {
-		b.Fatal(err)
-	}
-	if p != PrecisionFP32 { // miniLMStep warmed up in fp32
-		trainStep(b, m, opt, batch, labels, 2e-5, nil)
-	}
-	var phase [5]time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		trainStep(b, m, opt, batch, labels, 2e-5, &phase)
-	}
-	var total time.Duration
-	for j, name := range []string{"forward", "backward", "clip", "adamw", "zero_grad"} {
-		b.ReportMetric(float64(phase[j].Microseconds())/1e3/float64(b.N), name+"_ms")
-		total += phase[j]
-	}
-	b.ReportMetric(float64(32*b.N)/total.Seconds(), "examples/s")
+	torchBench(b, func() {
+		m, opt, batch, labels := miniLMStep(b, seq)
+		defer m.Free()
+		defer opt.Free()
+		if err := m.SetPrecision(p); err != nil {
+			b.Fatal(err)
+		}
+		if p != PrecisionFP32 { // miniLMStep warmed up in fp32
+			trainStep(b, m, opt, batch, labels, 2e-5, nil)
+		}
+		var phase [5]time.Duration
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			trainStep(b, m, opt, batch, labels, 2e-5, &phase)
+		}
+		var total time.Duration
+		for j, name := range []string{"forward", "backward", "clip", "adamw", "zero_grad"} {
+			b.ReportMetric(float64(phase[j].Microseconds())/1e3/float64(b.N), name+"_ms")
+			total += phase[j]
+		}
+		b.ReportMetric(float64(32*b.N)/total.Seconds(), "examples/s")
+	})
 }
 
 // BenchmarkTrainStepTuning: one training step of all-MiniLM-L6-v2 (batch
@@ -273,39 +301,40 @@ func BenchmarkTrainStepTuning(b *testing.B) {
 		{"frozen", Tuning{FreezeEmbeddings: true, FreezeLayers: []int{0, 1, 2}}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			defer LockThread()()
-			SetThreads(benchThreads())
-			Seed(1)
-			m, _, err := Load(DefaultModelDir(), LoadOptions{Labels: []string{"neg", "pos"}})
-			if err != nil {
-				b.Skipf("pretrained model: %v", err)
-			}
-			defer m.Free()
-			if err := m.Tune(tc.t); err != nil {
-				b.Fatal(err)
-			}
-			opt, err := NewAdamW(m.Trainable(), DefaultAdamW())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer opt.Free()
-			rng := rand.New(rand.NewSource(1))
-			batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
-			var phases [5]time.Duration
-			if err := WithGrad(true, func() error {
-				trainStep(b, m, opt, batch, labels, 1e-4, nil) // warm-up
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					trainStep(b, m, opt, batch, labels, 1e-4, &phases)
+			torchBench(b, func() {
+				SetThreads(benchThreads())
+				Seed(1)
+				m, _, err := Load(DefaultModelDir(), LoadOptions{Labels: []string{"neg", "pos"}})
+				if err != nil {
+					b.Skipf("pretrained model: %v", err)
 				}
-				return nil
-			}); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(32*b.N)/b.Elapsed().Seconds(), "examples/s")
-			for i, name := range []string{"forward_ms", "backward_ms", "clip_ms", "adamw_ms", "zero_ms"} {
-				b.ReportMetric(float64(phases[i].Microseconds())/1000/float64(b.N), name)
-			}
+				defer m.Free()
+				if err := m.Tune(tc.t); err != nil {
+					b.Fatal(err)
+				}
+				opt, err := NewAdamW(m.Trainable(), DefaultAdamW())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer opt.Free()
+				rng := rand.New(rand.NewSource(1))
+				batch, labels := randomBatch(b, rng, 32, seq, m.Config.VocabSize, 2)
+				var phases [5]time.Duration
+				if err := WithGrad(true, func() error {
+					trainStep(b, m, opt, batch, labels, 1e-4, nil) // warm-up
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						trainStep(b, m, opt, batch, labels, 1e-4, &phases)
+					}
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(32*b.N)/b.Elapsed().Seconds(), "examples/s")
+				for i, name := range []string{"forward_ms", "backward_ms", "clip_ms", "adamw_ms", "zero_ms"} {
+					b.ReportMetric(float64(phases[i].Microseconds())/1000/float64(b.N), name)
+				}
+			})
 		})
 	}
 }
