@@ -10,10 +10,15 @@ typedef struct {
 	float decay; // 1 - lr*weight_decay, or 1 for no-decay parameters
 } beamtune_adamw_seg;
 
-// Constants of one step, as torch.optim.AdamW computes them.
+// Constants of one step, as torch.optim.AdamW computes them. grad_scale
+// multiplies every gradient before use (gradient clipping's coefficient, 1
+// when no clipping applies: x*1 is x exactly).
 typedef struct {
 	float one_minus_beta1, beta2, one_minus_beta2;
 	float bias_correction2_sqrt, eps, neg_step_size;
+	float grad_scale;
 } beamtune_adamw_step;
 
-void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c);
+// portable != 0 takes the SSE2 form even on a CPU with AVX-512 (tests
+// compare the two).
+void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c, int portable);

@@ -350,7 +350,7 @@ func TestTuneTrainsOnlyTheTrainableSet(t *testing.T) {
 						t.Errorf("step %d: %s has a gradient: %v", step, p.Name, defined)
 					}
 				}
-				if err := opt.Step(1e-2); err != nil {
+				if err := opt.Step(1e-2, 1); err != nil {
 					t.Fatal(err)
 				}
 				if err := ZeroGrad(trainable); err != nil {

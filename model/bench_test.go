@@ -100,11 +100,12 @@ func trainStep(b testing.TB, m *Bert, opt *AdamW, batch Batch, labels *ts.Tensor
 		b.Fatal(err)
 	}
 	mark(1)
-	if _, err := ClipGradNorm(opt.params, 1.0); err != nil {
+	_, scale, err := ClipScale(opt.params, 1.0)
+	if err != nil {
 		b.Fatal(err)
 	}
 	mark(2)
-	if err := opt.Step(lr); err != nil {
+	if err := opt.Step(lr, scale); err != nil {
 		b.Fatal(err)
 	}
 	mark(3)

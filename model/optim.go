@@ -37,6 +37,10 @@ type AdamW struct {
 	m, v   []*ts.Tensor // first and second moments, one per parameter
 	steps  int64
 	opByOp bool // no fused update (tests)
+
+	// portable runs the fused update's SSE2 form on a CPU with AVX-512
+	// (tests: both forms must give the same bits).
+	portable bool
 }
 
 // NewAdamW creates zeroed moments for params.
@@ -70,23 +74,28 @@ func (o *AdamW) Free() {
 }
 
 // Step applies one update with learning rate lr, using the gradients left by
-// Backward. It is the single-tensor form of torch.optim.AdamW:
+// Backward multiplied by gradScale (ClipScale's factor; 1 for none). It is
+// the single-tensor form of torch.optim.AdamW after clip_grad_norm_:
 //
+//	g ← g·gradScale
 //	p ← p·(1 − lr·wd);  m ← lerp(m, g, 1−β1);  v ← β2·v + (1−β2)·g²
 //	p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
 //
 // Float32 CPU parameters are updated by one fused pass per parameter
 // (adamw.c), split across the libtorch thread count: the op-by-op form is
 // eight passes over memory, a quarter of a training step on short sentences
-// (BENCHMARKS.md). Other parameters (CUDA) take the op-by-op form.
-func (o *AdamW) Step(lr float64) error {
+// (BENCHMARKS.md); the fused pass applies gradScale as it reads each
+// gradient, where clipping in place would cost another read and write of
+// every gradient. Other parameters (CUDA) take the op-by-op form, which
+// scales the gradient in place first.
+func (o *AdamW) Step(lr, gradScale float64) error {
 	o.steps++
 	bc1 := 1 - math.Pow(o.cfg.Beta1, float64(o.steps))
 	bc2 := 1 - math.Pow(o.cfg.Beta2, float64(o.steps))
 	stepSize := lr / bc1
 	weightsChanged() // cached bf16 copies of these weights go stale
 	return NoGrad(func() error {
-		fused := fusedAdamW{opByOp: o.opByOp}
+		fused := fusedAdamW{opByOp: o.opByOp, portable: o.portable}
 		defer fused.free()
 		for i, p := range o.params {
 			ok, err := fused.add(p, o.m[i], o.v[i], o.decay(p, lr))
@@ -96,13 +105,14 @@ func (o *AdamW) Step(lr float64) error {
 			if ok {
 				continue
 			}
-			if err := o.update(p, o.m[i], o.v[i], lr, stepSize, math.Sqrt(bc2)); err != nil {
+			if err := o.update(p, o.m[i], o.v[i], lr, gradScale, stepSize, math.Sqrt(bc2)); err != nil {
 				return fmt.Errorf("adamw %s: %w", p.Name, err)
 			}
 		}
 		fused.run(C.beamtune_adamw_step{
 			one_minus_beta1: C.float(1 - o.cfg.Beta1), beta2: C.float(o.cfg.Beta2), one_minus_beta2: C.float(1 - o.cfg.Beta2),
 			bias_correction2_sqrt: C.float(math.Sqrt(bc2)), eps: C.float(o.cfg.Eps), neg_step_size: C.float(-stepSize),
+			grad_scale: C.float(gradScale),
 		}, Threads())
 		return nil
 	})
@@ -117,7 +127,7 @@ func (o *AdamW) decay(p *Param, lr float64) float64 {
 }
 
 // update is the op-by-op form of Step for one parameter.
-func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64) error {
+func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, gradScale, stepSize, bc2Sqrt float64) error {
 	g, err := p.T.Grad(false)
 	if err != nil {
 		return err
@@ -125,6 +135,11 @@ func (o *AdamW) update(p *Param, m, v *ts.Tensor, lr, stepSize, bc2Sqrt float64)
 	defer drop(g)
 	if ok, _ := g.Defined(); !ok {
 		return nil // the parameter took no part in the loss
+	}
+	if gradScale != 1 {
+		if err := scalarOp(gradScale, g.MulScalar_); err != nil {
+			return err
+		}
 	}
 	if d := o.decay(p, lr); d != 1 {
 		if err := scalarOp(d, p.T.MulScalar_); err != nil {
@@ -179,7 +194,9 @@ type fusedAdamW struct {
 
 	// opByOp sends every parameter the op-by-op way (tests compare the two).
 	opByOp bool
-	total  int64
+	// portable: the SSE2 form where AVX-512 exists (tests).
+	portable bool
+	total    int64
 }
 
 // add queues p for the fused update; false means it needs the op-by-op form.
@@ -236,8 +253,12 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 	}
 	const minPerThread = 1 << 16 // below this a second thread costs more than it saves
 	workers := int(max(1, min(int64(threads), f.total/minPerThread)))
+	portable := C.int(0)
+	if f.portable {
+		portable = 1
+	}
 	if workers == 1 {
-		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c)
+		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c, portable)
 		return
 	}
 	// Cut the concatenated ranges into `workers` parts of equal length; a cut
@@ -270,10 +291,10 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			C.beamtune_adamw(&part[0], C.int(len(part)), &c)
+			C.beamtune_adamw(&part[0], C.int(len(part)), &c, portable)
 		}()
 	}
-	C.beamtune_adamw(&parts[0][0], C.int(len(parts[0])), &c)
+	C.beamtune_adamw(&parts[0][0], C.int(len(parts[0])), &c, portable)
 	wg.Wait()
 }
 
@@ -318,18 +339,25 @@ func ZeroGrad(params []*Param) error {
 	return nil
 }
 
-// ClipGradNorm scales all gradients together so their global L2 norm is at
-// most maxNorm, as torch.nn.utils.clip_grad_norm_; it returns the norm before
-// clipping. (gotch's nn.ClipGradNorm deadlocks on its VarStore lock.)
-func ClipGradNorm(params []*Param, maxNorm float64) (float64, error) {
-	return gradNorm(params, func(total float64, grads []*ts.Tensor) error {
-		return clip(grads, maxNorm, total)
-	})
+// ClipScale measures the gradients' global L2 norm and returns it with the
+// factor torch.nn.utils.clip_grad_norm_ would scale them all by so that
+// their norm is at most maxNorm (1 when it already is). The gradients are
+// left as they are: AdamW.Step applies the factor as it reads them.
+// (gotch's nn.ClipGradNorm deadlocks on its VarStore lock.)
+func ClipScale(params []*Param, maxNorm float64) (norm, scale float64, err error) {
+	norm, err = gradNorm(params, nil)
+	return norm, clipCoef(maxNorm, norm), err
 }
 
-// clip scales grads by maxNorm/norm when their norm is above maxNorm.
+// clipCoef is clip_grad_norm_'s factor for a global norm: maxNorm/norm
+// (with its 1e-6 guard) when the norm is above maxNorm, else 1.
+func clipCoef(maxNorm, norm float64) float64 {
+	return min(1, maxNorm/(norm+1e-6))
+}
+
+// clip scales grads in place by clipCoef.
 func clip(grads []*ts.Tensor, maxNorm, norm float64) error {
-	coef := maxNorm / (norm + 1e-6)
+	coef := clipCoef(maxNorm, norm)
 	if coef >= 1 {
 		return nil
 	}
@@ -345,8 +373,8 @@ func clip(grads []*ts.Tensor, maxNorm, norm float64) error {
 // and returns their global L2 norm after it: Inf or NaN when any gradient
 // holds a non-finite value. The norm is taken after the scaling, so that
 // large finite gradients of a scaled loss do not overflow its squares. When
-// the norm is finite and maxNorm > 0 the gradients are then clipped as
-// ClipGradNorm does, with the norm already measured.
+// the norm is finite and maxNorm > 0 the gradients are then clipped in
+// place by ClipScale's factor.
 func ScaleGrads(params []*Param, factor, maxNorm float64) (float64, error) {
 	err := NoGrad(func() error {
 		grads, err := definedGrads(params)

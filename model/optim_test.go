@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -57,7 +59,7 @@ func TestAdamWMatchesTorch(t *testing.T) {
 		if err := loss.Backward(); err != nil {
 			t.Fatal(err)
 		}
-		norm, err := ClipGradNorm(m.Params(), 1.0)
+		norm, scale, err := ClipScale(m.Params(), 1.0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +70,7 @@ func TestAdamWMatchesTorch(t *testing.T) {
 		if math.Abs(lr-float64(wantLRs[step])) > 1e-9 {
 			t.Errorf("step %d: lr %g, HF schedule %g", step, lr, wantLRs[step])
 		}
-		if err := opt.Step(lr); err != nil {
+		if err := opt.Step(lr, scale); err != nil {
 			t.Fatal(err)
 		}
 		if err := ZeroGrad(m.Params()); err != nil {
@@ -203,10 +205,11 @@ func TestFusedAdamWMatchesOpByOp(t *testing.T) {
 			drop(r)
 		}
 		lr := 1e-3 * float64(step+1)
-		if err := fo.Step(lr); err != nil {
+		gradScale := []float64{1, 0.37, 1, 0.05, 1, 0.8}[step] // clipping's factor on some steps
+		if err := fo.Step(lr, gradScale); err != nil {
 			t.Fatal(err)
 		}
-		if err := ro.Step(lr); err != nil {
+		if err := ro.Step(lr, gradScale); err != nil {
 			t.Fatal(err)
 		}
 		if err := ZeroGrad(fused); err != nil {
@@ -237,5 +240,109 @@ func TestFusedAdamWMatchesOpByOp(t *testing.T) {
 	// The parameter without a gradient is untouched, as torch leaves it.
 	if d := maxAbsDiff(values(t, fused[4].T), values(t, ref[4].T)); d != 0 {
 		t.Errorf("parameter without a gradient moved by %g", d)
+	}
+}
+
+// TestFusedAdamWFormsAgree checks the fused update's claims of exactness on
+// the same parameters and gradients: clipping's factor applied inside the
+// pass gives the same bits as scaling the gradients in place first, and the
+// AVX-512 form gives the same bits as the SSE2 form (lengths with and
+// without a 16-element tail).
+func TestFusedAdamWFormsAgree(t *testing.T) {
+	defer LockThread()()
+	prev := Threads()
+	SetThreads(2)
+	defer SetThreads(prev)
+	Seed(11)
+	shapes := [][]int64{{3}, {384}, {37, 11}, {700, 385}, {17}}
+	const copies = 3 // 0: factor in the pass; 1: the same in SSE2; 2: gradients scaled in place
+	var sets [copies][]*Param
+	var opts [copies]*AdamW
+	for c := range copies {
+		for i, sh := range shapes {
+			p, err := NewProjection(fmt.Sprintf("p%d", i), int(sh[0]), int(sh[len(sh)-1]), gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Decay = i%2 == 0
+			sets[c] = append(sets[c], p)
+			if c > 0 {
+				if err := p.Set(values(t, sets[0][i].T)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		defer FreeParams(sets[c])
+		cfg := DefaultAdamW()
+		cfg.WeightDecay = 0.1
+		o, err := NewAdamW(sets[c], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Free()
+		opts[c] = o
+	}
+	opts[1].portable = true
+	for step := range 5 {
+		for i, sh := range shapes {
+			r, err := ts.Randn(sh, gotch.Float, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for c := range copies {
+				if err := WithGrad(true, func() error {
+					prod, err := sets[c][i].T.Mul(r, false)
+					if err != nil {
+						return err
+					}
+					sum, err := prod.Sum(gotch.Float, false)
+					drop(prod)
+					if err != nil {
+						return err
+					}
+					defer drop(sum)
+					return sum.Backward()
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			drop(r)
+		}
+		norm, scale, err := ClipScale(sets[0], 1.0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if scale >= 1 {
+			t.Fatalf("step %d: gradient norm %g does not clip at 1; the test needs a factor below 1", step, norm)
+		}
+		lr := 1e-3 * float64(step+1)
+		for c, s := range []float64{scale, scale, 1} {
+			if c == 2 {
+				if _, err := ScaleGrads(sets[c], 1, 1.0); err != nil { // clips in place
+					t.Fatal(err)
+				}
+			}
+			if err := opts[c].Step(lr, s); err != nil {
+				t.Fatal(err)
+			}
+			if err := ZeroGrad(sets[c]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !cpu.X86.HasAVX512F {
+		t.Log("this CPU lacks AVX-512: both fused forms are the SSE2 form here")
+	}
+	for i := range shapes {
+		for c, what := range map[int]string{1: "SSE2 form", 2: "gradients clipped in place"} {
+			for _, pair := range []struct {
+				name string
+				a, b *ts.Tensor
+			}{{"param", sets[0][i].T, sets[c][i].T}, {"m", opts[0].m[i], opts[c].m[i]}, {"v", opts[0].v[i], opts[c].v[i]}} {
+				if d := maxAbsDiff(values(t, pair.a), values(t, pair.b)); d != 0 {
+					t.Errorf("%s of %v: factor in the pass and %s differ by %g", pair.name, shapes[i], what, d)
+				}
+			}
+		}
 	}
 }

@@ -352,7 +352,7 @@ func TestBF16CacheFollowsWeights(t *testing.T) {
 		if err := loss.Backward(); err != nil {
 			return err
 		}
-		return opt.Step(1e-2)
+		return opt.Step(1e-2, 1)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -301,15 +301,16 @@ func (t *trial) optimizerStep(ctx context.Context, in epochInput) (lr, gradNorm 
 		return 0, 0, err
 	}
 	if finite {
+		gradScale := 1.0 // clipping's factor, applied by the optimizer as it reads the gradients
 		switch {
 		case t.st.Scaler != nil: // unscale measured the norm and clipped
 			gradNorm = norm
 		case t.cfg.MaxGradNorm > 0:
-			if gradNorm, err = model.ClipGradNorm(t.params, t.cfg.MaxGradNorm); err != nil {
+			if gradNorm, gradScale, err = model.ClipScale(t.params, t.cfg.MaxGradNorm); err != nil {
 				return 0, 0, err
 			}
 		}
-		if err := t.opt.Step(lr); err != nil {
+		if err := t.opt.Step(lr, gradScale); err != nil {
 			return 0, 0, err
 		}
 	}
