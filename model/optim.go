@@ -418,49 +418,6 @@ func definedGrads(params []*Param) ([]*ts.Tensor, error) {
 	return grads, nil
 }
 
-// gradNorm computes the global L2 norm of the defined gradients and hands
-// it, with the gradients, to then (nil: nothing more).
-func gradNorm(params []*Param, then func(total float64, grads []*ts.Tensor) error) (float64, error) {
-	var total float64
-	err := NoGrad(func() error {
-		var norms []*ts.Tensor
-		grads, err := definedGrads(params)
-		defer func() { drop(grads...); drop(norms...) }()
-		if err != nil {
-			return err
-		}
-		for _, g := range grads {
-			n, err := g.Norm(false)
-			if err != nil {
-				return err
-			}
-			norms = append(norms, n)
-		}
-		if len(norms) == 0 {
-			return nil
-		}
-		stacked, err := ts.Stack(norms, 0)
-		if err != nil {
-			return err
-		}
-		tn, err := stacked.Norm(true)
-		if err != nil {
-			return err
-		}
-		v, err := Float32Scalar(tn)
-		drop(tn)
-		if err != nil {
-			return err
-		}
-		total = float64(v)
-		if then == nil {
-			return nil
-		}
-		return then(total, grads)
-	})
-	return total, err
-}
-
 // LinearSchedule is linear warmup from 0 to Peak over Warmup steps, then
 // linear decay to 0 at Total steps (HF's get_linear_schedule_with_warmup).
 type LinearSchedule struct {
