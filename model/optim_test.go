@@ -186,21 +186,7 @@ func TestFusedAdamWMatchesOpByOp(t *testing.T) {
 			}
 			scale.Drop()
 			for _, p := range []*Param{fused[i], ref[i]} {
-				if err := WithGrad(true, func() error {
-					prod, err := p.T.Mul(r, false)
-					if err != nil {
-						return err
-					}
-					sum, err := prod.Sum(gotch.Float, false)
-					drop(prod)
-					if err != nil {
-						return err
-					}
-					defer drop(sum)
-					return sum.Backward()
-				}); err != nil {
-					t.Fatal(err)
-				}
+				setGrad(t, p, r)
 			}
 			drop(r)
 		}
@@ -290,21 +276,7 @@ func TestFusedAdamWFormsAgree(t *testing.T) {
 				t.Fatal(err)
 			}
 			for c := range copies {
-				if err := WithGrad(true, func() error {
-					prod, err := sets[c][i].T.Mul(r, false)
-					if err != nil {
-						return err
-					}
-					sum, err := prod.Sum(gotch.Float, false)
-					drop(prod)
-					if err != nil {
-						return err
-					}
-					defer drop(sum)
-					return sum.Backward()
-				}); err != nil {
-					t.Fatal(err)
-				}
+				setGrad(t, sets[c][i], r)
 			}
 			drop(r)
 		}
@@ -344,5 +316,26 @@ func TestFusedAdamWFormsAgree(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// setGrad gives p the gradient r (the gradient of sum(p·r)), added to any
+// gradient p already holds.
+func setGrad(t *testing.T, p *Param, r *ts.Tensor) {
+	t.Helper()
+	if err := WithGrad(true, func() error {
+		prod, err := p.T.Mul(r, false)
+		if err != nil {
+			return err
+		}
+		sum, err := prod.Sum(gotch.Float, false)
+		drop(prod)
+		if err != nil {
+			return err
+		}
+		defer drop(sum)
+		return sum.Backward()
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
