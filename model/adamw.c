@@ -13,20 +13,15 @@
 // Folding clipping's scale into this pass saves a read and a write of every
 // gradient on each step that clips (most steps of a fine-tuning run).
 //
-// The loop is written with intrinsics because GCC will not vectorize sqrtf
-// while it may set errno, and cgo refuses -fno-math-errno: AVX-512 where the
-// CPU has it (16 lanes; chosen at run time), else SSE2 (every x86-64 CPU);
-// other CPUs run the scalar loop, which is also the tail. Every form rounds
-// the same: each operation is IEEE single precision, and the AVX-512 form is
-// compiled without contracting a multiply and an add into one FMA (which
-// would round once instead of twice).
+// The loop is written with SSE2 intrinsics (every x86-64 CPU has them) because
+// GCC will not vectorize sqrtf while it may set errno, and cgo refuses
+// -fno-math-errno; other CPUs run the scalar loop, which is also the tail.
+// (An AVX-512 form was tried: the pass is bound by memory, not arithmetic,
+// and it ran no faster.)
 #include <math.h>
 #include "adamw.h"
 #ifdef __SSE2__
 #include <emmintrin.h>
-#endif
-#ifdef __x86_64__
-#include <immintrin.h>
 #endif
 
 static void adamw_range(float *restrict p, const float *restrict g, float *restrict m,
@@ -60,41 +55,7 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
 	}
 }
 
-#ifdef __x86_64__
-// adamw_range_avx512 is adamw_range 16 lanes at a time; the rest (fewer
-// than 16 elements) goes to adamw_range.
-__attribute__((target("avx512f"), optimize("fp-contract=off")))
-static void adamw_range_avx512(float *restrict p, const float *restrict g, float *restrict m,
-                               float *restrict v, int64_t n, float decay, const beamtune_adamw_step *c) {
-	const __m512 W1 = _mm512_set1_ps(c->one_minus_beta1), B2 = _mm512_set1_ps(c->beta2);
-	const __m512 W2 = _mm512_set1_ps(c->one_minus_beta2), INV = _mm512_set1_ps(1.0f / c->bias_correction2_sqrt);
-	const __m512 EPS = _mm512_set1_ps(c->eps), STEP = _mm512_set1_ps(c->neg_step_size);
-	const __m512 DECAY = _mm512_set1_ps(decay), SCALE = _mm512_set1_ps(c->grad_scale);
-	int64_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		const __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), SCALE);
-		const __m512 mo = _mm512_loadu_ps(m + i), vo = _mm512_loadu_ps(v + i);
-		const __m512 mi = _mm512_add_ps(mo, _mm512_mul_ps(W1, _mm512_sub_ps(gi, mo)));
-		const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vo, B2), _mm512_mul_ps(_mm512_mul_ps(W2, gi), gi));
-		const __m512 denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), INV), EPS);
-		const __m512 pi = _mm512_mul_ps(_mm512_loadu_ps(p + i), DECAY);
-		_mm512_storeu_ps(m + i, mi);
-		_mm512_storeu_ps(v + i, vi);
-		_mm512_storeu_ps(p + i, _mm512_add_ps(pi, _mm512_mul_ps(STEP, _mm512_div_ps(mi, denom))));
-	}
-	adamw_range(p + i, g + i, m + i, v + i, n - i, decay, c);
-}
-#endif
-
-void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c, int portable) {
-#ifdef __x86_64__
-	if (!portable && __builtin_cpu_supports("avx512f")) {
-		for (int i = 0; i < nsegs; i++) {
-			adamw_range_avx512(segs[i].p, segs[i].g, segs[i].m, segs[i].v, segs[i].n, segs[i].decay, c);
-		}
-		return;
-	}
-#endif
+void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c) {
 	for (int i = 0; i < nsegs; i++) {
 		adamw_range(segs[i].p, segs[i].g, segs[i].m, segs[i].v, segs[i].n, segs[i].decay, c);
 	}

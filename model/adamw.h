@@ -19,6 +19,4 @@ typedef struct {
 	float grad_scale;
 } beamtune_adamw_step;
 
-// portable != 0 takes the SSE2 form even on a CPU with AVX-512 (tests
-// compare the two).
-void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c, int portable);
+void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c);

@@ -37,10 +37,6 @@ type AdamW struct {
 	m, v   []*ts.Tensor // first and second moments, one per parameter
 	steps  int64
 	opByOp bool // no fused update (tests)
-
-	// portable runs the fused update's SSE2 form on a CPU with AVX-512
-	// (tests: both forms must give the same bits).
-	portable bool
 }
 
 // NewAdamW creates zeroed moments for params.
@@ -95,7 +91,7 @@ func (o *AdamW) Step(lr, gradScale float64) error {
 	stepSize := lr / bc1
 	weightsChanged() // cached bf16 copies of these weights go stale
 	return NoGrad(func() error {
-		fused := fusedAdamW{opByOp: o.opByOp, portable: o.portable}
+		fused := fusedAdamW{opByOp: o.opByOp}
 		defer fused.free()
 		for i, p := range o.params {
 			ok, err := fused.add(p, o.m[i], o.v[i], o.decay(p, lr))
@@ -194,9 +190,7 @@ type fusedAdamW struct {
 
 	// opByOp sends every parameter the op-by-op way (tests compare the two).
 	opByOp bool
-	// portable: the SSE2 form where AVX-512 exists (tests).
-	portable bool
-	total    int64
+	total  int64
 }
 
 // add queues p for the fused update; false means it needs the op-by-op form.
@@ -253,12 +247,8 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 	}
 	const minPerThread = 1 << 16 // below this a second thread costs more than it saves
 	workers := int(max(1, min(int64(threads), f.total/minPerThread)))
-	portable := C.int(0)
-	if f.portable {
-		portable = 1
-	}
 	if workers == 1 {
-		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c, portable)
+		C.beamtune_adamw(&f.segs[0], C.int(len(f.segs)), &c)
 		return
 	}
 	// Cut the concatenated ranges into `workers` parts of equal length; a cut
@@ -291,10 +281,10 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			C.beamtune_adamw(&part[0], C.int(len(part)), &c, portable)
+			C.beamtune_adamw(&part[0], C.int(len(part)), &c)
 		}()
 	}
-	C.beamtune_adamw(&parts[0][0], C.int(len(parts[0])), &c, portable)
+	C.beamtune_adamw(&parts[0][0], C.int(len(parts[0])), &c)
 	wg.Wait()
 }
 
