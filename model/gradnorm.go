@@ -7,7 +7,6 @@ import (
 	"math"
 	"sync"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -54,27 +53,12 @@ const sumsqChunk = 1 << 16
 func sumSquares(grads []*ts.Tensor, threads int) (sum float64, ok bool, err error) {
 	var chunks []C.beamtune_sumsq_chunk
 	for _, g := range grads {
-		if g.DType() != gotch.Float {
-			return 0, false, nil
-		}
-		dev, err := g.Device()
-		if err != nil {
+		data, n, ok, err := cpuFloats(g)
+		if err != nil || !ok {
 			return 0, false, err
 		}
-		contiguous, err := g.IsContiguous()
-		if err != nil {
-			return 0, false, err
-		}
-		if dev.Name != gotch.CPU.Name || !contiguous {
-			return 0, false, nil
-		}
-		ptr, err := g.DataPtr()
-		if err != nil {
-			return 0, false, err
-		}
-		n := numel(Shape(g))
 		for off := int64(0); off < n; off += sumsqChunk {
-			chunks = append(chunks, C.beamtune_sumsq_chunk{x: advance((*C.float)(ptr), off), n: C.int64_t(min(sumsqChunk, n-off))})
+			chunks = append(chunks, C.beamtune_sumsq_chunk{x: advance(data, off), n: C.int64_t(min(sumsqChunk, n-off))})
 		}
 	}
 	if len(chunks) == 0 {

@@ -210,29 +210,24 @@ func (f *fusedAdamW) add(p *Param, m, v *ts.Tensor, decay float64) (bool, error)
 		drop(g)
 		return true, nil
 	}
-	var ptrs [4]unsafe.Pointer
+	var data [4]*C.float
+	var sizes [4]int64
 	for i, t := range []*ts.Tensor{p.T, g, m, v} {
-		c, err := t.IsContiguous()
-		if err == nil && (!c || t.DType() != gotch.Float) {
-			drop(g)
-			return false, nil
-		}
-		if err == nil {
-			ptrs[i], err = t.DataPtr()
-		}
-		if err != nil {
+		d, n, ok, err := cpuFloats(t)
+		if err != nil || !ok {
 			drop(g)
 			return false, err
 		}
+		data[i], sizes[i] = d, n
 	}
-	n := numel(Shape(p.T))
-	if n != numel(Shape(g)) || n != numel(Shape(m)) || n != numel(Shape(v)) {
+	n := sizes[0]
+	if n != sizes[1] || n != sizes[2] || n != sizes[3] {
 		drop(g)
 		return false, nil
 	}
 	f.grads = append(f.grads, g)
 	f.segs = append(f.segs, C.beamtune_adamw_seg{
-		p: (*C.float)(ptrs[0]), g: (*C.float)(ptrs[1]), m: (*C.float)(ptrs[2]), v: (*C.float)(ptrs[3]),
+		p: data[0], g: data[1], m: data[2], v: data[3],
 		n: C.int64_t(n), decay: C.float(decay),
 	})
 	f.total += n
@@ -289,6 +284,32 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 }
 
 func (f *fusedAdamW) free() { drop(f.grads...); f.grads = nil }
+
+// cpuFloats is the data of t when it is a contiguous float32 CPU tensor,
+// which the fused passes (AdamW here, the gradient norm in gradnorm.go)
+// read directly; ok is false for any other tensor, which then takes
+// libtorch's ops.
+func cpuFloats(t *ts.Tensor) (data *C.float, n int64, ok bool, err error) {
+	if t.DType() != gotch.Float {
+		return nil, 0, false, nil
+	}
+	dev, err := t.Device()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	contiguous, err := t.IsContiguous()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if dev.Name != gotch.CPU.Name || !contiguous {
+		return nil, 0, false, nil
+	}
+	ptr, err := t.DataPtr()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return (*C.float)(ptr), numel(Shape(t)), true, nil
+}
 
 // advance is p + k elements.
 func advance(p *C.float, k int64) *C.float {
