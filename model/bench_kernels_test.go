@@ -55,7 +55,7 @@ func BenchmarkAttention(b *testing.B) {
 					for range b.N {
 						var t scope
 						if kernel == "fused" {
-							t.attentionFused(q, k, v, lengths, heads, scale)
+							t.attentionFused(q, k, v, nil, nil, nil, lengths, heads, scale)
 						} else {
 							split := func(x *ts.Tensor) *ts.Tensor { return t.permute(t.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
 							var m *ts.Tensor
@@ -128,7 +128,7 @@ func BenchmarkAddLayerNorm(b *testing.B) {
 					for range b.N {
 						var t scope
 						if kernel == "fused" {
-							t.addLayerNorm(x, res, w, bias, 1e-12)
+							t.addLayerNorm(x, nil, res, w, bias, 1e-12)
 						} else {
 							t.layerNorm(t.addT(x, res), w, bias, 1e-12)
 						}

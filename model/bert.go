@@ -457,9 +457,22 @@ func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, tra
 	dh := int64(cfg.HeadDim())
 	var s scope
 	defer s.release()
+	// Where beamtune's kernels run (mask.lengths: a float32 CPU forward that
+	// only scores), a float32 layer's product comes without its bias (mm,
+	// where libtorch's linear, addmm, first copies the bias into every row
+	// of its output) and the kernel that reads the product adds the bias.
+	kernels := mask.lengths != nil
+	// bare is the named layer's product without its bias, and the bias,
+	// where a kernel will add it; else the whole layer and no bias.
+	bare := func(name string, x *ts.Tensor) (y, bias *ts.Tensor) {
+		if kernels && m.int8[p+name] == nil && m.lora[p+name] == nil {
+			return s.matmul(x, s.transpose(w(name+".weight"), 0, 1)), w(name + ".bias")
+		}
+		return lin(&s, name, x), nil
+	}
 
 	// The projections, [batch, seq, heads·head_dim] each.
-	var q, k, v *ts.Tensor
+	var q, k, v, bq, bk, bv *ts.Tensor
 	if qkv := p + "attention.self." + qkvName; m.int8[qkv] != nil && !train {
 		// int8: one product for the three projections (QuantizeInt8 packs
 		// them together); each is a view of its columns.
@@ -467,14 +480,14 @@ func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, tra
 		width := heads * dh
 		q, k, v = s.narrow(y, 2, 0, width), s.narrow(y, 2, width, width), s.narrow(y, 2, 2*width, width)
 	} else {
-		q = lin(&s, "attention.self.query", h)
-		k = lin(&s, "attention.self.key", h)
-		v = lin(&s, "attention.self.value", h)
+		q, bq = bare("attention.self.query", h)
+		k, bk = bare("attention.self.key", h)
+		v, bv = bare("attention.self.value", h)
 	}
 	scale := 1 / math.Sqrt(float64(dh))
 	var ctx *ts.Tensor // [batch, seq, heads·head_dim]
-	if mask.lengths != nil {
-		ctx = s.attentionFused(q, k, v, mask.lengths, heads, scale)
+	if kernels {
+		ctx = s.attentionFused(q, k, v, bq, bk, bv, mask.lengths, heads, scale)
 	} else {
 		// [batch, seq, hidden] -> [batch, heads, seq, head_dim]
 		split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, heads, dh), 0, 2, 1, 3) }
@@ -497,21 +510,32 @@ func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, tra
 		}
 		ctx = s.view(s.contiguous(s.permute(heads4, 0, 2, 1, 3)), bs, seq, heads*dh)
 	}
-	// Residual connection and LayerNorm: one pass per row with beamtune's
-	// kernel where attention ran it (inference), else libtorch's ops.
-	addNorm := func(x, residual *ts.Tensor, norm string) *ts.Tensor {
-		if mask.lengths != nil {
-			return s.addLayerNorm(s.contiguous(x), s.contiguous(residual), w(norm+".weight"), w(norm+".bias"), cfg.LayerNormEps)
+	// The output projection's bias (from bare), the residual connection and
+	// LayerNorm: one pass per row with beamtune's kernel where attention ran
+	// it, else libtorch's ops.
+	addNorm := func(x, xBias, residual *ts.Tensor, norm string) *ts.Tensor {
+		if kernels {
+			return s.addLayerNorm(s.contiguous(x), xBias, s.contiguous(residual), w(norm+".weight"), w(norm+".bias"), cfg.LayerNormEps)
 		}
 		return s.layerNorm(s.addT(s.dropout(x, cfg.HiddenDropoutProb, train), residual), w(norm+".weight"), w(norm+".bias"), cfg.LayerNormEps)
 	}
-	attn := addNorm(lin(&s, "attention.output.dense", ctx), h, "attention.output.LayerNorm")
+	y, by := bare("attention.output.dense", ctx)
+	attn := addNorm(y, by, h, "attention.output.LayerNorm")
 
-	inter := s.activation(lin(&s, "intermediate.dense", attn), cfg.HiddenAct)
+	var inter *ts.Tensor
+	switch y, by := bare("intermediate.dense", attn); {
+	case by != nil && cfg.HiddenAct == "gelu":
+		inter = s.biasGELU(y, by)
+	case by != nil:
+		inter = s.activation(s.addT(y, by), cfg.HiddenAct)
+	default:
+		inter = s.activation(y, cfg.HiddenAct)
+	}
 	if m.masks != nil { // neuron importance: Σ activation × gradient
 		inter = s.mulT(inter, m.masks.FFN[i])
 	}
-	o := addNorm(lin(&s, "output.dense", inter), attn, "output.LayerNorm")
+	y, by = bare("output.dense", inter)
+	o := addNorm(y, by, attn, "output.LayerNorm")
 	if !s.ok() {
 		return nil, s.err
 	}

@@ -2,8 +2,9 @@ package model
 
 // #include <stdint.h>
 // // Added to libtch by scripts/setup.sh (gotch patch 8, scripts/gotch/kernels.cpp).
-// void *bt_attention(void *query, void *key, void *value, int64_t *lengths, int64_t heads, double scale);
-// void *bt_add_layer_norm(void *x, void *residual, void *weight, void *bias, double eps);
+// void *bt_attention(void *query, void *key, void *value, void *query_bias, void *key_bias, void *value_bias, int64_t *lengths, int64_t heads, double scale);
+// void *bt_add_layer_norm(void *x, void *x_bias, void *residual, void *weight, void *bias, double eps);
+// void *bt_bias_gelu(void *x, void *bias);
 import "C"
 
 import (
@@ -91,17 +92,19 @@ func int64s(t *ts.Tensor) ([]int64, error) {
 	return out, nil
 }
 
-// attentionFused is softmax(q·kᵀ·scale)·v per head over each row's first
-// lengths[row] positions, from q, k, v as the projections give them
-// ([batch, seq, heads·head_dim], last dimension dense), to the
-// [batch, seq, hidden] context the output projection reads. Positions past a
-// row's length are zero: nothing a real token, the pooler or a head reads
-// depends on them (padded keys are out of every real row's attention).
-func (s *scope) attentionFused(q, k, v *ts.Tensor, lengths []int64, heads int64, scale float64) *ts.Tensor {
+// attentionFused is softmax((q+bq)·(k+bk)ᵀ·scale)·(v+bv) per head over each
+// row's first lengths[row] positions, from q, k, v as the projections give
+// them ([batch, seq, heads·head_dim], last dimension dense) and the
+// projections' biases (nil: none, or already added), to the [batch, seq,
+// hidden] context the output projection reads. Positions past a row's
+// length are zero: nothing a real token, the pooler or a head reads depends
+// on them (padded keys are out of every real row's attention).
+func (s *scope) attentionFused(q, k, v, bq, bk, bv *ts.Tensor, lengths []int64, heads int64, scale float64) *ts.Tensor {
 	if !s.ok() {
 		return nil
 	}
 	p := C.bt_attention(unsafe.Pointer(q.Ctensor()), unsafe.Pointer(k.Ctensor()), unsafe.Pointer(v.Ctensor()),
+		ctensorOrNil(bq), ctensorOrNil(bk), ctensorOrNil(bv),
 		(*C.int64_t)(unsafe.Pointer(&lengths[0])), C.int64_t(heads), C.double(scale))
 	if err := ts.TorchErr(); err != nil {
 		return s.add(nil, err, "attention")
@@ -117,16 +120,38 @@ type attentionMask struct {
 	lengths []int64
 }
 
-// addLayerNorm is LayerNorm(x + residual) with weight and bias over the last
-// dimension, in one pass per row (x and residual contiguous, of one shape).
-func (s *scope) addLayerNorm(x, residual, w, b *ts.Tensor, eps float64) *ts.Tensor {
+// addLayerNorm is LayerNorm(x + xBias + residual) with weight and bias over
+// the last dimension, in one pass per row (x and residual contiguous, of one
+// shape; xBias, the bias of the linear layer that made x, may be nil).
+func (s *scope) addLayerNorm(x, xBias, residual, w, b *ts.Tensor, eps float64) *ts.Tensor {
 	if !s.ok() {
 		return nil
 	}
-	p := C.bt_add_layer_norm(unsafe.Pointer(x.Ctensor()), unsafe.Pointer(residual.Ctensor()), unsafe.Pointer(w.Ctensor()),
-		unsafe.Pointer(b.Ctensor()), C.double(eps))
+	p := C.bt_add_layer_norm(unsafe.Pointer(x.Ctensor()), ctensorOrNil(xBias), unsafe.Pointer(residual.Ctensor()),
+		unsafe.Pointer(w.Ctensor()), unsafe.Pointer(b.Ctensor()), C.double(eps))
 	if err := ts.TorchErr(); err != nil {
 		return s.add(nil, err, "add + layer_norm")
 	}
 	return s.add(ts.New(lib.Ctensor(p)), nil, "add + layer_norm")
+}
+
+// biasGELU is GELU(x + b) (the erf form) in one pass per row, x contiguous,
+// b of x's last dimension.
+func (s *scope) biasGELU(x, b *ts.Tensor) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	p := C.bt_bias_gelu(unsafe.Pointer(x.Ctensor()), unsafe.Pointer(b.Ctensor()))
+	if err := ts.TorchErr(); err != nil {
+		return s.add(nil, err, "bias + gelu")
+	}
+	return s.add(ts.New(lib.Ctensor(p)), nil, "bias + gelu")
+}
+
+// ctensorOrNil is t's C handle, or nil for no tensor (an optional argument).
+func ctensorOrNil(t *ts.Tensor) unsafe.Pointer {
+	if t == nil {
+		return nil
+	}
+	return unsafe.Pointer(t.Ctensor())
 }

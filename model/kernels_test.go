@@ -63,12 +63,14 @@ func TestFusedAttentionEqualsLibtorch(t *testing.T) {
 	for _, c := range []struct {
 		heads, dh int64
 		lengths   []int64
+		biases    bool // the projections' biases handed to the kernel
 	}{
-		{12, 32, []int64{1, 5, 16, 17, 30, 30}},
-		{4, 64, []int64{64, 65, 100, 130}},
-		{3, 24, []int64{7, 33, 9}},
+		{12, 32, []int64{1, 5, 16, 17, 30, 30}, true},
+		{12, 32, []int64{1, 5, 16, 17, 30, 30}, false},
+		{4, 64, []int64{64, 65, 100, 130}, true},
+		{3, 24, []int64{7, 33, 9}, true},
 	} {
-		t.Run(fmt.Sprintf("heads%d_dim%d", c.heads, c.dh), func(t *testing.T) {
+		t.Run(fmt.Sprintf("heads%d_dim%d_bias%v", c.heads, c.dh, c.biases), func(t *testing.T) {
 			bs := int64(len(c.lengths))
 			seq := int64(0)
 			for _, n := range c.lengths {
@@ -99,7 +101,23 @@ func TestFusedAttentionEqualsLibtorch(t *testing.T) {
 			defer drop(packed, mk)
 			q, k, v := s.narrow(packed, 2, 0, width), s.narrow(packed, 2, width, width), s.narrow(packed, 2, 2*width, width)
 			scale := 1 / math.Sqrt(float64(c.dh))
-			fused := s.attentionFused(q, k, v, c.lengths, c.heads, scale)
+			var bq, bk, bv *ts.Tensor
+			if c.biases {
+				bvals := make([]float32, 3*width)
+				for i := range bvals {
+					bvals[i] = float32(0.5 * rng.NormFloat64())
+				}
+				biases, err := Float32Tensor(bvals, []int64{3 * width}, cpu)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer drop(biases)
+				bq, bk, bv = s.contiguous(s.narrow(biases, 0, 0, width)), s.contiguous(s.narrow(biases, 0, width, width)), s.contiguous(s.narrow(biases, 0, 2*width, width))
+			}
+			fused := s.attentionFused(q, k, v, bq, bk, bv, c.lengths, c.heads, scale)
+			if c.biases { // the reference takes the projections with their biases
+				q, k, v = s.addT(q, bq), s.addT(k, bk), s.addT(v, bv)
+			}
 
 			split := func(x *ts.Tensor) *ts.Tensor { return s.permute(s.view(x, bs, seq, c.heads, c.dh), 0, 2, 1, 3) }
 			add := s.view(s.mulScalar(s.oneMinus(s.toFloat(mk)), -math.MaxFloat32), bs, 1, 1, seq)
@@ -232,7 +250,11 @@ func TestAddLayerNormEqualsLibtorch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Float32s(s.addLayerNorm(x, res, w, b, 1e-12))
+		xb, err := Float32Tensor(randn(width, 0, 0.5), []int64{width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Float32s(s.addLayerNorm(x, nil, res, w, b, 1e-12))
 		if err != nil || !s.ok() {
 			t.Fatal(err, s.err)
 		}
@@ -245,7 +267,86 @@ func TestAddLayerNormEqualsLibtorch(t *testing.T) {
 		if d > 2e-6 {
 			t.Errorf("width %d: add + LayerNorm differs from libtorch's by %.2e (limit 2e-6)", width, d)
 		}
+		// With the linear layer's bias: LayerNorm((x + xb) + res).
+		got, err = Float32s(s.addLayerNorm(x, xb, res, w, b, 1e-12))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		want, err = Float32s(s.layerNorm(s.addT(s.addT(x, xb), res), w, b, 1e-12))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		d = maxAbsDiff(got, want)
+		t.Logf("width %d, with the input's bias: max |Δ| against libtorch %.2e", width, d)
+		if d > 2e-6 {
+			t.Errorf("width %d: bias + add + LayerNorm differs from libtorch's by %.2e (limit 2e-6)", width, d)
+		}
 		s.release()
-		drop(x, res, w, b)
+		drop(x, xb, res, w, b)
+	}
+}
+
+// TestBiasGELU compares beamtune's GELU(x + b) (erf by Abramowitz and
+// Stegun 7.1.26, AVX-512) with the exact erf form in float64, and with
+// libtorch's add then gelu, on values across the range where GELU bends and
+// tails far out on both sides, at the intermediate layer's width and at one
+// that does not fill whole registers. Limits (absolute below 1, relative
+// above): 5e-7 against the exact form (the approximation's own error is
+// below 1.4e-7 on erf); 2e-6 against libtorch, whose AVX2 erf is off by up
+// to 1.1e-6 near x = −3.4, where beamtune's is within 2e-7.
+func TestBiasGELU(t *testing.T) {
+	if !ownKernels {
+		t.Skip("this CPU lacks AVX-512: beamtune's kernels do not run here (libtorch's do)")
+	}
+	defer LockThread()()
+	cpu := Device{Name: "CPU"}
+	dev := func(got, want float32) float64 {
+		return math.Abs(float64(got)-float64(want)) / math.Max(1, math.Abs(float64(want)))
+	}
+	for _, width := range []int64{1536, 37} {
+		rows := int64(80) // above the kernel's threshold for a second thread
+		rng := rand.New(rand.NewSource(width))
+		xs := make([]float32, rows*width)
+		for i := range xs {
+			xs[i] = float32(3 * rng.NormFloat64())
+		}
+		xs[0], xs[1], xs[2], xs[3] = -40, 40, 0, -1e-30
+		bs := make([]float32, width)
+		for i := range bs {
+			bs[i] = float32(0.3 * rng.NormFloat64())
+		}
+		var s scope
+		x, err := Float32Tensor(xs, []int64{rows, width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Float32Tensor(bs, []int64{width}, cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Float32s(s.biasGELU(x, b))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		torch, err := Float32s(s.activation(s.addT(x, b), "gelu"))
+		if err != nil || !s.ok() {
+			t.Fatal(err, s.err)
+		}
+		var vsExact, vsTorch float64
+		for i := range got {
+			y := float64(xs[i] + bs[i%int(width)]) // the sum in float32, as the kernel adds
+			exact := float32(0.5 * y * (1 + math.Erf(y/math.Sqrt2)))
+			vsExact = math.Max(vsExact, dev(got[i], exact))
+			vsTorch = math.Max(vsTorch, dev(got[i], torch[i]))
+		}
+		t.Logf("width %d: max deviation from the exact form %.2e, from libtorch %.2e", width, vsExact, vsTorch)
+		if vsExact > 5e-7 {
+			t.Errorf("width %d: bias + GELU is %.2e off the exact form (limit 5e-7)", width, vsExact)
+		}
+		if vsTorch > 2e-6 {
+			t.Errorf("width %d: bias + GELU differs from libtorch's by %.2e (limit 2e-6)", width, vsTorch)
+		}
+		s.release()
+		drop(x, b)
 	}
 }
