@@ -143,3 +143,60 @@ func BenchmarkAddLayerNorm(b *testing.B) {
 		drop(x, res, w, bias)
 	}
 }
+
+// BenchmarkIntermediateLayer times BERT's intermediate layer (384 → 1,536,
+// then GELU) for 32 rows of 24, 48 and 96 tokens, 2 threads, both ways the
+// forward can run it: libtorch's linear (addmm: the bias copied into every
+// output row, then the product added) and GELU, against the product alone
+// (mm) and beamtune's bias + GELU kernel.
+func BenchmarkIntermediateLayer(b *testing.B) {
+	const width, inner = 384, 1536
+	for _, seq := range []int64{24, 48, 96} {
+		rows := 32 * seq
+		rng := rand.New(rand.NewSource(1))
+		randn := func(n int64, std float64) []float32 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(std * rng.NormFloat64())
+			}
+			return v
+		}
+		cpu := Device{Name: "CPU"}
+		var x, w, bias *ts.Tensor
+		torchBench(b, func() {
+			SetThreads(2)
+			var err error
+			if x, err = Float32Tensor(randn(rows*width, 1), []int64{32, seq, width}, cpu); err != nil {
+				b.Fatal(err)
+			}
+			if w, err = Float32Tensor(randn(inner*width, 0.05), []int64{inner, width}, cpu); err != nil {
+				b.Fatal(err)
+			}
+			if bias, err = Float32Tensor(randn(inner, 0.1), []int64{inner}, cpu); err != nil {
+				b.Fatal(err)
+			}
+		})
+		for _, kernel := range []string{"fused", "libtorch"} {
+			if kernel == "fused" && !ownKernels {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/tokens=%d", kernel, seq), func(b *testing.B) {
+				torchBench(b, func() {
+					for range b.N {
+						var t scope
+						if kernel == "fused" {
+							t.biasGELU(t.matmul(x, t.transpose(w, 0, 1)), bias)
+						} else {
+							t.activation(t.linear(x, w, bias), "gelu")
+						}
+						if !t.ok() {
+							b.Fatal(t.err)
+						}
+						t.release()
+					}
+				})
+			})
+		}
+		drop(x, w, bias)
+	}
+}
