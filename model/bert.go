@@ -522,15 +522,9 @@ func (m *Bert) layer(i int, h *ts.Tensor, mask attentionMask, bs, seq int64, tra
 	y, by := bare("attention.output.dense", ctx)
 	attn := addNorm(y, by, h, "attention.output.LayerNorm")
 
-	var inter *ts.Tensor
-	switch y, by := bare("intermediate.dense", attn); {
-	case by != nil && cfg.HiddenAct == "gelu":
-		inter = s.biasGELU(y, by)
-	case by != nil:
-		inter = s.activation(s.addT(y, by), cfg.HiddenAct)
-	default:
-		inter = s.activation(y, cfg.HiddenAct)
-	}
+	// The intermediate layer keeps libtorch's linear: a bias + GELU kernel
+	// measured the same as addmm and libtorch's GELU (BENCHMARKS.md).
+	inter := s.activation(lin(&s, "intermediate.dense", attn), cfg.HiddenAct)
 	if m.masks != nil { // neuron importance: Σ activation × gradient
 		inter = s.mulT(inter, m.masks.FFN[i])
 	}

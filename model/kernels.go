@@ -4,7 +4,6 @@ package model
 // // Added to libtch by scripts/setup.sh (gotch patch 8, scripts/gotch/kernels.cpp).
 // void *bt_attention(void *query, void *key, void *value, void *query_bias, void *key_bias, void *value_bias, int64_t *lengths, int64_t heads, double scale);
 // void *bt_add_layer_norm(void *x, void *x_bias, void *residual, void *weight, void *bias, double eps);
-// void *bt_bias_gelu(void *x, void *bias);
 import "C"
 
 import (
@@ -26,12 +25,12 @@ import (
 // calls: 1.05 ms a layer for 32 rows of 24 tokens against 0.47 ms
 // (BenchmarkAttention). Why the add + LayerNorm: libtorch makes three passes
 // over the activations (the add, the moments, the normalisation) where one
-// row at a time in the cache is enough (BenchmarkAddLayerNorm). The encoder's
-// float32 linear layers then skip their bias (a product without it, mm) and
-// these kernels add it as they read the product, with a bias + GELU kernel
-// for the intermediate layer: libtorch's linear copies the bias into every
-// output row before the product (4.6% of an SST-2-length forward). Other
-// CPUs run libtorch's ops; the tests compare the two.
+// row at a time in the cache is enough (BenchmarkAddLayerNorm). The
+// attention's projections and the output projections then skip their bias (a
+// product without it, mm) and these kernels add it as they read the product:
+// libtorch's linear copies the bias into every output row before the product
+// (4.6% of an SST-2-length forward). Other CPUs run libtorch's ops; the tests
+// compare the two.
 var ownKernels = cpu.X86.HasAVX512F
 
 // rowLengths reads a [batch, seq] 0/1 attention mask (nil: no padding) and
@@ -137,19 +136,6 @@ func (s *scope) addLayerNorm(x, xBias, residual, w, b *ts.Tensor, eps float64) *
 		return s.add(nil, err, "add + layer_norm")
 	}
 	return s.add(ts.New(lib.Ctensor(p)), nil, "add + layer_norm")
-}
-
-// biasGELU is GELU(x + b) (the erf form) in one pass per row, x contiguous,
-// b of x's last dimension.
-func (s *scope) biasGELU(x, b *ts.Tensor) *ts.Tensor {
-	if !s.ok() {
-		return nil
-	}
-	p := C.bt_bias_gelu(unsafe.Pointer(x.Ctensor()), unsafe.Pointer(b.Ctensor()))
-	if err := ts.TorchErr(); err != nil {
-		return s.add(nil, err, "bias + gelu")
-	}
-	return s.add(ts.New(lib.Ctensor(p)), nil, "bias + gelu")
 }
 
 // ctensorOrNil is t's C handle, or nil for no tensor (an optional argument).

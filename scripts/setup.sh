@@ -196,10 +196,10 @@ GO
   grep -q 'scaled_dot_product_attention(\*query, \*key, \*value, (attn_mask ? c10::optional' "$GOTCH.tmp/libtch/torch_api_generated.cpp.h" || die "gotch patch 7 (attention without a mask) did not apply"
   # 8. Inference kernels (beamtune's own code, scripts/gotch/kernels.cpp): attention over
   #    each row's own length without a mask, residual add + LayerNorm in one pass,
-  #    bias + GELU, the linear layers' biases folded into them; model/kernels.go calls them.
-  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\ntensor bt_attention(tensor query, tensor key, tensor value, tensor query_bias, tensor key_bias, tensor value_bias, int64_t *lengths, int64_t heads, double scale);\ntensor bt_add_layer_norm(tensor x, tensor x_bias, tensor residual, tensor weight, tensor bias, double eps);\ntensor bt_bias_gelu(tensor x, tensor bias);/' "$GOTCH.tmp/libtch/torch_api.h"
+  #    the linear layers' biases folded into both; model/kernels.go calls them.
+  perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\ntensor bt_attention(tensor query, tensor key, tensor value, tensor query_bias, tensor key_bias, tensor value_bias, int64_t *lengths, int64_t heads, double scale);\ntensor bt_add_layer_norm(tensor x, tensor x_bias, tensor residual, tensor weight, tensor bias, double eps);/' "$GOTCH.tmp/libtch/torch_api.h"
   cat "$KERNELS_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
-  grep -q 'tensor bt_bias_gelu(tensor x' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 8 (inference kernels) did not apply"
+  grep -q 'tensor bt_add_layer_norm(tensor x, tensor x_bias' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 8 (inference kernels) did not apply"
   touch "$GOTCH.tmp/.complete"
   mv "$GOTCH.tmp" "$GOTCH"
 fi

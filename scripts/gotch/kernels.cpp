@@ -24,13 +24,12 @@
 // norm in one pass over each row instead of an add over the whole tensor and
 // then the norm's own passes.
 //
-// bt_bias_gelu: GELU(x + bias), the intermediate layer's bias and activation
-// in one pass.
-//
 // Why the biases: libtorch's linear (addmm) first copies the bias into every
 // row of its output, then adds the product to it; at SST-2's lengths that
-// copy was 4.6% of a forward. The kernels take the product without bias
-// (mm) and add the bias where they read it.
+// copy was 4.6% of a forward. The attention's projections and the output
+// projections come without bias (mm) and these kernels add it where they
+// read them. (The intermediate layer keeps libtorch's linear and GELU: a
+// bias + GELU kernel measured the same, BenchmarkIntermediateLayer.)
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <immintrin.h>
@@ -228,40 +227,6 @@ static void add_layer_norm_row(const float *x, const float *xb, const float *r, 
   }
 }
 
-// erf for AVX-512 by Abramowitz and Stegun 7.1.26: 1 − t·P(t)·e^(−x²) with
-// t = 1/(1 + p·|x|), absolute error below 1.5e-7 (plus exp512's 2e-7
-// relative), odd in x.
-static inline __m512 erf512(__m512 x) {
-  const __m512 ax = _mm512_abs_ps(x);
-  // t = 1/d by the 14-bit reciprocal and one Newton step (relative error
-  // about 2^-28): a division costs several times as much here.
-  const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1.0f));
-  __m512 t = _mm512_rcp14_ps(d);
-  t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  p = _mm512_mul_ps(p, t);
-  const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
-  const __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
-  // copy x's sign onto y (y ≥ 0)
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y),
-                                             _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN))));
-}
-
-// One row of GELU(x + b) (the erf form, HF's "gelu") into o.
-static void bias_gelu_row(const float *x, const float *b, float *o, int64_t n) {
-  const __m512 half = _mm512_set1_ps(0.5f), rsqrt2 = _mm512_set1_ps(0.70710678118654752f), one = _mm512_set1_ps(1.0f);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = tail_mask(n - j);
-    const __m512 y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, b + j));
-    const __m512 g = _mm512_mul_ps(_mm512_mul_ps(half, y), _mm512_add_ps(one, erf512(_mm512_mul_ps(y, rsqrt2))));
-    _mm512_mask_storeu_ps(o + j, m, g);
-  }
-}
-
 #pragma GCC pop_options
 
 // libtorch's OpenMP runtime (the libgomp its wheel ships, loaded with it).
@@ -310,9 +275,8 @@ static const float *biasData(const at::Tensor *b, int64_t n, const char *what, s
   return b->data_ptr<float>();
 }
 
-// attention, add_layer_norm and bias_gelu are the bodies of bt_attention,
-// bt_add_layer_norm and bt_bias_gelu (PROTECT, a macro, cannot take their
-// commas).
+// attention and add_layer_norm are the bodies of bt_attention and
+// bt_add_layer_norm (PROTECT, a macro, cannot take their commas).
 static at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor *bq,
                             const at::Tensor *bk, const at::Tensor *bv, const int64_t *lengths, int64_t heads,
                             double scale) {
@@ -388,35 +352,10 @@ static at::Tensor add_layer_norm(const at::Tensor &x, const at::Tensor *xb, cons
   return out;
 }
 
-static at::Tensor bias_gelu(const at::Tensor &x, const at::Tensor &b) {
-  TORCH_CHECK(__builtin_cpu_supports("avx512f"), "bt_bias_gelu: this CPU lacks AVX-512");
-  TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_cpu() && x.is_contiguous() && x.dim() >= 1,
-              "bt_bias_gelu: x must be a contiguous float32 CPU tensor");
-  const int64_t n = x.size(-1);
-  std::vector<float> zero;
-  const float *bp = biasData(&b, n, "bt_bias_gelu", zero);
-  at::Tensor out = at::empty_like(x);
-  const int64_t rows = n == 0 ? 0 : x.numel() / n;
-  const float *xp = x.data_ptr<float>();
-  float *op = out.data_ptr<float>();
-  const int64_t nth = gomp().parallel && rows >= 64 ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / 32)) : 1;
-  const int64_t per = (rows + nth - 1) / std::max<int64_t>(nth, 1);
-  auto work = [&](int64_t t) {
-    for (int64_t i = t * per; i < std::min(rows, (t + 1) * per); i++) bias_gelu_row(xp + i * n, bp, op + i * n, n);
-  };
-  parallel(nth, work);
-  return out;
-}
-
 }  // namespace bt_kernels
 
 tensor bt_add_layer_norm(tensor x, tensor x_bias, tensor residual, tensor weight, tensor bias, double eps) {
   PROTECT(return new torch::Tensor(bt_kernels::add_layer_norm(*x, x_bias, *residual, *weight, *bias, eps));)
-  return nullptr;
-}
-
-tensor bt_bias_gelu(tensor x, tensor bias) {
-  PROTECT(return new torch::Tensor(bt_kernels::bias_gelu(*x, *bias));)
   return nullptr;
 }
 
