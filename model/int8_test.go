@@ -66,6 +66,8 @@ type int8Reference struct {
 	InputShape []int64 `json:"input_shape"`
 	Input      []float32
 	Float      []float32
+	TiesShape  []int64 `json:"ties_shape"`
+	Ties       []float32
 	PerTensor  int8RefEntry `json:"per_tensor"`
 	PerChannel int8RefEntry `json:"per_channel"`
 }
@@ -75,6 +77,7 @@ type int8RefEntry struct {
 	Int8              []int8
 	Output            []float32
 	OutputReduceRange []float32 `json:"output_reduce_range"`
+	TiesOutput        []float32 `json:"ties_output"`
 }
 
 // TestInt8LinearAgainstTorch compares beamtune's weight quantization and int8
@@ -110,6 +113,11 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer drop(x)
+	ties, err := Float32Tensor(ref.Ties, ref.TiesShape, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(ties)
 	var yMax float64
 	for _, v := range ref.Float {
 		yMax = math.Max(yMax, math.Abs(float64(v)))
@@ -171,6 +179,21 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 			}
 			if dFloat > limit {
 				t.Errorf("%s reduce_range=%v: differs from float32 by %.3f (limit %.3f)", c.name, rr, dFloat, limit)
+			}
+			if !rr {
+				// Half of these activations quantize to exactly k + 0.5: rounding
+				// them other than to even moves outputs by about 1e-3.
+				l, err := newFusedInt8Linear([]*ts.Tensor{w}, []*ts.Tensor{b}, c.opts, feats)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var dTies float64
+				for i, v := range runInt8(t, l, ties) {
+					dTies = math.Max(dTies, math.Abs(float64(v-c.want.TiesOutput[i])))
+				}
+				if dTies > 1e-5 {
+					t.Errorf("%s: on rounding ties differs from torch's quantized linear by %.2e (limit 1e-5)", c.name, dTies)
+				}
 			}
 		}
 	}

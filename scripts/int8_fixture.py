@@ -4,7 +4,7 @@ makes of one random linear layer, for model/int8_test.go (issue #16).
 For a seeded weight, bias and input it records the weight observers' scales and
 int8 values (per tensor and per output channel, symmetric, as quantize_dynamic's
 default qconfigs) and torch.ops.quantized.linear_dynamic's output with and
-without reduce_range. Run through scripts/int8_fixture.sh (the pinned env).
+without reduce_range, and without it on an input of rounding ties. Run through scripts/int8_fixture.sh (the pinned env).
 """
 import json
 import sys
@@ -19,10 +19,17 @@ w[3, 5] = 0.9  # an outlier: per-channel scales differ from the per-tensor one
 w[7] = 0.0     # an all-zero row
 b = torch.randn(out_f) * 0.1
 x = torch.randn(3, 5, in_f)
+# An input made of rounding ties: on a grid of 1/128 from -1 to 2.984375 (both
+# present), the activation scale is exactly 1/64 and the zero point 64, so
+# every other value quantizes to exactly k + 0.5. Rounding half away from zero
+# instead of to even would change half of them.
+g = torch.arange(4 * 8 * in_f)
+ties = (((g * 37) % 511 - 128).float() / 128).reshape(4, 8, in_f)
 
 result = {"out": out_f, "in": in_f, "weight": w.flatten().tolist(), "bias": b.tolist(),
           "input_shape": list(x.shape), "input": x.flatten().tolist(),
-          "float": torch.nn.functional.linear(x, w, b).flatten().tolist()}
+          "float": torch.nn.functional.linear(x, w, b).flatten().tolist(),
+          "ties_shape": list(ties.shape), "ties": ties.flatten().tolist()}
 for name, obs in [("per_tensor", MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)),
                   ("per_channel", PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric))]:
     obs(w)
@@ -36,5 +43,6 @@ for name, obs in [("per_tensor", MinMaxObserver(dtype=torch.qint8, qscheme=torch
     for rr in (False, True):
         y = torch.ops.quantized.linear_dynamic(x, packed, rr)
         entry["output_reduce_range" if rr else "output"] = y.flatten().tolist()
+    entry["ties_output"] = torch.ops.quantized.linear_dynamic(ties, packed, False).flatten().tolist()
     result[name] = entry
 json.dump(result, open(sys.argv[1], "w"))

@@ -29,7 +29,12 @@
 // copy was 4.6% of a forward. The attention's projections and the output
 // projections come without bias (mm) and these kernels add it where they
 // read them. (The intermediate layer keeps libtorch's linear and GELU: a
-// bias + GELU kernel measured the same, BenchmarkIntermediateLayer.)
+// bias + GELU kernel measured the same: BenchmarkIntermediateLayer at
+// commit 3e09f1f, BENCHMARKS.md.)
+//
+// quantize_u8: the u8 activations of an int8 linear layer on oneDNN, as
+// libtorch's dynamic quantization makes them, on the thread team
+// (int8_linear.cpp calls it).
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <immintrin.h>
@@ -227,6 +232,39 @@ static void add_layer_norm_row(const float *x, const float *xb, const float *r, 
   }
 }
 
+// min and max of x[0..n), n ≥ 1.
+static void min_max_avx512(const float *x, int64_t n, float *mn, float *mx) {
+  __m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  if (i < n) {  // lanes past n load x[0], a value already seen
+    const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(x[0]), tail_mask(n - i), x + i);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  *mn = _mm512_reduce_min_ps(lo);
+  *mx = _mm512_reduce_max_ps(hi);
+}
+
+// q = clamp(round_half_even(x · inv_scale + zp), 0, 255), the product rounded
+// to float before the sum as oneDNN's reorder does: the explicit-rounding
+// forms keep the compiler from contracting them into one fused multiply-add,
+// which rounds once and would change some bytes.
+static void quantize_avx512(const float *x, int64_t n, float inv_scale, float zp, uint8_t *q) {
+  const int r = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m512 inv = _mm512_set1_ps(inv_scale), z = _mm512_set1_ps(zp);
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    __m512 v = _mm512_add_round_ps(_mm512_mul_round_ps(_mm512_maskz_loadu_ps(m, x + i), inv, r), z, r);
+    _mm512_mask_cvtusepi32_storeu_epi8(q + i, m, _mm512_max_epi32(_mm512_cvt_roundps_epi32(v, r), zero));
+  }
+}
+
 #pragma GCC pop_options
 
 // libtorch's OpenMP runtime (the libgomp its wheel ships, loaded with it).
@@ -350,6 +388,88 @@ static at::Tensor add_layer_norm(const at::Tensor &x, const at::Tensor *xb, cons
   };
   parallel(nth, work);
   return out;
+}
+
+// quantize_u8 quantizes float32 activations to u8 as libtorch 2.1's dynamic
+// int8 linear does (quantized::linear_dynamic on the oneDNN engine): one
+// scale and zero point for the whole tensor from its min and max
+// (ChooseQuantizationParams with qmin 0, qmax 255), then each value
+// rounded as oneDNN's reorder rounds it. Both passes run on the thread
+// team in contiguous chunks; linear_dynamic does the first on one thread.
+// Scalar code stands in on CPUs without AVX-512 (VNNI without it exists:
+// AVX-VNNI), with the same arithmetic.
+static void choose_qparams(float min, float max, double *scale_out, int64_t *zero_point_out) {
+  const int32_t qmin = 0, qmax = 255;
+  const float small_scale = 6.1e-5f;  // libtorch's SMALL_SCALE_THRESHOLD
+  min = std::min(min, 0.f);
+  max = std::max(max, 0.f);
+  double scale = (static_cast<double>(max) - min) / (qmax - qmin);
+  if (float(scale) == 0.0f || std::isinf(1.0f / float(scale))) scale = 0.1;
+  if (scale < small_scale) {
+    const float org_scale = scale;
+    scale = small_scale;
+    if (min == 0.0f) {
+      max = small_scale * (qmax - qmin);
+    } else if (max == 0.0f) {
+      min = -small_scale * (qmax - qmin);
+    } else {
+      min *= small_scale / org_scale;
+      max *= small_scale / org_scale;
+    }
+  }
+  // The zero point from whichever end adds the smaller terms, nudged to an integer in range.
+  const double from_min = qmin - min / scale, from_max = qmax - max / scale;
+  const double err_min = std::abs(qmin) - std::abs(min / scale), err_max = std::abs(qmax) - std::abs(max / scale);
+  const double initial = err_min < err_max ? from_min : from_max;
+  *scale_out = scale;
+  *zero_point_out = initial < qmin ? qmin : initial > qmax ? qmax : static_cast<int64_t>(std::nearbyint(initial));
+}
+
+static void min_max(const float *x, int64_t n, float *mn, float *mx) {
+  if (__builtin_cpu_supports("avx512f")) return min_max_avx512(x, n, mn, mx);
+  *mn = *mx = x[0];
+  for (int64_t i = 1; i < n; i++) {
+    *mn = std::min(*mn, x[i]);
+    *mx = std::max(*mx, x[i]);
+  }
+}
+
+static void quantize(const float *x, int64_t n, float inv_scale, float zp, uint8_t *q) {
+  if (__builtin_cpu_supports("avx512f")) return quantize_avx512(x, n, inv_scale, zp, q);
+  for (int64_t i = 0; i < n; i++) {
+    volatile float p = x[i] * inv_scale;  // rounded to float before the sum, as above
+    q[i] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(p + zp))));
+  }
+}
+
+at::Tensor quantize_u8(const at::Tensor &x, double *scale, int64_t *zero_point) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_cpu() && x.is_contiguous() && x.numel() > 0,
+              "bt_int8: activations must be a non-empty contiguous float32 CPU tensor");
+  const float *xp = x.data_ptr<float>();
+  const int64_t n = x.numel();
+  // Chunks of at least 16K values (64 KB): below that a second thread costs more than it saves.
+  const int64_t nth = gomp().parallel ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / 16384)) : 1;
+  const int64_t per = (n + nth - 1) / nth;
+  std::vector<float> lo(nth), hi(nth);
+  auto find = [&](int64_t t) {
+    const int64_t begin = t * per, end = std::min(n, begin + per);
+    if (begin < end) {
+      min_max(xp + begin, end - begin, &lo[t], &hi[t]);
+    } else {
+      lo[t] = hi[t] = xp[0];
+    }
+  };
+  parallel(nth, find);
+  choose_qparams(*std::min_element(lo.begin(), lo.end()), *std::max_element(hi.begin(), hi.end()), scale, zero_point);
+  at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kByte));
+  uint8_t *qp = q.data_ptr<uint8_t>();
+  const float inv = static_cast<float>(1.0 / *scale), zp = static_cast<float>(*zero_point);
+  auto store = [&](int64_t t) {
+    const int64_t begin = t * per, end = std::min(n, begin + per);
+    if (begin < end) quantize(xp + begin, end - begin, inv, zp, qp + begin);
+  };
+  parallel(nth, store);
+  return q;
 }
 
 }  // namespace bt_kernels
