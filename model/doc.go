@@ -20,8 +20,9 @@
 // the vocab map of a vocabulary-pruned folder), int8.go (dynamic int8
 // linear layers: weights quantized in Go exactly as PyTorch's observers do,
 // packed and multiplied by libtorch's oneDNN kernels on CPUs with VNNI or AMX,
-// its fbgemm kernels elsewhere, through a small shim
-// that scripts/setup.sh adds to gotch's libtch, scripts/gotch/int8_linear.cpp),
+// with the activations quantized by beamtune's kernel, its fbgemm kernels
+// elsewhere, through a small shim that scripts/setup.sh adds to gotch's
+// libtch, scripts/gotch/int8_linear.cpp),
 // lora.go (parameter-efficient fine-tuning: LoRA updates on chosen linear
 // layers, BitFit and frozen layers through Tune and Trainable, merging),
 // adapter.go (LoRA adapter folders in PEFT's layout, written and read, over
