@@ -3,7 +3,7 @@
 
 GO      ?= go
 BIN     := bin/beamtune
-# Test timeout: the whole suite runs in a few minutes on 2 cores once built.
+# Test timeout, per package: the slowest, pipelines, takes 10–15 minutes on 2 cores.
 TESTFLAGS ?= -timeout 30m
 
 .PHONY: setup build demo test bench doctor clean
