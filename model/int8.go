@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"unsafe"
 
 	lib "github.com/sugarme/gotch/libtch"
@@ -195,7 +196,9 @@ func newFusedInt8Linear(ws, biases []*ts.Tensor, opts Int8Options, f CPUFeatures
 		onednn = 1
 	}
 	defer LockThread()() // libtorch's last error is per OS thread
+	prepackMu.Lock()     // without AVX-512, the engine switch inside is process-wide
 	p := C.bt_int8_linear_prepack(unsafe.Pointer(q2.Ctensor()), cs, C.int64_t(len(scales)), cb, onednn)
+	prepackMu.Unlock()
 	if err := ts.TorchErr(); err != nil {
 		return nil, fmt.Errorf("int8 prepack: %w", err)
 	}
@@ -204,6 +207,10 @@ func newFusedInt8Linear(ws, biases []*ts.Tensor, opts Int8Options, f CPUFeatures
 	}
 	return &int8Linear{packed: p, reduceRange: !f.VNNI}, nil
 }
+
+// prepackMu serialises prepacks: on CPUs with VNNI but without AVX-512 each
+// sets libtorch's process-wide quantized engine for the duration of the call.
+var prepackMu sync.Mutex
 
 // forward computes x·Wᵀ + b with int8 weights and per-batch int8 activations.
 func (l *int8Linear) forward(x *ts.Tensor) (*ts.Tensor, error) {

@@ -60,16 +60,17 @@ func TestQuantizeWeightByHand(t *testing.T) {
 }
 
 type int8Reference struct {
-	Out, In    int
-	Weight     []float32
-	Bias       []float32
-	InputShape []int64 `json:"input_shape"`
-	Input      []float32
-	Float      []float32
-	TiesShape  []int64 `json:"ties_shape"`
-	Ties       []float32
-	PerTensor  int8RefEntry `json:"per_tensor"`
-	PerChannel int8RefEntry `json:"per_channel"`
+	Out, In           int
+	Weight            []float32
+	Bias              []float32
+	InputShape        []int64 `json:"input_shape"`
+	Input             []float32
+	Float             []float32
+	TiesShape         []int64 `json:"ties_shape"`
+	Ties              []float32
+	OneDNNLargeOutput []float32    `json:"onednn_large_output"`
+	PerTensor         int8RefEntry `json:"per_tensor"`
+	PerChannel        int8RefEntry `json:"per_channel"`
 }
 
 type int8RefEntry struct {
@@ -167,7 +168,7 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 				dFloat = math.Max(dFloat, math.Abs(float64(got[i]-ref.Float[i])))
 			}
 			t.Logf("%s reduce_range=%v: max |int8 - torch int8| %.2e, max |int8 - float32| %.2e (max |y| %.2f)", c.name, rr, dTorch, dFloat, yMax)
-			// The same kernels on the same int8 weights: equal up to float rounding.
+			// The same int8 weights and activations: equal up to float summation.
 			if dTorch > 1e-5 {
 				t.Errorf("%s reduce_range=%v: differs from torch's quantized linear by %.2e (limit 1e-5)", c.name, rr, dTorch)
 			}
@@ -196,6 +197,66 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestInt8LinearOneDNNLargeInput runs the oneDNN path on an input large
+// enough that its minimum and maximum are found by several threads (the
+// fixture puts both in the second half) against the oneDNN engine's
+// linear_dynamic on the same layer.
+func TestInt8LinearOneDNNLargeInput(t *testing.T) {
+	f := HostCPU()
+	if why := Int8Unsupported(gotch.CPU, f); why != "" || !f.VNNI {
+		t.Skipf("the oneDNN int8 path needs VNNI: %s", why)
+	}
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "int8", "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref int8Reference
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	const rows, outs = 1000, 4
+	in := ref.In
+	big := make([]float32, rows*in)
+	for i := range big {
+		big[i] = float32(float64((i*7919)%4001-2000) / 500.0)
+	}
+	big[30001], big[39000] = -6.5, 7.25
+	defer LockThread()()
+	SetThreads(2)
+	x, err := Float32Tensor(big, []int64{rows, int64(in)}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(x)
+	w, err := Float32Tensor(ref.Weight[:outs*in], []int64{outs, int64(in)}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(w)
+	b, err := Float32Tensor(ref.Bias[:outs], []int64{outs}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop(b)
+	l, err := newFusedInt8Linear([]*ts.Tensor{w}, []*ts.Tensor{b}, Int8Options{}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runInt8(t, l, x)
+	if len(got) != len(ref.OneDNNLargeOutput) {
+		t.Fatalf("%d outputs, torch %d", len(got), len(ref.OneDNNLargeOutput))
+	}
+	var d float64
+	for i := range got {
+		d = math.Max(d, math.Abs(float64(got[i]-ref.OneDNNLargeOutput[i])))
+	}
+	t.Logf("max |int8 - torch oneDNN int8| %.2e over %d outputs", d, len(got))
+	// A wrong minimum or maximum changes the scale, and every output with it.
+	if d > 1e-5 {
+		t.Errorf("differs from torch's oneDNN quantized linear by %.2e (limit 1e-5)", d)
 	}
 }
 

@@ -4,7 +4,8 @@ makes of one random linear layer, for model/int8_test.go (issue #16).
 For a seeded weight, bias and input it records the weight observers' scales and
 int8 values (per tensor and per output channel, symmetric, as quantize_dynamic's
 default qconfigs) and torch.ops.quantized.linear_dynamic's output with and
-without reduce_range, and without it on an input of rounding ties. Run through scripts/int8_fixture.sh (the pinned env).
+without reduce_range, and without it on an input of rounding ties; and the
+oneDNN engine's output on a larger input. Run through scripts/int8_fixture.sh (the pinned env).
 """
 import json
 import sys
@@ -45,4 +46,19 @@ for name, obs in [("per_tensor", MinMaxObserver(dtype=torch.qint8, qscheme=torch
         entry["output_reduce_range" if rr else "output"] = y.flatten().tolist()
     entry["ties_output"] = torch.ops.quantized.linear_dynamic(ties, packed, False).flatten().tolist()
     result[name] = entry
+# A larger input against the oneDNN engine's linear_dynamic, for the path
+# beamtune takes on CPUs with VNNI and AVX-512: 1,000 rows of 40 (more than
+# two of beamtune's 16K-value chunks, so its min and max come from several
+# threads), values from a formula model/int8_test.go repeats, the one
+# minimum and the one maximum in the second half; the layer is the first 4
+# outputs of the one above, per tensor.
+big = [(((i * 7919) % 4001) - 2000) / 500.0 for i in range(1000 * in_f)]
+big[30001], big[39000] = -6.5, 7.25
+xb = torch.tensor(big, dtype=torch.float32).reshape(1000, in_f)
+torch.backends.quantized.engine = "onednn"
+obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+obs(w[:4])
+scale, zp = obs.calculate_qparams()
+packed = torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(w[:4], float(scale), int(zp), torch.qint8), b[:4])
+result["onednn_large_output"] = torch.ops.quantized.linear_dynamic(xb, packed, False).flatten().tolist()
 json.dump(result, open(sys.argv[1], "w"))

@@ -183,8 +183,10 @@ GO
   printf '\nvoid at_reset_grad(tensor t) { PROTECT(t->mutable_grad().reset();) }\n' >> "$GOTCH.tmp/libtch/torch_api.cpp"
   grep -q 'void at_reset_grad(tensor);' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 5 (reset grad) did not apply"
   # 6. Dynamic int8 linear layers (issue #16): quantized::linear_prepack and
-  #    quantized::linear_dynamic are dispatcher ops that gotch cannot call; the shim is
-  #    beamtune's own code (scripts/gotch/int8_linear.cpp), model/int8.go calls it.
+  #    quantized::linear_dynamic (and, with VNNI and AVX-512, onednn::qlinear_prepack and
+  #    onednn::qlinear_pointwise on activations quantized by kernels.cpp's quantize_u8) are
+  #    dispatcher ops that gotch cannot call; the shim is beamtune's own code
+  #    (scripts/gotch/int8_linear.cpp), model/int8.go calls it.
   perl -0pi -e 's/\nvoid at_reset_grad\(tensor\);/\nvoid at_reset_grad(tensor);\nivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, tensor bias, int onednn);\ntensor bt_int8_linear(tensor input, ivalue packed, int reduce_range);/' "$GOTCH.tmp/libtch/torch_api.h"
   cat "$INT8_SHIM" >> "$GOTCH.tmp/libtch/torch_api.cpp"
   grep -q 'bt_int8_linear(tensor input' "$GOTCH.tmp/libtch/torch_api.h" || die "gotch patch 6 (int8 linear) did not apply"

@@ -2,12 +2,13 @@
 // ---- beamtune: dynamic int8 linear (appended to libtch/torch_api.cpp by scripts/setup.sh)
 //
 // The int8 linear ops are dispatcher ops, not at:: functions, so gotch's
-// generated wrappers cannot reach them. Without VNNI these are the calls
-// PyTorch's quantize_dynamic makes for every nn.Linear: the weight packed
-// once for fbgemm (quantized::linear_prepack), then quantized::linear_dynamic,
-// which quantizes its input per batch, multiplies in int8 and returns float32
-// with the bias added. With VNNI the weight is packed for oneDNN and the
-// activations are quantized here, as follows.
+// generated wrappers cannot reach them. Without VNNI, and with VNNI but
+// without AVX-512, these are the calls PyTorch's quantize_dynamic makes for
+// every nn.Linear: the weight packed once (quantized::linear_prepack, for
+// fbgemm or oneDNN), then quantized::linear_dynamic, which quantizes its
+// input per batch, multiplies in int8 and returns float32 with the bias
+// added. With VNNI and AVX-512 the activations are quantized by beamtune's
+// kernel instead, as follows.
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
@@ -19,8 +20,9 @@
 // then has oneDNN reorder it to u8. The kernel does both passes on the
 // thread team, and the u8 input goes to onednn::qlinear_pointwise (libtorch
 // 2.1's int8 linear for already-quantized activations, float32 out). The
-// parameters and the rounding are linear_dynamic's, so both paths give the
-// same bytes and the same sums (model/int8_test.go compares them).
+// parameters and the rounding are linear_dynamic's, so the outputs match
+// its oneDNN path up to float summation order (model/int8_test.go compares
+// them with torch's, testdata/int8/reference.json).
 namespace bt_kernels {
 at::Tensor quantize_u8(const at::Tensor &x, double *scale, int64_t *zero_point);
 }
@@ -33,6 +35,7 @@ namespace bt_int8 {
 static at::Tensor pointwise(const at::Tensor &input, const c10::ivalue::Tuple &layer) {
   const auto &e = layer.elements();
   auto x = input.contiguous();
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) > 0, "bt_int8_linear: the input needs a last dimension");
   const int64_t in = x.size(-1);
   auto x2 = x.reshape({-1, in});
   auto out_sizes = x.sizes().vec();
@@ -68,12 +71,15 @@ static at::Tensor pointwise(const at::Tensor &input, const c10::ivalue::Tuple &l
 
 // weight: int8 [out, in], already quantized (zero point 0); scales: one per
 // tensor (n_scales == 1) or one per output row. bias may be null. onednn packs
-// for oneDNN's kernels (the tuple pointwise above takes) instead of fbgemm's
-// (quantized::linear_prepack under libtorch's default engine on x86): on CPUs
-// with VNNI or AMX they are several times faster.
+// for oneDNN's kernels instead of fbgemm's: on CPUs with VNNI or AMX they are
+// several times faster. With AVX-512 the result is the tuple pointwise
+// above takes; without it, linear_dynamic's packed object, packed under
+// the oneDNN engine: the engine is process-wide state read by prepack only
+// (the packed object then runs its own kernels), so the caller serialises
+// prepacks.
 ivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, tensor bias, int onednn) {
   PROTECT(
-    if (onednn) {
+    if (onednn && __builtin_cpu_supports("avx512f")) {
       static auto pack = c10::Dispatcher::singleton().findSchemaOrThrow("onednn::qlinear_prepack", "");
       torch::jit::Stack stack;
       stack.emplace_back(*weight);
@@ -96,7 +102,16 @@ ivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, t
     torch::jit::Stack stack;
     stack.emplace_back(q);
     stack.emplace_back(bias == nullptr ? c10::optional<at::Tensor>() : c10::optional<at::Tensor>(*bias));
-    op.callBoxed(&stack);
+    auto &ctx = at::globalContext();
+    const auto previous = ctx.qEngine();
+    if (onednn) ctx.setQEngine(at::QEngine::ONEDNN);
+    try {
+      op.callBoxed(&stack);
+    } catch (...) {
+      ctx.setQEngine(previous);
+      throw;
+    }
+    ctx.setQEngine(previous);
     return new torch::jit::IValue(stack[0]);
   )
   return nullptr;
@@ -107,7 +122,10 @@ ivalue bt_int8_linear_prepack(tensor weight, double *scales, int64_t n_scales, t
 // from saturating.
 tensor bt_int8_linear(tensor input, ivalue packed, int reduce_range) {
   PROTECT(
-    if (packed->isTuple()) return new torch::Tensor(bt_int8::pointwise(*input, *packed->toTuple()));
+    if (packed->isTuple()) {
+      TORCH_CHECK(!reduce_range, "bt_int8_linear: 7-bit activations are fbgemm's, not oneDNN's");
+      return new torch::Tensor(bt_int8::pointwise(*input, *packed->toTuple()));
+    }
     static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "");
     torch::jit::Stack stack;
     stack.emplace_back(*input);

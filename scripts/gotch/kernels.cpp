@@ -3,8 +3,8 @@
 //
 // Eval-mode float32 work that libtorch 2.1 does in several passes or with
 // per-call overhead that dominates at BERT's short lengths; model/kernels.go
-// calls these on CPUs with AVX-512 when no gradient will flow; elsewhere
-// libtorch's ops run.
+// calls the first two on CPUs with AVX-512 when no gradient will flow
+// (elsewhere libtorch's ops run), int8_linear.cpp the third.
 //
 // bt_attention: softmax(q·kᵀ·scale)·v for every (row, head) of a batch, each
 // row over its own number of tokens, in one pass per query (scores, softmax
@@ -278,27 +278,41 @@ static void quantize_avx512(const float *x, int64_t n, float inv_scale, float zp
 struct Gomp {
   void (*parallel)(void (*fn)(void *), void *data, unsigned threads, unsigned flags);
   int (*thread_num)();
+  int (*num_threads)();
 };
 
 static const Gomp &gomp() {
   static const Gomp g = [] {
     Gomp r{reinterpret_cast<decltype(r.parallel)>(dlsym(RTLD_DEFAULT, "GOMP_parallel")),
-           reinterpret_cast<decltype(r.thread_num)>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"))};
-    if (r.parallel == nullptr || r.thread_num == nullptr) r = Gomp{nullptr, nullptr};
+           reinterpret_cast<decltype(r.thread_num)>(dlsym(RTLD_DEFAULT, "omp_get_thread_num")),
+           reinterpret_cast<decltype(r.num_threads)>(dlsym(RTLD_DEFAULT, "omp_get_num_threads"))};
+    if (r.parallel == nullptr || r.thread_num == nullptr || r.num_threads == nullptr) r = Gomp{nullptr, nullptr, nullptr};
     return r;
   }();
   return g;
 }
 
-// parallel runs work(t) for t in [0, threads), each on its own thread of the
-// team (threads == 1: on the caller).
+// parallel runs work(t) for every t in [0, threads), spread over a team of
+// up to that many threads (threads == 1: on the caller). OpenMP may start
+// fewer than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from inside
+// another parallel region), so each member takes every team-size-th t.
 template <typename F>
 static void parallel(int64_t threads, F &work) {
   if (threads <= 1) {
     work(0);
     return;
   }
-  gomp().parallel([](void *p) { (*static_cast<F *>(p))(gomp().thread_num()); }, &work, (unsigned)threads, 0);
+  struct Call {
+    F *work;
+    int64_t threads;
+  } call{&work, threads};
+  gomp().parallel(
+      [](void *p) {
+        const Call &c = *static_cast<Call *>(p);
+        const int64_t team = std::max(1, gomp().num_threads());
+        for (int64_t t = gomp().thread_num(); t < c.threads; t += team) (*c.work)(t);
+      },
+      &call, (unsigned)threads, 0);
 }
 
 // biasData is the data of an optional bias of n floats (nullptr: zeros,
@@ -396,9 +410,10 @@ static at::Tensor add_layer_norm(const at::Tensor &x, const at::Tensor *xb, cons
 // (ChooseQuantizationParams with qmin 0, qmax 255), then each value
 // rounded as oneDNN's reorder rounds it. Both passes run on the thread
 // team in contiguous chunks; linear_dynamic does the first on one thread.
-// Scalar code stands in on CPUs without AVX-512 (VNNI without it exists:
-// AVX-VNNI), with the same arithmetic.
+// AVX-512 only: on CPUs with VNNI but without AVX-512 (AVX-VNNI),
+// int8_linear.cpp keeps linear_dynamic.
 static void choose_qparams(float min, float max, double *scale_out, int64_t *zero_point_out) {
+  TORCH_CHECK(min <= max, "bt_int8: activations hold NaN (min ", min, ", max ", max, ")");
   const int32_t qmin = 0, qmax = 255;
   const float small_scale = 6.1e-5f;  // libtorch's SMALL_SCALE_THRESHOLD
   min = std::min(min, 0.f);
@@ -425,24 +440,8 @@ static void choose_qparams(float min, float max, double *scale_out, int64_t *zer
   *zero_point_out = initial < qmin ? qmin : initial > qmax ? qmax : static_cast<int64_t>(std::nearbyint(initial));
 }
 
-static void min_max(const float *x, int64_t n, float *mn, float *mx) {
-  if (__builtin_cpu_supports("avx512f")) return min_max_avx512(x, n, mn, mx);
-  *mn = *mx = x[0];
-  for (int64_t i = 1; i < n; i++) {
-    *mn = std::min(*mn, x[i]);
-    *mx = std::max(*mx, x[i]);
-  }
-}
-
-static void quantize(const float *x, int64_t n, float inv_scale, float zp, uint8_t *q) {
-  if (__builtin_cpu_supports("avx512f")) return quantize_avx512(x, n, inv_scale, zp, q);
-  for (int64_t i = 0; i < n; i++) {
-    volatile float p = x[i] * inv_scale;  // rounded to float before the sum, as above
-    q[i] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(p + zp))));
-  }
-}
-
 at::Tensor quantize_u8(const at::Tensor &x, double *scale, int64_t *zero_point) {
+  TORCH_CHECK(__builtin_cpu_supports("avx512f"), "bt_int8: this CPU lacks AVX-512");
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_cpu() && x.is_contiguous() && x.numel() > 0,
               "bt_int8: activations must be a non-empty contiguous float32 CPU tensor");
   const float *xp = x.data_ptr<float>();
@@ -454,7 +453,7 @@ at::Tensor quantize_u8(const at::Tensor &x, double *scale, int64_t *zero_point) 
   auto find = [&](int64_t t) {
     const int64_t begin = t * per, end = std::min(n, begin + per);
     if (begin < end) {
-      min_max(xp + begin, end - begin, &lo[t], &hi[t]);
+      min_max_avx512(xp + begin, end - begin, &lo[t], &hi[t]);
     } else {
       lo[t] = hi[t] = xp[0];
     }
@@ -466,7 +465,7 @@ at::Tensor quantize_u8(const at::Tensor &x, double *scale, int64_t *zero_point) 
   const float inv = static_cast<float>(1.0 / *scale), zp = static_cast<float>(*zero_point);
   auto store = [&](int64_t t) {
     const int64_t begin = t * per, end = std::min(n, begin + per);
-    if (begin < end) quantize(xp + begin, end - begin, inv, zp, qp + begin);
+    if (begin < end) quantize_avx512(xp + begin, end - begin, inv, zp, qp + begin);
   };
   parallel(nth, store);
   return q;
