@@ -81,6 +81,20 @@ type int8RefEntry struct {
 	TiesOutput        []float32 `json:"ties_output"`
 }
 
+// readInt8Reference reads testdata/int8/reference.json (scripts/int8_fixture.sh).
+func readInt8Reference(t *testing.T) int8Reference {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "int8", "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref int8Reference
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // TestInt8LinearAgainstTorch compares beamtune's weight quantization and int8
 // linear with what PyTorch's quantize_dynamic machinery gives on the same
 // random layer (testdata/int8/reference.json, scripts/int8_fixture.sh), and
@@ -90,14 +104,7 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 	if why := Int8Unsupported(gotch.CPU, f); why != "" {
 		t.Skipf("int8 not supported on this machine: %s", why)
 	}
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "int8", "reference.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref int8Reference
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := readInt8Reference(t)
 	defer LockThread()()
 	w, err := Float32Tensor(ref.Weight, []int64{int64(ref.Out), int64(ref.In)}, gotch.CPU)
 	if err != nil {
@@ -206,17 +213,13 @@ func TestInt8LinearAgainstTorch(t *testing.T) {
 // linear_dynamic on the same layer.
 func TestInt8LinearOneDNNLargeInput(t *testing.T) {
 	f := HostCPU()
-	if why := Int8Unsupported(gotch.CPU, f); why != "" || !f.VNNI {
-		t.Skipf("the oneDNN int8 path needs VNNI: %s", why)
+	if why := Int8Unsupported(gotch.CPU, f); why != "" {
+		t.Skipf("int8 not supported on this machine: %s", why)
 	}
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "int8", "reference.json"))
-	if err != nil {
-		t.Fatal(err)
+	if !f.VNNI {
+		t.Skip("this CPU lacks VNNI: int8 layers run fbgemm's kernels here, not oneDNN's")
 	}
-	var ref int8Reference
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := readInt8Reference(t)
 	const rows, outs = 1000, 4
 	in := ref.In
 	big := make([]float32, rows*in)
