@@ -60,3 +60,52 @@ void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_ad
 		adamw_range(segs[i].p, segs[i].g, segs[i].m, segs[i].v, segs[i].n, segs[i].decay, c);
 	}
 }
+
+// True when all n floats are +0.0 bit for bit (a -0.0 would not stay -0.0
+// through a real step, so it takes the full replay).
+static int all_plus_zero(const float *x, int64_t n) {
+	const uint32_t *u = (const uint32_t *)x;
+	uint32_t acc = 0;
+	for (int64_t i = 0; i < n; i++) {
+		acc |= u[i];
+	}
+	return acc == 0;
+}
+
+// A row whose moments are both +0.0 (a token no batch has used yet) stays
+// so through a zero-gradient step: m = 0 + w1*(0-0) = +0, v = 0*b2 + w2*0*0
+// = +0, and the update is p*decay + step*(0/(sqrt(0)*inv + eps)) =
+// p*decay + step*(+0). That last form is computed as written (step*0.0f is
+// -0.0 or +0.0 and decides the sign of a zero p*decay exactly as the full
+// step does), one multiply-add per element instead of the full arithmetic.
+static void decay_range(float *restrict p, int64_t n, float decay, float step) {
+	const float zero_update = step * 0.0f;
+	for (int64_t i = 0; i < n; i++) {
+		p[i] = p[i] * decay + zero_update;
+	}
+}
+
+void beamtune_adamw_catch_up(float *p, float *m, float *v, int64_t width, const int64_t *rows, int64_t nrows,
+                             int64_t *last, const beamtune_adamw_past *past, int64_t base, int64_t upto) {
+	float zeros[256] = {0}; // a zero gradient, width at a time in pieces of 256
+	for (int64_t i = 0; i < nrows; i++) {
+		const int64_t r = rows[i];
+		if (last[r] >= upto) {
+			continue;
+		}
+		float *pr = p + r * width, *mr = m + r * width, *vr = v + r * width;
+		const int fresh = all_plus_zero(mr, width) && all_plus_zero(vr, width);
+		for (int64_t s = last[r] + 1; s <= upto; s++) {
+			const beamtune_adamw_past *h = &past[s - base];
+			if (fresh) {
+				decay_range(pr, width, h->decay, h->c.neg_step_size);
+				continue;
+			}
+			for (int64_t off = 0; off < width; off += 256) {
+				const int64_t n = width - off < 256 ? width - off : 256;
+				adamw_range(pr + off, zeros, mr + off, vr + off, n, h->decay, &h->c);
+			}
+		}
+		last[r] = upto;
+	}
+}

@@ -20,3 +20,18 @@ typedef struct {
 } beamtune_adamw_step;
 
 void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_adamw_step *c);
+
+// One past step of a row-sparse table (see rowsparse.go): its constants and
+// the table's weight-decay factor that step.
+typedef struct {
+	beamtune_adamw_step c;
+	float decay;
+} beamtune_adamw_past;
+
+// beamtune_adamw_catch_up brings rows of a [rows x width] table up to step
+// upto: row r, last updated at step last[r], gets steps last[r]+1 .. upto
+// with a zero gradient, by the same arithmetic as beamtune_adamw (bit for
+// bit what a dense update with a zero gradient row does). past[k] is step
+// base+k. last[r] is set to upto.
+void beamtune_adamw_catch_up(float *p, float *m, float *v, int64_t width, const int64_t *rows, int64_t nrows,
+                             int64_t *last, const beamtune_adamw_past *past, int64_t base, int64_t upto);

@@ -134,7 +134,8 @@ func BenchmarkPrecisionInfer(b *testing.B) {
 }
 
 // BenchmarkPrecisionTrainStep: training steps (forward with dropout,
-// cross-entropy, backward, clipping, AdamW, clearing gradients) of the same
+// cross-entropy, backward, clipping, AdamW, clearing gradients; the
+// word-embedding table row-sparse, as in beamtune train) of the same
 // model with a 2-class head at batch 32, fp32 against bf16, at each of
 // precisionBenchSeqs tokens. Each round runs BEAMTUNE_BENCH_STEPS steps
 // (default 3) of each, after one warm-up step.
@@ -153,6 +154,7 @@ func BenchmarkPrecisionTrainStep(b *testing.B) {
 					b.Skipf("model: %v", err)
 				}
 				defer m.Free()
+				m.UseRowSparseEmbeddings() // as beamtune train does
 				opt, err := NewAdamW(m.Params(), DefaultAdamW())
 				if err != nil {
 					b.Fatal(err)

@@ -17,6 +17,9 @@ type Param struct {
 	// Decay is false for biases and LayerNorm weights: AdamW's weight decay
 	// skips them, as in HF's Trainer and the BERT paper's recipe.
 	Decay bool
+	// rows, when set, holds this step's row-sparse gradient instead of the
+	// tensor's own (UseRowSparseEmbeddings).
+	rows *rowGrads
 }
 
 // Bert is BertForSequenceClassification: encoder, pooler and a linear head.
@@ -272,6 +275,9 @@ func (m *Bert) Free() {
 	drop(m.inputMap)
 	m.inputMap = nil
 	for _, p := range m.params {
+		if p.rows != nil {
+			p.rows.clear()
+		}
 		if !m.shared[p.Name] {
 			drop(p.T)
 		}
@@ -430,7 +436,20 @@ func (m *Bert) embeddings(b Batch, bs, seq int64, train bool) (*ts.Tensor, error
 	if m.inputMap != nil {
 		ids = s.take(m.inputMap, ids) // the pruned id of every source id
 	}
-	x := s.embedding(m.w("bert.embeddings.word_embeddings.weight"), ids)
+	var x *ts.Tensor
+	rows := m.byName[wordEmbeddings].rows
+	switch {
+	case rows != nil && train && gradEnabled():
+		x = rows.gatherRows(&s, m.w(wordEmbeddings), ids)
+	case rows != nil:
+		// Any other forward reads the whole table: every row catches up.
+		if err := rows.current(m.w(wordEmbeddings), nil); err != nil {
+			return nil, fmt.Errorf("embeddings: %w", err)
+		}
+		fallthrough
+	default:
+		x = s.embedding(m.w(wordEmbeddings), ids)
+	}
 	x = s.addT(x, s.embedding(m.w("bert.embeddings.position_embeddings.weight"), pos))
 	if b.TokenTypeIDs != nil {
 		x = s.addT(x, s.embedding(m.w("bert.embeddings.token_type_embeddings.weight"), b.TokenTypeIDs))

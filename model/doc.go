@@ -28,7 +28,10 @@
 // adapter.go (LoRA adapter folders in PEFT's layout, written and read, over
 // a base whose weights digest is checked, merged or sharing a loaded base),
 // loss.go (cross-entropy, the distillation losses), optim.go and adamw.c
-// (AdamW, fused on CPU, the linear schedule, clipping), torch.go (tensors in
+// (AdamW, fused on CPU, the linear schedule, clipping), rowsparse.go (the
+// word-embedding table trained row-sparse: only the rows a batch uses get a
+// gradient and an update, the other rows' zero-gradient steps replayed
+// later, bit for bit the dense update), torch.go (tensors in
 // and out, threads, seeds, grad mode), thread.go (the one OS thread a process
 // runs its torch work on, OnTorchThread), speed.go (inference timing), paths.go
 // (the default model), kernels.go (beamtune's own inference kernels in

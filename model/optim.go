@@ -35,6 +35,7 @@ type AdamW struct {
 	cfg    AdamWConfig
 	params []*Param
 	m, v   []*ts.Tensor // first and second moments, one per parameter
+	lazy   []*lazyRows  // per parameter: the deferred steps of a row-sparse table, else nil
 	steps  int64
 	opByOp bool // no fused update (tests)
 }
@@ -55,6 +56,11 @@ func NewAdamW(params []*Param, cfg AdamWConfig) (*AdamW, error) {
 			return nil, fmt.Errorf("adamw %s: %w", p.Name, err)
 		}
 		o.m, o.v = append(o.m, m), append(o.v, v)
+		var lazy *lazyRows
+		if p.rows != nil {
+			lazy = attachLazyRows(p, m, v, 0)
+		}
+		o.lazy = append(o.lazy, lazy)
 	}
 	return o, nil
 }
@@ -62,8 +68,15 @@ func NewAdamW(params []*Param, cfg AdamWConfig) (*AdamW, error) {
 // Steps is the number of updates applied so far.
 func (o *AdamW) Steps() int64 { return o.steps }
 
-// Free releases the moment tensors.
+// Free releases the moment tensors. A row-sparse table's rows behind the
+// last step stay behind: Sync first when the weights will be read.
 func (o *AdamW) Free() {
+	for i, lazy := range o.lazy {
+		if lazy != nil && o.params[i].rows != nil && o.params[i].rows.lazy == lazy {
+			o.params[i].rows.lazy = nil
+		}
+	}
+	o.lazy = nil
 	drop(o.m...)
 	drop(o.v...)
 	o.m, o.v = nil, nil
@@ -83,17 +96,30 @@ func (o *AdamW) Free() {
 // (BENCHMARKS.md); the fused pass applies gradScale as it reads each
 // gradient, where clipping in place would cost another read and write of
 // every gradient. Other parameters (CUDA) take the op-by-op form, which
-// scales the gradient in place first.
+// scales the gradient in place first. A row-sparse table (rowsparse.go)
+// updates the rows this step's batches used, each after the steps it
+// missed, and records the step for the others.
 func (o *AdamW) Step(lr, gradScale float64) error {
 	o.steps++
 	bc1 := 1 - math.Pow(o.cfg.Beta1, float64(o.steps))
 	bc2 := 1 - math.Pow(o.cfg.Beta2, float64(o.steps))
 	stepSize := lr / bc1
+	c := C.beamtune_adamw_step{
+		one_minus_beta1: C.float(1 - o.cfg.Beta1), beta2: C.float(o.cfg.Beta2), one_minus_beta2: C.float(1 - o.cfg.Beta2),
+		bias_correction2_sqrt: C.float(math.Sqrt(bc2)), eps: C.float(o.cfg.Eps), neg_step_size: C.float(-stepSize),
+		grad_scale: C.float(gradScale),
+	}
 	weightsChanged() // cached bf16 copies of these weights go stale
 	return NoGrad(func() error {
 		fused := fusedAdamW{opByOp: o.opByOp}
 		defer fused.free()
 		for i, p := range o.params {
+			if lazy := o.lazy[i]; lazy != nil {
+				if err := fused.addRows(p, o.m[i], o.v[i], o.decay(p, lr), lazy, o.steps, c); err != nil {
+					return fmt.Errorf("adamw %s: %w", p.Name, err)
+				}
+				continue
+			}
 			ok, err := fused.add(p, o.m[i], o.v[i], o.decay(p, lr))
 			if err != nil {
 				return fmt.Errorf("adamw %s: %w", p.Name, err)
@@ -105,13 +131,25 @@ func (o *AdamW) Step(lr, gradScale float64) error {
 				return fmt.Errorf("adamw %s: %w", p.Name, err)
 			}
 		}
-		fused.run(C.beamtune_adamw_step{
-			one_minus_beta1: C.float(1 - o.cfg.Beta1), beta2: C.float(o.cfg.Beta2), one_minus_beta2: C.float(1 - o.cfg.Beta2),
-			bias_correction2_sqrt: C.float(math.Sqrt(bc2)), eps: C.float(o.cfg.Eps), neg_step_size: C.float(-stepSize),
-			grad_scale: C.float(gradScale),
-		}, Threads())
+		fused.run(c, Threads())
 		return nil
 	})
+}
+
+// Sync brings every row of a row-sparse table up to the last step, so that
+// the weights and moments read as a dense update's would. Call it before
+// the weights are read: evaluation, export (State calls it).
+func (o *AdamW) Sync() error {
+	for i, lazy := range o.lazy {
+		if lazy == nil {
+			continue
+		}
+		if err := o.params[i].rows.current(o.params[i].T, nil); err != nil {
+			return fmt.Errorf("adamw %s: %w", o.params[i].Name, err)
+		}
+	}
+	weightsChanged()
+	return nil
 }
 
 // decay is the factor weight decay multiplies p by this step.
@@ -283,6 +321,43 @@ func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
 	wg.Wait()
 }
 
+// addRows queues the rows of a row-sparse table that this step's batches
+// used, after replaying the steps each missed, and records this step (the
+// given one, with its constants) for the rows it leaves behind.
+func (f *fusedAdamW) addRows(p *Param, m, v *ts.Tensor, decay float64, lazy *lazyRows, step int64, c C.beamtune_adamw_step) error {
+	if err := lazy.record(step, c, decay); err != nil {
+		return err
+	}
+	g, err := p.rows.merge()
+	if err != nil || g == nil {
+		return err // no batch used the table: every row catches up later
+	}
+	f.grads = append(f.grads, g)
+	ids := p.rows.mergedIDs // brought to the step before by the forwards that gathered them
+	var data [4]*C.float
+	for i, t := range []*ts.Tensor{p.T, g, m, v} {
+		d, _, ok, err := cpuFloats(t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("row-sparse update: a tensor is not contiguous float32 on the CPU")
+		}
+		data[i] = d
+	}
+	width := Shape(p.T)[1]
+	for i, r := range ids {
+		f.segs = append(f.segs, C.beamtune_adamw_seg{
+			p: advance(data[0], r*width), g: advance(data[1], int64(i)*width),
+			m: advance(data[2], r*width), v: advance(data[3], r*width),
+			n: C.int64_t(width), decay: C.float(decay),
+		})
+		lazy.last[r] = step
+	}
+	f.total += int64(len(ids)) * width
+	return nil
+}
+
 func (f *fusedAdamW) free() { drop(f.grads...); f.grads = nil }
 
 // cpuFloats is the data of t when it is a contiguous float32 CPU tensor,
@@ -343,6 +418,9 @@ func scalarOp(v float64, op func(*ts.Scalar) error) error {
 // saves two passes over every gradient per step.
 func ZeroGrad(params []*Param) error {
 	for _, p := range params {
+		if p.rows != nil {
+			p.rows.clear()
+		}
 		if err := resetGrad(p.T); err != nil {
 			return fmt.Errorf("reset grad %s: %w", p.Name, err)
 		}
@@ -416,6 +494,16 @@ func ScaleGrads(params []*Param, factor, maxNorm float64) (float64, error) {
 func definedGrads(params []*Param) ([]*ts.Tensor, error) {
 	var grads []*ts.Tensor
 	for _, p := range params {
+		if p.rows != nil {
+			g, err := p.rows.merge()
+			if err != nil {
+				return grads, err
+			}
+			if g != nil {
+				grads = append(grads, g)
+			}
+			continue
+		}
 		g, err := p.T.Grad(false)
 		if err != nil {
 			return grads, err
@@ -445,8 +533,11 @@ func (s LinearSchedule) LR(step int64) float64 {
 }
 
 // State returns the optimizer's moments under "m.<param>" and "v.<param>",
-// with the step count, for checkpoints.
+// with the step count, for checkpoints. It syncs row-sparse tables first.
 func (o *AdamW) State() (map[string][]float32, int64, error) {
+	if err := o.Sync(); err != nil {
+		return nil, 0, err
+	}
 	out := make(map[string][]float32, 2*len(o.params))
 	for i, p := range o.params {
 		m, err := Float32s(o.m[i])
@@ -486,5 +577,10 @@ func (o *AdamW) LoadState(state map[string][]float32, steps int64) error {
 		}
 	}
 	o.steps = steps
+	for i, lazy := range o.lazy {
+		if lazy != nil {
+			o.lazy[i] = attachLazyRows(o.params[i], o.m[i], o.v[i], steps)
+		}
+	}
 	return nil
 }

@@ -51,6 +51,9 @@ const (
 // projections, under their names), the optimizer's moments and the loop state.
 func saveCheckpoint(ctx context.Context, out string, params []*model.Param, opt *model.AdamW, st trainState) error {
 	dir := storage.Join(out, CheckpointsDir, fmt.Sprintf("step-%09d", st.Step))
+	if err := opt.Sync(); err != nil { // the weights as a dense update leaves them
+		return err
+	}
 	weights, err := model.ParamTensors(params)
 	if err != nil {
 		return err
