@@ -334,16 +334,9 @@ func (f *fusedAdamW) addRows(p *Param, m, v *ts.Tensor, decay float64, lazy *laz
 	}
 	f.grads = append(f.grads, g)
 	ids := p.rows.mergedIDs // brought to the step before by the forwards that gathered them
-	var data [4]*C.float
-	for i, t := range []*ts.Tensor{p.T, g, m, v} {
-		d, _, ok, err := cpuFloats(t)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("row-sparse update: a tensor is not contiguous float32 on the CPU")
-		}
-		data[i] = d
+	data, err := cpuFloatData(p.T, g, m, v)
+	if err != nil {
+		return err
 	}
 	width := Shape(p.T)[1]
 	for i, r := range ids {
@@ -384,6 +377,23 @@ func cpuFloats(t *ts.Tensor) (data *C.float, n int64, ok bool, err error) {
 		return nil, 0, false, err
 	}
 	return (*C.float)(ptr), numel(Shape(t)), true, nil
+}
+
+// cpuFloatData is the data of each tensor, which must all be contiguous
+// float32 CPU tensors (a row-sparse table, its gradient and moments).
+func cpuFloatData(tensors ...*ts.Tensor) ([]*C.float, error) {
+	data := make([]*C.float, len(tensors))
+	for i, t := range tensors {
+		d, _, ok, err := cpuFloats(t)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("row-sparse AdamW: the table, its gradient and moments must be contiguous float32 CPU tensors")
+		}
+		data[i] = d
+	}
+	return data, nil
 }
 
 // advance is p + k elements.

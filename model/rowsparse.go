@@ -250,16 +250,9 @@ func (l *lazyRows) catchUp(table *ts.Tensor, rows []int64, upto int64, threads i
 	if len(rows) == 0 {
 		return nil
 	}
-	var data [3]*C.float
-	for i, t := range []*ts.Tensor{table, l.m, l.v} {
-		d, _, ok, err := cpuFloats(t)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("row-sparse AdamW: the table and its moments must be contiguous float32 CPU tensors")
-		}
-		data[i] = d
+	data, err := cpuFloatData(table, l.m, l.v)
+	if err != nil {
+		return err
 	}
 	width := C.int64_t(Shape(table)[1])
 	run := func(part []int64) {
