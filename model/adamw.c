@@ -19,7 +19,14 @@
 // (An AVX-512 form was tried: the pass is bound by memory, not arithmetic,
 // and it ran no faster.)
 #include <math.h>
+#include <string.h>
 #include "adamw.h"
+
+// The replay of row-sparse steps below must give the bits of the dense
+// update, so no product may be fused into an add (GCC does so by default
+// where the target has FMA, e.g. under CGO_CFLAGS=-march=native).
+#pragma GCC optimize("fp-contract=off")
+#pragma STDC FP_CONTRACT OFF
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -64,10 +71,11 @@ void beamtune_adamw(const beamtune_adamw_seg *segs, int nsegs, const beamtune_ad
 // True when all n floats are +0.0 bit for bit (a -0.0 would not stay -0.0
 // through a real step, so it takes the full replay).
 static int all_plus_zero(const float *x, int64_t n) {
-	const uint32_t *u = (const uint32_t *)x;
 	uint32_t acc = 0;
 	for (int64_t i = 0; i < n; i++) {
-		acc |= u[i];
+		uint32_t u;
+		memcpy(&u, x + i, sizeof u);
+		acc |= u;
 	}
 	return acc == 0;
 }
@@ -78,6 +86,8 @@ static int all_plus_zero(const float *x, int64_t n) {
 // p*decay + step*(+0). That last form is computed as written (step*0.0f is
 // -0.0 or +0.0 and decides the sign of a zero p*decay exactly as the full
 // step does), one multiply-add per element instead of the full arithmetic.
+// It needs eps > 0 and a finite gradient scale (else the full step makes a
+// NaN of 0/0 or 0*inf); steps without them take the full arithmetic.
 static void decay_range(float *restrict p, int64_t n, float decay, float step) {
 	const float zero_update = step * 0.0f;
 	for (int64_t i = 0; i < n; i++) {
@@ -94,10 +104,10 @@ void beamtune_adamw_catch_up(float *p, float *m, float *v, int64_t width, const 
 			continue;
 		}
 		float *pr = p + r * width, *mr = m + r * width, *vr = v + r * width;
-		const int fresh = all_plus_zero(mr, width) && all_plus_zero(vr, width);
+		int fresh = all_plus_zero(mr, width) && all_plus_zero(vr, width);
 		for (int64_t s = last[r] + 1; s <= upto; s++) {
 			const beamtune_adamw_past *h = &past[s - base];
-			if (fresh) {
+			if (fresh && h->c.eps > 0 && isfinite(h->c.grad_scale)) {
 				decay_range(pr, width, h->decay, h->c.neg_step_size);
 				continue;
 			}
@@ -105,6 +115,7 @@ void beamtune_adamw_catch_up(float *p, float *m, float *v, int64_t width, const 
 				const int64_t n = width - off < 256 ? width - off : 256;
 				adamw_range(pr + off, zeros, mr + off, vr + off, n, h->decay, &h->c);
 			}
+			fresh = 0; // the full step may have left non-zero moments (a NaN)
 		}
 		last[r] = upto;
 	}

@@ -489,6 +489,11 @@ func ParamTensors(params []*Param) ([]safetensors.Tensor, error) {
 func ParamTensorsAs(params []*Param, dt safetensors.DType) ([]safetensors.Tensor, error) {
 	out := make([]safetensors.Tensor, 0, len(params))
 	for _, p := range params {
+		if p.rows != nil { // a row-sparse table's rows catch up first
+			if err := p.rows.current(p.T, nil); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}
 		vals, err := Float32s(p.T)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Name, err)

@@ -6,6 +6,7 @@ import "C"
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"unsafe"
@@ -56,11 +57,13 @@ func NewAdamW(params []*Param, cfg AdamWConfig) (*AdamW, error) {
 			return nil, fmt.Errorf("adamw %s: %w", p.Name, err)
 		}
 		o.m, o.v = append(o.m, m), append(o.v, v)
-		var lazy *lazyRows
+		o.lazy = append(o.lazy, nil)
 		if p.rows != nil {
-			lazy = attachLazyRows(p, m, v, 0)
+			if o.lazy[len(o.lazy)-1], err = attachLazyRows(p, m, v, 0); err != nil {
+				o.Free()
+				return nil, fmt.Errorf("adamw %s: %w", p.Name, err)
+			}
 		}
-		o.lazy = append(o.lazy, lazy)
 	}
 	return o, nil
 }
@@ -68,13 +71,19 @@ func NewAdamW(params []*Param, cfg AdamWConfig) (*AdamW, error) {
 // Steps is the number of updates applied so far.
 func (o *AdamW) Steps() int64 { return o.steps }
 
-// Free releases the moment tensors. A row-sparse table's rows behind the
-// last step stay behind: Sync first when the weights will be read.
+// Free releases the moment tensors. A row-sparse table's rows catch up
+// first (the weights stay as a dense update leaves them); that can fail
+// only for tensors the optimizer itself checked when it attached, so a
+// failure is logged rather than returned.
 func (o *AdamW) Free() {
 	for i, lazy := range o.lazy {
-		if lazy != nil && o.params[i].rows != nil && o.params[i].rows.lazy == lazy {
-			o.params[i].rows.lazy = nil
+		if lazy == nil || o.params[i].rows == nil || o.params[i].rows.lazy != lazy {
+			continue
 		}
+		if err := o.params[i].rows.current(o.params[i].T, nil); err != nil {
+			slog.Error("adamw: rows of a row-sparse table could not catch up; they stay behind", "param", o.params[i].Name, "err", err)
+		}
+		o.params[i].rows.lazy = nil
 	}
 	o.lazy = nil
 	drop(o.m...)
@@ -114,6 +123,9 @@ func (o *AdamW) Step(lr, gradScale float64) error {
 		fused := fusedAdamW{opByOp: o.opByOp}
 		defer fused.free()
 		for i, p := range o.params {
+			if p.rows != nil && o.lazy[i] == nil {
+				return fmt.Errorf("adamw %s: the row-sparse table has no record in this optimizer (made row-sparse after it was created, or its state failed to load)", p.Name)
+			}
 			if lazy := o.lazy[i]; lazy != nil {
 				if err := fused.addRows(p, o.m[i], o.v[i], o.decay(p, lr), lazy, o.steps, c); err != nil {
 					return fmt.Errorf("adamw %s: %w", p.Name, err)
@@ -229,6 +241,8 @@ type fusedAdamW struct {
 	// opByOp sends every parameter the op-by-op way (tests compare the two).
 	opByOp bool
 	total  int64
+	// updated records, after run, which rows of row-sparse tables it updated.
+	updated []func()
 }
 
 // add queues p for the fused update; false means it needs the op-by-op form.
@@ -275,6 +289,11 @@ func (f *fusedAdamW) add(p *Param, m, v *ts.Tensor, decay float64) (bool, error)
 // run updates every queued parameter, the elements split evenly across up
 // to `threads` goroutines (libtorch's pool is idle during the update).
 func (f *fusedAdamW) run(c C.beamtune_adamw_step, threads int) {
+	defer func() {
+		for _, done := range f.updated {
+			done()
+		}
+	}()
 	if len(f.segs) == 0 {
 		return
 	}
@@ -345,9 +364,13 @@ func (f *fusedAdamW) addRows(p *Param, m, v *ts.Tensor, decay float64, lazy *laz
 			m: advance(data[2], r*width), v: advance(data[3], r*width),
 			n: C.int64_t(width), decay: C.float(decay),
 		})
-		lazy.last[r] = step
 	}
 	f.total += int64(len(ids)) * width
+	f.updated = append(f.updated, func() { // once run has updated them
+		for _, r := range ids {
+			lazy.last[r] = step
+		}
+	})
 	return nil
 }
 
@@ -565,6 +588,18 @@ func (o *AdamW) State() (map[string][]float32, int64, error) {
 
 // LoadState restores moments and the step count saved by State.
 func (o *AdamW) LoadState(state map[string][]float32, steps int64) error {
+	// A row-sparse table's record is dropped first: the loaded moments
+	// replace the ones it points at, and the table's weights come from the
+	// same checkpoint, written synced, so it has nothing left to replay. It
+	// is started again once the state has loaded; a failed load leaves the
+	// optimizer without it, and Step refuses to run.
+	var tables []int
+	for i, lazy := range o.lazy {
+		if lazy != nil {
+			o.params[i].rows.lazy, o.lazy[i] = nil, nil
+			tables = append(tables, i)
+		}
+	}
 	for i, p := range o.params {
 		for _, k := range []struct {
 			key string
@@ -587,9 +622,10 @@ func (o *AdamW) LoadState(state map[string][]float32, steps int64) error {
 		}
 	}
 	o.steps = steps
-	for i, lazy := range o.lazy {
-		if lazy != nil {
-			o.lazy[i] = attachLazyRows(o.params[i], o.m[i], o.v[i], steps)
+	for _, i := range tables {
+		var err error
+		if o.lazy[i], err = attachLazyRows(o.params[i], o.m[i], o.v[i], steps); err != nil {
+			return fmt.Errorf("adamw %s: %w", o.params[i].Name, err)
 		}
 	}
 	return nil

@@ -73,6 +73,12 @@ func (r *rowGrads) gatherRows(s *scope, table, ids *ts.Tensor) *ts.Tensor {
 		return nil
 	}
 	uniq, inverse := distinct(vals)
+	// Checked here, not left to index_select: current indexes the optimizer's
+	// per-row record with these ids first.
+	if rows := Shape(table)[0]; len(uniq) > 0 && (uniq[0] < 0 || uniq[len(uniq)-1] >= rows) {
+		s.err = fmt.Errorf("embedding rows: token id out of range [0, %d): %d", rows, outOfRange(uniq, rows))
+		return nil
+	}
 	if err := r.current(table, uniq); err != nil {
 		s.err = fmt.Errorf("embedding rows: %w", err)
 		return nil
@@ -183,6 +189,14 @@ func (r *rowGrads) mergeGrads() error {
 	return nil
 }
 
+// outOfRange is the first of sorted ids outside [0, rows).
+func outOfRange(ids []int64, rows int64) int64 {
+	if ids[0] < 0 {
+		return ids[0]
+	}
+	return ids[len(ids)-1]
+}
+
 // distinct is the sorted distinct values of ids and, for each id, its
 // index among them.
 func distinct(ids []int64) (uniq, inverse []int64) {
@@ -214,14 +228,18 @@ type lazyRows struct {
 }
 
 // attachLazyRows starts the record of table p, whose moments m and v are
-// at step steps, and hands it to the table's rowGrads.
-func attachLazyRows(p *Param, m, v *ts.Tensor, steps int64) *lazyRows {
+// at step steps, and hands it to the table's rowGrads. A record already
+// there (an earlier optimizer's) is caught up first, so no step is lost.
+func attachLazyRows(p *Param, m, v *ts.Tensor, steps int64) (*lazyRows, error) {
+	if err := p.rows.current(p.T, nil); err != nil {
+		return nil, err
+	}
 	l := &lazyRows{m: m, v: v, steps: steps, last: make([]int64, Shape(p.T)[0]), base: steps + 1}
 	for i := range l.last {
 		l.last[i] = steps
 	}
 	p.rows.lazy = l
-	return l
+	return l, nil
 }
 
 // record keeps step's constants for rows that catch up later.
@@ -249,6 +267,11 @@ func (l *lazyRows) catchUp(table *ts.Tensor, rows []int64, upto int64, threads i
 	}
 	if len(rows) == 0 {
 		return nil
+	}
+	for _, r := range rows {
+		if r < 0 || r >= int64(len(l.last)) {
+			return fmt.Errorf("row-sparse AdamW: row %d of a %d-row table", r, len(l.last))
+		}
 	}
 	data, err := cpuFloatData(table, l.m, l.v)
 	if err != nil {

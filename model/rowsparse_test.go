@@ -1,10 +1,13 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
 	"math"
 	"math/rand"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -148,6 +151,24 @@ func TestRowSparseEmbeddingsMatchDense(t *testing.T) {
 	}
 	t.Logf("%d rows behind with moments before the final sync", behind)
 	dense := runs[0]
+	// Exporting syncs by itself: the lazy copy's state dict, taken before
+	// anything else synced it, holds the dense table.
+	tableBytes := func(m *Bert) []byte {
+		sd, err := m.StateDict()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range sd {
+			if x.Name == wordEmbeddings {
+				return x.Data
+			}
+		}
+		t.Fatal("no word embeddings in the state dict")
+		return nil
+	}
+	if !bytes.Equal(tableBytes(runs[1].m), tableBytes(dense.m)) {
+		t.Error("the state dict of the lazily synced copy differs from the dense table")
+	}
 	want, _, err := dense.opt.State()
 	if err != nil {
 		t.Fatal(err)
@@ -211,4 +232,60 @@ func loadTable(t *testing.T) []float32 {
 	}
 	defer m.Free()
 	return values(t, m.byName[wordEmbeddings].T)
+}
+
+// TestRowSparseEmbeddingsRefuseMisuse: a token id outside the table is an
+// error naming it (the optimizer's per-row record is indexed by ids before
+// libtorch sees them), and a table made row-sparse after its optimizer was
+// created makes Step fail instead of silently not training it.
+func TestRowSparseEmbeddingsRefuseMisuse(t *testing.T) {
+	defer LockThread()()
+	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	late, err := NewAdamW(m.Trainable(), DefaultAdamW())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.UseRowSparseEmbeddings()
+	if err := late.Step(1e-3, 1); err == nil || !strings.Contains(err.Error(), "no record in this optimizer") {
+		t.Errorf("Step with a table made row-sparse after the optimizer: %v", err)
+	}
+	late.Free()
+	opt, err := NewAdamW(m.Trainable(), DefaultAdamW())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Free()
+	forward := func(ids []int64) error {
+		x, err := Int64Tensor(ids, 1, len(ids), gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer drop(x)
+		return WithGrad(true, func() error {
+			out, err := m.Forward(Batch{InputIDs: x}, true, false)
+			if err == nil {
+				out.Free()
+			}
+			return err
+		})
+	}
+	if err := forward([]int64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := opt.Step(1e-3, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := ZeroGrad(opt.params); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int64{1000, 5000, -1} {
+		err := forward([]int64{1, bad, 3})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("token id out of range [0, 1000): %d", bad)) {
+			t.Errorf("id %d: %v", bad, err)
+		}
+	}
 }
