@@ -32,9 +32,14 @@ for r in $(seq "$ROUNDS"); do
   for p in fp32 bf16; do
     for b in base new; do
       run="$TMP/$b-$p-$r"
-      "${LOCK[@]}" "$TMP/bt-$b" train --data="$DATA" --output="$run" --lr=1e-4 --batch_size=32 --warmup_ratio=0.1 \
+      if ! "${LOCK[@]}" "$TMP/bt-$b" train --data="$DATA" --output="$run" --lr=1e-4 --batch_size=32 --warmup_ratio=0.1 \
         --weight_decay=0.01 --seed=1 --max_steps="$STEPS" --eval_every=0 --checkpoint_every=0 --log_every=50 \
-        --threads="$THREADS" --device=cpu --resume=false --precision="$p" > "$run.log" 2>&1
+        --threads="$THREADS" --device=cpu --resume=false --precision="$p" > "$run.log" 2>&1; then
+        cp "$run.log" "$OUT/failed-$b-$p-$r.log"
+        echo "round=$r precision=$p build=$b FAILED (log: $OUT/failed-$b-$p-$r.log):" | tee -a "$OUT/e2e.txt"
+        tail -5 "$run.log" >&2
+        exit 1
+      fi
       eps=$(grep 'msg=train ' "$run.log" | tail -1 | sed -E 's/.*examples_per_s=([0-9.]+).*/\1/')
       echo "$(date -u +%T) round=$r precision=$p build=$b examples_per_s=$eps" | tee -a "$OUT/e2e.txt"
     done

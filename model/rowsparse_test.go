@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,10 +33,7 @@ func TestRowSparseEmbeddingsMatchDense(t *testing.T) {
 	}
 	var runs []*run
 	for _, r := range []struct{ sparse, sync bool }{{false, false}, {true, false}, {true, true}} {
-		m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := loadTiny(t)
 		defer m.Free()
 		if r.sparse && !m.UseRowSparseEmbeddings() {
 			t.Fatal("UseRowSparseEmbeddings refused a float32 CPU table")
@@ -226,10 +222,7 @@ func bitDiffs(a, b []float32) int {
 }
 
 func loadTable(t *testing.T) []float32 {
-	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadTiny(t)
 	defer m.Free()
 	return values(t, m.byName[wordEmbeddings].T)
 }
@@ -240,10 +233,7 @@ func loadTable(t *testing.T) []float32 {
 // created makes Step fail instead of silently not training it.
 func TestRowSparseEmbeddingsRefuseMisuse(t *testing.T) {
 	defer LockThread()()
-	m, _, err := Load(filepath.Join("..", "testdata", "parity", "tiny-bert"), LoadOptions{Device: gotch.CPU})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadTiny(t)
 	defer m.Free()
 	late, err := NewAdamW(m.Trainable(), DefaultAdamW())
 	if err != nil {
