@@ -14,3 +14,4 @@ echo "== RunInference vs HF eager and ONNX Runtime (needs the Compression sectio
 echo "== training memory at scale, streamed and in memory"; SIZES="${SIZES:-10 100}" bench/train_scale.sh
 echo "== streamed against in-memory training input on SST-2 (needs the Compression section's prepared data)"; ROUNDS=1 bench/stream_speed.sh
 echo "== bf16 against fp32, and against HF Trainer --bf16"; ROUNDS=1 SKIP=acc bench/bf16.sh
+echo "== the row-sparse word-embedding table against the dense update (bit-identical models)"; ROUNDS=1 bench/rowsparse.sh
