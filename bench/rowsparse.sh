@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${BEAMTUNE_CACHE:-$HOME/.cache/beamtune}
 DATA=${DATA:-$CACHE/bench/sst2/data} # prepared by bench/sst2_full.sh (its prepare step)
-BASE=${BASE:-b1f5376}                # the dense update
+BASE=${BASE:-b1f5376}                # the dense update; built against the current patched gotch (go.work)
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-300}
 ROUNDS=${ROUNDS:-3}
